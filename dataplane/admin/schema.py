@@ -1,0 +1,96 @@
+"""JSON documents served by the admin endpoint.
+
+The one data plane module ``ctl`` imports, so it stays pure: msgspec only, no trio.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Direction = Literal["inbound", "outbound"]
+ConnState = Literal["connecting", "open", "client_half_closed", "upstream_half_closed", "closing", "closed"]
+
+
+class _Doc(msgspec.Struct, frozen=True, kw_only=True):
+    """Base for admin documents. Unknown fields are ignored so older meshctl builds read newer proxies."""
+
+
+class ConnectionInfo(_Doc):
+    """One proxied TCP connection, open or recently closed."""
+
+    id: int
+    direction: Direction
+    client: str
+    """The downstream peer, ``ip:port`` (``[ip]:port`` for IPv6)."""
+    original_dst: str
+    """Where the client meant to go (SO_ORIGINAL_DST, or the local address under TPROXY)."""
+    upstream: str | None
+    """Where the proxy connected; None until the upstream connection is attempted."""
+    protocol: str
+    state: ConnState
+    opened_at: float
+    """Unix time the client connection was accepted."""
+    closed_at: float | None = None
+    bytes_to_upstream: int = 0
+    """Bytes read from the client and written to the upstream."""
+    bytes_to_client: int = 0
+    """Bytes read from the upstream and written to the client."""
+    close_reason: str | None = None
+    errno: str | None = None
+    tls: str = "no_identity"
+    policy_version: str = ""
+    worker: int = 0
+
+
+class ConnectionsReport(_Doc):
+    open: list[ConnectionInfo]
+    recent: list[ConnectionInfo]
+    """Recently closed connections, newest first (bounded)."""
+    opened_total: int
+    closed_total: int
+
+
+class ListenerInfo(_Doc):
+    name: str
+    address: str
+
+
+class ProblemInfo(_Doc):
+    path: str
+    message: str
+
+
+class ReloadErrorInfo(_Doc):
+    at: float
+    source: str
+    message: str
+    problems: list[ProblemInfo] = []
+
+
+class StatusReport(_Doc):
+    ready: bool
+    draining: bool
+    version: str
+    pid: int
+    started_at: float
+    uptime_seconds: float
+    policy_name: str
+    policy_version: str
+    policy_generation: int
+    policy_source: str
+    last_reload_error: ReloadErrorInfo | None
+    listeners: list[ListenerInfo]
+    connections_open: int
+    workers: int = 1
+
+
+class ConfigReport(_Doc):
+    policy: msgspec.Raw
+    """The active policy, in the bundle's own schema."""
+    policy_version: str
+    policy_generation: int
+    policy_source: str
+    loaded_at: float
+    last_reload_error: ReloadErrorInfo | None

@@ -1,0 +1,98 @@
+"""The policy bundle schema: frozen msgspec Structs, decoded once by ``policy.load`` and replaced whole.
+
+Pure: no I/O. Every field has a default so an empty document is the embedded default policy (everything passes
+through as opaque TCP). Field docs here are the source of ``docs/policy.md`` and the exported JSON Schema.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+from policy.duration import Duration
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535, description="A TCP port, 1-65535.")]
+Cidr = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=2,
+        max_length=64,
+        description="An IPv4 or IPv6 network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8.",
+    ),
+]
+
+
+class Protocol(enum.Enum):
+    """How the proxy treats a port's connections."""
+
+    # Relay bytes without looking at them: for server-speaks-first and non-HTTP protocols.
+    OPAQUE = "opaque"
+    # Peek at the first bytes and pick HTTP/1.1, HTTP/2 or opaque (falls back to opaque until HTTP lands).
+    DETECT = "detect"
+
+
+class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base for every policy Struct: immutable, strict about unknown fields, keyword-only."""
+
+
+DEFAULT_CONNECT_TIMEOUT: Final = Duration(1.0)  # Linkerd's outbound connect timeout
+DEFAULT_IDLE_TIMEOUT: Final = Duration(3600.0)  # Envoy tcp_proxy's default idle timeout
+
+
+class Timeouts(_Struct):
+    """Timeouts applied to every proxied connection unless a port overrides them."""
+
+    connect: Duration = DEFAULT_CONNECT_TIMEOUT
+    """How long to wait for the upstream TCP handshake before giving up."""
+    idle: Duration = DEFAULT_IDLE_TIMEOUT
+    """Close a connection after this long with no bytes in either direction."""
+
+
+class PortPolicy(_Struct):
+    """Settings for connections whose original destination port is ``port``."""
+
+    port: Port
+    protocol: Protocol | None = None
+    """Overrides the direction's ``default_protocol`` for this port."""
+    connect_timeout: Duration | None = None
+    """Overrides ``timeouts.connect`` for this port."""
+    idle_timeout: Duration | None = None
+    """Overrides ``timeouts.idle`` for this port."""
+
+
+class InboundPolicy(_Struct):
+    """Connections arriving for the pod (intercepted to the inbound port, 15006)."""
+
+    default_protocol: Protocol = Protocol.OPAQUE
+    ports: tuple[PortPolicy, ...] = ()
+    exclude_ports: tuple[Port, ...] = ()
+    """Ports ``mesh-init --policy`` leaves unintercepted; the proxy relays any that still reach it untouched."""
+
+
+class OutboundPolicy(_Struct):
+    """Connections the pod's applications open (intercepted to the outbound port, 15001)."""
+
+    default_protocol: Protocol = Protocol.OPAQUE
+    ports: tuple[PortPolicy, ...] = ()
+    exclude_ports: tuple[Port, ...] = ()
+    """Destination ports ``mesh-init --policy`` leaves unintercepted."""
+    exclude_cidrs: tuple[Cidr, ...] = ()
+    """Destination networks ``mesh-init --policy`` leaves unintercepted."""
+
+
+class Policy(_Struct):
+    """A whole policy bundle. Replaced as a unit on every valid reload."""
+
+    version: Literal[1] = 1
+    """Schema version of the bundle format."""
+    name: Annotated[str, msgspec.Meta(max_length=253)] = ""
+    """A free-form label shown by ``meshctl status`` and ``/config``."""
+    timeouts: Timeouts = Timeouts()
+    inbound: InboundPolicy = InboundPolicy()
+    outbound: OutboundPolicy = OutboundPolicy()
+
+
+DEFAULT_POLICY: Final = Policy(name="embedded-default")
+"""What ``mesh-proxy`` runs with no ``--policy``: every connection passes through as opaque TCP."""
