@@ -1,0 +1,214 @@
+"""The composition root: builds the runtime, owns the root nursery, handles signals and the drain.
+
+Task tree (ARCHITECTURE.md has the picture):
+    root nursery
+    ├── watch_policy            (started once watching; only with --policy)
+    ├── serve_admin             (started with the bound address)
+    ├── sweep_idle              (closes idle connections)
+    └── conns nursery           (one handler task per connection, each with its own relay child)
+        └── acceptors nursery   (serve_listeners per listener; cancelled first on shutdown)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Final, NoReturn
+
+import trio
+
+from dataplane.admin.documents import AdminView
+from dataplane.admin.schema import ListenerInfo
+from dataplane.admin.server import serve_admin
+from dataplane.connections import ConnectionTable
+from dataplane.handler import Side, handle_connection
+from dataplane.inbound import InboundSide
+from dataplane.net.addr import SockAddr
+from dataplane.net.listener import IPv6UnavailableError, listener_address, open_listener
+from dataplane.net.loop_guard import LoopGuard
+from dataplane.net.sockopts import check_mark_permitted
+from dataplane.outbound import OutboundSide
+from dataplane.runtime import Runtime
+from dataplane.settings import ProxySettings
+from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
+from policy.load import load_policy_file
+from policy.model import DEFAULT_POLICY, Policy
+from policy.store import PolicyStore
+from policy.watch import watch_policy
+
+log = logging.getLogger(__name__)
+
+SWEEP_MIN: Final = 0.05  # seconds; never poll the idle timers faster than this
+SWEEP_MAX: Final = 1.0  # seconds; idle closes happen at most this late
+
+
+def version() -> str:
+    try:
+        return metadata.version("triomesh")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class Proxy:
+    """One running proxy: listeners bound, policy loaded, ready to serve."""
+
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self.state = ProxyState(started_at=time.time())
+        if settings.policy_path is not None:
+            policy, source = load_policy_file(settings.policy_path), settings.policy_path
+        else:
+            policy, source = DEFAULT_POLICY, "embedded-default"
+        self.store = PolicyStore(policy, source=source)
+        self.table = ConnectionTable()
+        self.guard = LoopGuard(frozenset({settings.outbound_port, settings.inbound_port, settings.admin.port}))
+        self.runtime = Runtime(
+            table=self.table,
+            store=self.store,
+            guard=self.guard,
+            mark=settings.mark,
+            inbound_mode=settings.inbound_mode,
+        )
+        self.metrics = ProxyMetrics(self.table, self.store, self.state, version())
+        self.listeners = self._bind()
+        self.view = AdminView(
+            table=self.table,
+            store=self.store,
+            state=self.state,
+            version=version(),
+            listeners=[ListenerInfo(name=name, address=str(listener_address(lst))) for name, _, lst in self.listeners],
+        )
+
+    def _bind(self) -> list[tuple[str, Side, trio.SocketListener]]:
+        s = self.settings
+        outbound, inbound = OutboundSide(), InboundSide(s.inbound_mode)
+        tproxy = s.inbound_mode == "tproxy"
+        wanted: list[tuple[str, Side, SockAddr, bool]] = [
+            ("outbound", outbound, SockAddr("127.0.0.1", s.outbound_port), False),
+            ("inbound", inbound, SockAddr("0.0.0.0", s.inbound_port), tproxy),
+        ]
+        if s.ipv6 != "off":
+            wanted += [
+                ("outbound-ipv6", outbound, SockAddr("::1", s.outbound_port), False),
+                ("inbound-ipv6", inbound, SockAddr("::", s.inbound_port), tproxy),
+            ]
+        bound: list[tuple[str, Side, trio.SocketListener]] = []
+        try:
+            for name, side, addr, transparent in wanted:
+                try:
+                    bound.append((name, side, open_listener(addr, transparent=transparent)))
+                except IPv6UnavailableError as exc:
+                    if s.ipv6 == "on":
+                        raise OSError(exc.errno, f"--ipv6 on, but {exc.strerror}") from None
+                    log.info("no IPv6 in this namespace (%s): serving IPv4 only", exc.strerror)
+        except BaseException:
+            for _, _, lst in bound:
+                lst.socket.close()
+            raise
+        return bound
+
+    async def serve(
+        self, shutdown: trio.Event, *, task_status: trio.TaskStatus[SockAddr] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until ``shutdown`` is set, then drain; ``started`` with the admin address once ready."""
+        s = self.settings
+        async with trio.open_nursery() as root:
+            if s.policy_path is not None:
+                await root.start(watch_policy, s.policy_path, self.store)
+            admin = await root.start(serve_admin, s.admin, self.view, self.metrics.render)
+            root.start_soon(self._sweep_idle)
+            async with trio.open_nursery() as conns:
+                async with trio.open_nursery() as acceptors:
+                    for _, side, listener in self.listeners:
+                        handler = functools.partial(handle_connection, side=side, rt=self.runtime)
+                        await acceptors.start(
+                            functools.partial(trio.serve_listeners, handler, [listener], handler_nursery=conns)
+                        )
+                    self.state.ready = True
+                    self.state.not_ready_reason = ""
+                    log.info(
+                        "ready: %s; admin on %s; policy %s (%s)",
+                        ", ".join(f"{li.name} {li.address}" for li in self.view.listeners),
+                        admin,
+                        self.store.current.version,
+                        self.store.current.source,
+                    )
+                    task_status.started(admin)
+                    await shutdown.wait()
+                    # Cancelling serve_listeners closes the listening sockets: new connects are refused now.
+                    acceptors.cancel_scope.cancel(reason="shutting down")
+                self.state.ready = False
+                self.state.draining = True
+                log.info("draining %d open connections for up to %gs", len(self.table.live), s.drain_timeout)
+                root.start_soon(self._force_close_after, s.drain_timeout)
+            log.info("drained; exiting")
+            root.cancel_scope.cancel(reason="drained")
+
+    async def _force_close_after(self, timeout: float) -> None:
+        await trio.sleep(timeout)
+        closed = self.table.cancel_all("drain_timeout")
+        if closed:
+            log.warning("drain timeout: closing %d connections that are still open", closed)
+
+    async def _sweep_idle(self) -> NoReturn:
+        while True:
+            await trio.sleep(sweep_interval(min_idle_timeout(self.store.current.policy)))
+            self.table.sweep_idle(trio.current_time())
+
+
+def sweep_interval(shortest_idle_timeout: float) -> float:
+    """A quarter of the shortest idle timeout, clamped: idle closes land within 25% of their timeout."""
+    return min(SWEEP_MAX, max(SWEEP_MIN, shortest_idle_timeout / 4))
+
+
+def min_idle_timeout(policy: Policy) -> float:
+    ports = (*policy.inbound.ports, *policy.outbound.ports)
+    overrides = [p.idle_timeout.seconds for p in ports if p.idle_timeout is not None]
+    return min([policy.timeouts.idle.seconds, *overrides])
+
+
+async def _run(settings: ProxySettings) -> None:
+    proxy = Proxy(settings)
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
+        await proxy.serve(shutdown)
+        nursery.cancel_scope.cancel(reason="proxy stopped")
+
+
+async def _watch_signals(shutdown: trio.Event, everything: trio.CancelScope) -> None:
+    """First SIGTERM/SIGINT: drain. A second one: stop now."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if not shutdown.is_set():
+                log.info("%s: no longer ready, closing listeners, draining", signal.Signals(signum).name)
+                shutdown.set()
+            else:
+                log.warning("%s again: stopping without waiting for connections", signal.Signals(signum).name)
+                everything.cancel(reason="second signal")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dataplane.settings import parse_args
+    from dataplane.telemetry.logs import configure_logging
+    from policy.load import PolicyError
+
+    settings = parse_args(argv)
+    configure_logging(settings.log_level)
+    problem = check_mark_permitted(settings.mark)
+    if problem is not None:
+        log.error("cannot start: %s", problem)
+        return 1
+    try:
+        trio.run(_run, settings)
+    except PolicyError as exc:
+        log.error("cannot start: invalid policy: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc.strerror or exc)
+        return 1
+    return 0

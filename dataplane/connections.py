@@ -1,0 +1,209 @@
+"""The connection table: every open connection and the recently closed ones.
+
+Each handler registers a ``ConnRecord`` with its CancelScope, so the table can close a connection from outside
+(idle sweep, drain deadline, later policy revocation) with a reason. The relay updates plain integer counters on
+the record; nothing on the per-chunk path touches a dict, a lock or a metrics library. Aggregates for /metrics
+are computed at scrape time from the closed-connection totals plus the live records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Final, Literal
+
+import trio
+
+from dataplane.admin.schema import ConnectionInfo, ConnState, Direction
+from dataplane.net.addr import SockAddr
+
+RECENT_LIMIT: Final = 512  # closed connections kept for /connections: enough to explain a burst, bounded memory
+
+CloseSide = Literal["src", "dst"]
+
+
+class Flow:
+    """Bytes moved in one direction: ``received`` from the source side, ``sent`` to the destination side."""
+
+    __slots__ = ("received", "sent")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.sent = 0
+
+
+class ConnRecord:
+    """One proxied connection. Mutable on purpose: the relay bumps counters on it per chunk."""
+
+    __slots__ = (
+        "_swept_bytes",
+        "client",
+        "close_reason",
+        "closed_at",
+        "direction",
+        "down",
+        "dst_errno",
+        "dst_opened",
+        "id",
+        "idle_timeout",
+        "last_activity",
+        "local",
+        "opened_at",
+        "original_dst",
+        "policy_version",
+        "protocol",
+        "scope",
+        "src_errno",
+        "state",
+        "tls",
+        "up",
+        "upstream",
+    )
+
+    def __init__(self, conn_id: int, direction: Direction, client: SockAddr, local: SockAddr, now: float) -> None:
+        self.id = conn_id
+        self.direction: Direction = direction
+        self.client = client
+        self.local = local
+        self.original_dst: SockAddr | None = None
+        self.upstream: SockAddr | None = None
+        self.protocol = "opaque"
+        self.state: ConnState = "connecting"
+        self.opened_at = time.time()
+        self.closed_at: float | None = None
+        self.up = Flow()  # client -> upstream
+        self.down = Flow()  # upstream -> client
+        self.close_reason: str | None = None
+        self.src_errno = ""
+        self.dst_errno = ""
+        self.dst_opened = False
+        self.tls = "no_identity"
+        self.policy_version = ""
+        self.idle_timeout = float("inf")
+        self.last_activity = now
+        self._swept_bytes = 0
+        self.scope: trio.CancelScope | None = None
+
+    @property
+    def target(self) -> SockAddr:
+        """The ``target_addr`` of metrics: the original destination, or our own address before it is known."""
+        return self.original_dst if self.original_dst is not None else self.local
+
+    def cancel(self, reason: str) -> None:
+        """Close this connection from outside; the first reason given wins."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        if self.scope is not None:
+            self.scope.cancel(reason=reason)
+
+    def info(self, worker: int = 0) -> ConnectionInfo:
+        return ConnectionInfo(
+            id=self.id,
+            direction=self.direction,
+            client=str(self.client),
+            original_dst=str(self.target),
+            upstream=str(self.upstream) if self.upstream is not None else None,
+            protocol=self.protocol,
+            state=self.state,
+            opened_at=self.opened_at,
+            closed_at=self.closed_at,
+            bytes_to_upstream=self.up.sent,
+            bytes_to_client=self.down.sent,
+            close_reason=self.close_reason,
+            errno=(self.src_errno or self.dst_errno or None),
+            tls=self.tls,
+            policy_version=self.policy_version,
+            worker=worker,
+        )
+
+
+MetricKey = tuple[Direction, SockAddr, str]  # (direction, target_addr, tls)
+
+
+class PeerTotals:
+    """Counters of Linkerd's tcp_* families for one (direction, target, tls, peer)."""
+
+    __slots__ = ("closed", "opened", "read", "written")
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.closed: dict[str, int] = {}  # errno name ("" when clean) -> count
+        self.read = 0
+        self.written = 0
+
+
+class ConnectionTable:
+    def __init__(self, *, recent_limit: int = RECENT_LIMIT, worker: int = 0) -> None:
+        self.live: dict[int, ConnRecord] = {}
+        self.recent: deque[ConnRecord] = deque(maxlen=recent_limit)
+        self.worker = worker
+        self.opened_total = 0
+        self.closed_total = 0
+        # Totals of closed connections, per metric key and peer; live ones are added at scrape time.
+        self.closed_totals: dict[tuple[MetricKey, CloseSide], PeerTotals] = {}
+        self.close_reasons: dict[tuple[Direction, str], int] = {}
+        self._next_id = 1
+
+    def open(self, direction: Direction, client: SockAddr, local: SockAddr) -> ConnRecord:
+        rec = ConnRecord(self._next_id, direction, client, local, trio.current_time())
+        self._next_id += 1
+        self.live[rec.id] = rec
+        self.opened_total += 1
+        return rec
+
+    def close(self, rec: ConnRecord) -> None:
+        if self.live.pop(rec.id, None) is None:
+            return
+        rec.state = "closed"
+        rec.closed_at = time.time()
+        rec.scope = None
+        if rec.close_reason is None:
+            rec.close_reason = "completed"
+        self.closed_total += 1
+        self.recent.appendleft(rec)
+        key: MetricKey = (rec.direction, rec.target, rec.tls)
+        _add_closed(self._totals(key, "src"), rec.up.received, rec.down.sent, rec.src_errno)
+        if rec.dst_opened:
+            _add_closed(self._totals(key, "dst"), rec.down.received, rec.up.sent, rec.dst_errno)
+        reason_key = (rec.direction, rec.close_reason)
+        self.close_reasons[reason_key] = self.close_reasons.get(reason_key, 0) + 1
+
+    def _totals(self, key: MetricKey, peer: CloseSide) -> PeerTotals:
+        totals = self.closed_totals.get((key, peer))
+        if totals is None:
+            totals = self.closed_totals[(key, peer)] = PeerTotals()
+        return totals
+
+    def sweep_idle(self, now: float) -> int:
+        """Close connections idle for longer than their timeout; returns how many.
+
+        Activity is noticed by comparing byte counters between sweeps, so the relay never reads the clock: a
+        connection closes between ``idle_timeout`` and ``idle_timeout`` + one sweep interval after its last byte.
+        """
+        closed = 0
+        for rec in list(self.live.values()):
+            moved = rec.up.received + rec.down.received
+            if moved != rec._swept_bytes:
+                rec._swept_bytes = moved
+                rec.last_activity = now
+            elif now - rec.last_activity >= rec.idle_timeout and rec.close_reason is None:
+                rec.cancel("idle_timeout")
+                closed += 1
+        return closed
+
+    def cancel_all(self, reason: str) -> int:
+        records = list(self.live.values())
+        for rec in records:
+            rec.cancel(reason)
+        return len(records)
+
+    def iter_live(self) -> Iterator[ConnRecord]:
+        return iter(list(self.live.values()))
+
+
+def _add_closed(totals: PeerTotals, read: int, written: int, errno_name: str) -> None:
+    totals.opened += 1
+    totals.read += read
+    totals.written += written
+    totals.closed[errno_name] = totals.closed.get(errno_name, 0) + 1

@@ -1,0 +1,1 @@
+"""Sockets: listeners, original destinations, upstream connects, the redirect-loop guard."""

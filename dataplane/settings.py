@@ -1,0 +1,153 @@
+"""mesh-proxy's command line: flags in, a frozen ProxySettings out. A bad flag exits 2 naming the flag."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from dataplane.net.addr import SockAddr
+from policy.duration import Duration
+
+DEFAULT_ADMIN: Final = SockAddr("127.0.0.1", 15000)
+DEFAULT_OUTBOUND_PORT: Final = 15001
+DEFAULT_INBOUND_PORT: Final = 15006
+DEFAULT_MARK: Final = 0x539  # 1337, the mark mesh-init exempts by default (ztunnel uses the same value)
+# Under Kubernetes' default 30 s termination grace period, so the proxy finishes draining before SIGKILL.
+DEFAULT_DRAIN_TIMEOUT: Final = Duration(25.0)
+
+IPv6Mode = Literal["auto", "on", "off"]
+InboundMode = Literal["redirect", "tproxy"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    policy_path: str | None
+    admin: SockAddr
+    outbound_port: int
+    inbound_port: int
+    inbound_mode: InboundMode
+    mark: int
+    ipv6: IPv6Mode
+    drain_timeout: float
+    log_level: str
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if len({ns.outbound_port, ns.inbound_port, ns.admin.port}) != 3:
+        parser.error("--outbound-port, --inbound-port and --admin must use three different ports")
+    return ProxySettings(
+        policy_path=ns.policy,
+        admin=ns.admin,
+        outbound_port=ns.outbound_port,
+        inbound_port=ns.inbound_port,
+        inbound_mode=ns.inbound_mode,
+        mark=ns.mark,
+        ipv6=ns.ipv6,
+        drain_timeout=ns.drain_timeout.seconds,
+        log_level=ns.log_level,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mesh-proxy",
+        description="triomesh's sidecar proxy: relays every intercepted TCP connection of the pod.",
+    )
+    p.add_argument(
+        "--policy",
+        metavar="PATH",
+        help="policy bundle (YAML, JSON or TOML), watched for changes; "
+        "without it the embedded default policy passes everything through as opaque TCP",
+    )
+    p.add_argument(
+        "--admin",
+        type=_admin_addr,
+        default=DEFAULT_ADMIN,
+        metavar="HOST:PORT",
+        help="admin endpoint (/live /ready /metrics /connections /status /config); loopback only "
+        "(default 127.0.0.1:15000)",
+    )
+    p.add_argument(
+        "--outbound-port",
+        type=_port,
+        default=DEFAULT_OUTBOUND_PORT,
+        metavar="PORT",
+        help="port mesh-init redirects the pod's outgoing TCP to (default 15001)",
+    )
+    p.add_argument(
+        "--inbound-port",
+        type=_port,
+        default=DEFAULT_INBOUND_PORT,
+        metavar="PORT",
+        help="port mesh-init sends the pod's incoming TCP to (default 15006)",
+    )
+    p.add_argument(
+        "--inbound-mode",
+        choices=("redirect", "tproxy"),
+        default="redirect",
+        help="must match mesh-init --mode (default redirect)",
+    )
+    p.add_argument(
+        "--mark",
+        type=_mark,
+        default=DEFAULT_MARK,
+        metavar="MARK",
+        help="SO_MARK on every upstream socket so it is never intercepted again; must match "
+        "mesh-init --proxy-mark; 0 disables (default 0x539)",
+    )
+    p.add_argument(
+        "--ipv6",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="IPv6 listeners: auto skips them when the namespace has no IPv6 (default auto)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=_duration,
+        default=DEFAULT_DRAIN_TIMEOUT,
+        metavar="DURATION",
+        help="after SIGTERM, how long open connections may finish (default 25s)",
+    )
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    return p
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
+
+
+def _mark(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (decimal or 0x hex)") from None
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{text!r} does not fit in 32 bits")
+    return value
+
+
+def _duration(text: str) -> Duration:
+    try:
+        return Duration.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _admin_addr(text: str) -> SockAddr:
+    try:
+        addr = SockAddr.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not ipaddress.ip_address(addr.ip).is_loopback:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a loopback address: the admin endpoint shows every connection and must "
+            "never be reachable from the network"
+        )
+    return addr

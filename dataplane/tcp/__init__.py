@@ -1,0 +1,1 @@
+"""Opaque TCP: relaying bytes both ways."""

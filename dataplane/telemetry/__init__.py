@@ -1,0 +1,1 @@
+"""Metrics (the only place prometheus_client is imported) and logging."""
