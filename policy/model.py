@@ -75,7 +75,7 @@ class InboundPolicy(_Struct, frozen=True):
     ports: tuple[PortPolicy, ...] = ()
     """Per-port overrides of the protocol and timeouts, keyed by the pod's listening port."""
     exclude_ports: tuple[Port, ...] = ()
-    """Ports ``mesh-init --policy`` leaves unintercepted; the proxy relays any that still reach it untouched."""
+    """Ports ``mesh-init --policy`` leaves unintercepted; the proxy relays any that reach it untouched."""
 
 
 class OutboundPolicy(_Struct, frozen=True):
