@@ -108,7 +108,13 @@ def _json_plain(value: object, path: str, problems: list[Problem]) -> object:
 
 
 def _parse_yaml(text: str) -> Parsed:
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader rejects non-printable characters already in the constructor.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        return _failed(
+            f"invalid YAML: character {exc.character:#06x} at offset {exc.position} is not allowed"
+        )
     try:
         node = loader.get_single_node()
         if node is None:  # only comments or blank lines

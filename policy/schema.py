@@ -89,7 +89,8 @@ class _SchemaBuilder:
             if field.name in docs:
                 prop["description"] = prose(docs[field.name])
             if field.default is not msgspec.NODEFAULT:
-                prop["default"] = msgspec.to_builtins(field.default, enc_hook=enc_hook)
+                # Through JSON, not to_builtins (which keeps tuples): the schema must be plain JSON values.
+                prop["default"] = msgspec.json.decode(msgspec.json.encode(field.default, enc_hook=enc_hook))
             properties[field.encode_name] = prop
         schema: dict[str, object] = {"title": tp.cls.__name__}
         if tp.cls.__doc__:

@@ -86,6 +86,9 @@ class PolicyStore:
 
     async def wait_for_generation(self, after: int) -> Snapshot:
         """Return the current snapshot as soon as its generation is greater than ``after``."""
+        if self._current.generation > after:
+            await trio.lowlevel.checkpoint()  # trio's rule: an async call always checkpoints
+            return self._current
         while self._current.generation <= after:
             await self._changed.wait()
         return self._current
