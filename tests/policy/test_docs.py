@@ -14,7 +14,7 @@ import pytest
 from policy import reference, schema
 from policy.duration import DURATION_PATTERN, Duration
 from policy.field_docs import field_docs
-from policy.load import Format, load_policy_file
+from policy.load import Format, PolicyError, decode_policy, load_policy_file
 from policy.model import InboundPolicy, OutboundPolicy, Policy, PortPolicy, Timeouts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +114,14 @@ def test_the_doc_shows_the_examples_verbatim(fmt: Format) -> None:
     blocks = re.findall(rf"```{fmt}\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
     assert blocks, f"docs/policy.md has no {fmt} example"
     assert blocks[0] == EXAMPLES[fmt].read_text(encoding="utf-8")
+
+
+def test_the_validation_sample_in_the_doc_is_what_decoding_reports() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("## What is checked") :]
+    bad = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    output = re.search(r"```text\n(.*?)```", section, flags=re.DOTALL)
+    assert bad is not None and output is not None
+    with pytest.raises(PolicyError) as caught:
+        decode_policy(bad.group(1).encode(), "yaml", source="policy.yaml")
+    assert str(caught.value) + "\n" == output.group(1)
