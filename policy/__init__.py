@@ -1,1 +1,1 @@
-"""The triomesh policy bundle: schema (model), decoding (load), live snapshots (store) and file watching (watch)."""
+"""The triomesh policy bundle: schema (model), decoding (load), lookups (index), snapshots (store), watch."""

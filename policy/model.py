@@ -34,14 +34,18 @@ class Protocol(enum.Enum):
 
 
 class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Base for every policy Struct: immutable, strict about unknown fields, keyword-only."""
+    """Base for every policy Struct: immutable, strict about unknown fields, keyword-only.
+
+    Subclasses repeat ``frozen=True``: msgspec inherits it, but type checkers following PEP 681
+    (dataclass_transform) do not (msgspec/msgspec#657).
+    """
 
 
 DEFAULT_CONNECT_TIMEOUT: Final = Duration(1.0)  # Linkerd's outbound connect timeout
 DEFAULT_IDLE_TIMEOUT: Final = Duration(3600.0)  # Envoy tcp_proxy's default idle timeout
 
 
-class Timeouts(_Struct):
+class Timeouts(_Struct, frozen=True):
     """Timeouts applied to every proxied connection unless a port overrides them."""
 
     connect: Duration = DEFAULT_CONNECT_TIMEOUT
@@ -50,10 +54,11 @@ class Timeouts(_Struct):
     """Close a connection after this long with no bytes in either direction."""
 
 
-class PortPolicy(_Struct):
+class PortPolicy(_Struct, frozen=True):
     """Settings for connections whose original destination port is ``port``."""
 
     port: Port
+    """The original destination port these settings apply to; each port may appear once per direction."""
     protocol: Protocol | None = None
     """Overrides the direction's ``default_protocol`` for this port."""
     connect_timeout: Duration | None = None
@@ -62,27 +67,31 @@ class PortPolicy(_Struct):
     """Overrides ``timeouts.idle`` for this port."""
 
 
-class InboundPolicy(_Struct):
+class InboundPolicy(_Struct, frozen=True):
     """Connections arriving for the pod (intercepted to the inbound port, 15006)."""
 
     default_protocol: Protocol = Protocol.OPAQUE
+    """How connections to ports not listed in ``ports`` are treated."""
     ports: tuple[PortPolicy, ...] = ()
+    """Per-port overrides of the protocol and timeouts, keyed by the pod's listening port."""
     exclude_ports: tuple[Port, ...] = ()
-    """Ports ``mesh-init --policy`` leaves unintercepted; the proxy relays any that still reach it untouched."""
+    """Ports ``mesh-init --policy`` leaves unintercepted; the proxy relays any that reach it untouched."""
 
 
-class OutboundPolicy(_Struct):
+class OutboundPolicy(_Struct, frozen=True):
     """Connections the pod's applications open (intercepted to the outbound port, 15001)."""
 
     default_protocol: Protocol = Protocol.OPAQUE
+    """How connections to ports not listed in ``ports`` are treated."""
     ports: tuple[PortPolicy, ...] = ()
+    """Per-port overrides of the protocol and timeouts, keyed by the destination port."""
     exclude_ports: tuple[Port, ...] = ()
     """Destination ports ``mesh-init --policy`` leaves unintercepted."""
     exclude_cidrs: tuple[Cidr, ...] = ()
     """Destination networks ``mesh-init --policy`` leaves unintercepted."""
 
 
-class Policy(_Struct):
+class Policy(_Struct, frozen=True):
     """A whole policy bundle. Replaced as a unit on every valid reload."""
 
     version: Literal[1] = 1
@@ -90,8 +99,11 @@ class Policy(_Struct):
     name: Annotated[str, msgspec.Meta(max_length=253)] = ""
     """A free-form label shown by ``meshctl status`` and ``/config``."""
     timeouts: Timeouts = Timeouts()
+    """Connect and idle timeouts for every connection, in both directions."""
     inbound: InboundPolicy = InboundPolicy()
+    """Connections arriving for the pod."""
     outbound: OutboundPolicy = OutboundPolicy()
+    """Connections the pod's applications open."""
 
 
 DEFAULT_POLICY: Final = Policy(name="embedded-default")

@@ -1,0 +1,131 @@
+"""The per-connection lookup the proxy does on every accept: port (and destination IP) to settings.
+
+Pure: no I/O. Everything is resolved when a policy is applied, so a lookup is one dict probe for the port
+plus, outbound, one set probe per distinct CIDR prefix length; no policy parsing on the hot path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+
+from policy.duration import Duration
+from policy.model import InboundPolicy, OutboundPolicy, Policy, PortPolicy, Protocol, Timeouts
+
+_IPV4_BITS: Final = 32
+_IPV6_BITS: Final = 128
+
+
+class PortSettings(msgspec.Struct, frozen=True):
+    """What the proxy does with one connection."""
+
+    protocol: Protocol
+    connect_timeout: float
+    """Seconds to wait for the upstream TCP handshake."""
+    idle_timeout: float
+    """Seconds without bytes in either direction before the connection is closed."""
+    excluded: bool
+    """The destination is in ``exclude_ports``/``exclude_cidrs``: relay it untouched."""
+
+
+class PolicyIndex:
+    """Lookups for one policy generation. Immutable; built once per applied policy."""
+
+    __slots__ = ("_excluded_networks", "_inbound", "_outbound")
+
+    def __init__(self, policy: Policy) -> None:
+        self._inbound = _PortTable(policy.inbound, policy.timeouts)
+        self._outbound = _PortTable(policy.outbound, policy.timeouts)
+        self._excluded_networks = _NetworkSet(policy.outbound.exclude_cidrs)
+
+    def inbound(self, port: int) -> PortSettings:
+        """Settings for a connection arriving for the pod's ``port``."""
+        return self._inbound.lookup(port, excluded_destination=False)
+
+    def outbound(self, ip: str, port: int) -> PortSettings:
+        """Settings for a connection the pod opens to ``ip`` (IPv4 or IPv6 text) and ``port``.
+
+        Raises ValueError if ``ip`` is not an IP address.
+        """
+        return self._outbound.lookup(port, excluded_destination=self._excluded_networks.contains(ip))
+
+
+class _PortTable:
+    """One direction's settings: a dict by port with a precomputed default and excluded variant of each."""
+
+    __slots__ = ("_by_port", "_default")
+
+    def __init__(self, direction: InboundPolicy | OutboundPolicy, timeouts: Timeouts) -> None:
+        default = PortSettings(
+            protocol=direction.default_protocol,
+            connect_timeout=timeouts.connect.seconds,
+            idle_timeout=timeouts.idle.seconds,
+            excluded=False,
+        )
+        self._default = (default, msgspec.structs.replace(default, excluded=True))
+        self._by_port: dict[int, tuple[PortSettings, PortSettings]] = {}
+        for entry in direction.ports:
+            settings = _port_settings(entry, default)
+            self._by_port[entry.port] = (settings, msgspec.structs.replace(settings, excluded=True))
+        for port in direction.exclude_ports:
+            excluded = self._by_port.get(port, self._default)[1]
+            self._by_port[port] = (excluded, excluded)
+
+    def lookup(self, port: int, *, excluded_destination: bool) -> PortSettings:
+        normal, excluded = self._by_port.get(port, self._default)
+        return excluded if excluded_destination else normal
+
+
+def _port_settings(entry: PortPolicy, default: PortSettings) -> PortSettings:
+    return PortSettings(
+        protocol=entry.protocol if entry.protocol is not None else default.protocol,
+        connect_timeout=_seconds(entry.connect_timeout, default.connect_timeout),
+        idle_timeout=_seconds(entry.idle_timeout, default.idle_timeout),
+        excluded=False,
+    )
+
+
+def _seconds(override: Duration | None, default: float) -> float:
+    return override.seconds if override is not None else default
+
+
+class _NetworkSet:
+    """Membership in a set of CIDR blocks.
+
+    For each prefix length in use, the set holds the blocks' network numbers shifted right by the host bits;
+    an address is inside iff its own shifted number is in the set for some length. That is O(distinct
+    prefix lengths), at most 33 for IPv4 and 129 for IPv6, however many blocks the policy lists.
+    """
+
+    __slots__ = ("_v4", "_v6")
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        v4: dict[int, set[int]] = {}
+        v6: dict[int, set[int]] = {}
+        for cidr in cidrs:
+            # strict=False only because the bundle was already checked with strict=True in policy.load.
+            net = ipaddress.ip_network(cidr, strict=False)
+            table, bits = (v4, _IPV4_BITS) if net.version == 4 else (v6, _IPV6_BITS)
+            shift = bits - net.prefixlen
+            table.setdefault(shift, set()).add(int(net.network_address) >> shift)
+        self._v4 = tuple((shift, frozenset(nets)) for shift, nets in sorted(v4.items()))
+        self._v6 = tuple((shift, frozenset(nets)) for shift, nets in sorted(v6.items()))
+
+    def contains(self, ip: str) -> bool:
+        if not self._v4 and not self._v6:
+            return False
+        address = ipaddress.ip_address(ip)
+        if isinstance(address, ipaddress.IPv6Address):
+            mapped = address.ipv4_mapped
+            # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d: match them against IPv4 blocks too.
+            if mapped is not None and _member(int(mapped), self._v4):
+                return True
+            return _member(int(address), self._v6)
+        return _member(int(address), self._v4)
+
+
+def _member(number: int, table: tuple[tuple[int, frozenset[int]], ...]) -> bool:
+    return any((number >> shift) in nets for shift, nets in table)
