@@ -1,4 +1,4 @@
-"""Throwaway network namespaces (prefix ``tmipt-``) for the root-only mesh-init tests, and ways to act in them.
+"""Throwaway network namespaces (prefix ``tmipt-``) for root-only mesh-init tests, and ways to act in them.
 
 Sockets are created inside a namespace by switching the calling thread there (setns) just for the
 ``socket()`` call: a socket stays in the namespace it was created in, so the test then uses it normally.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLONE_NEWNET = 0x40000000
+IP = shutil.which("ip") or "ip"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -146,10 +148,10 @@ def mesh_init(
     ns: str, *args: str, env: dict[str, str] | None = None, as_uid: int | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run mesh-init inside ``ns``. As root it runs this checkout; as another user, the installed copy."""
-    user = (
-        ["setpriv", f"--reuid={as_uid}", f"--regid={as_uid}", "--clear-groups"] if as_uid is not None else []
-    )
-    argv = ["ip", "netns", "exec", ns, *user, sys.executable, "-m", "iptables", *args]
+    setpriv = shutil.which("setpriv") or "setpriv"
+    user = [setpriv, f"--reuid={as_uid}", f"--regid={as_uid}", "--clear-groups"] if as_uid is not None else []
+    # Absolute paths: ``env`` may carry a PATH without them (the missing-binary tests).
+    argv = [IP, "netns", "exec", ns, *user, sys.executable, "-m", "iptables", *args]
     cwd = REPO_ROOT if as_uid is None else Path("/")
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120, env=env, cwd=cwd)
 

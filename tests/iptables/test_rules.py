@@ -1,4 +1,4 @@
-"""Pure rule generation and planning: golden files, comments on every rule, multiport packing, -D/-X planning."""
+"""Pure rule generation and planning: goldens, a comment on every rule, multiport packing, -D/-X plans."""
 
 from __future__ import annotations
 
