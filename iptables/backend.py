@@ -111,9 +111,19 @@ def pick_backend(censuses: Mapping[Backend, Census]) -> Backend:
 
 def choose_backend(choice: BackendChoice, families: Sequence[Family]) -> Backend:
     """Resolve ``--iptables-backend``; auto looks at what each installed backend holds in ``families``."""
-    if choice is not BackendChoice.AUTO:
-        return Backend(choice.value)
     available = [b for b in Backend if find_tools(b, Family.IPV4) is not None]
+    if choice is not BackendChoice.AUTO:
+        forced = Backend(choice.value)
+        for other in (b for b in available if b is not forced):
+            census = _census(other, families)
+            if census is not None and census.triomesh:
+                LOG.warning(
+                    "iptables-%s also holds triomesh rules; they stay until "
+                    "`mesh-init --cleanup --iptables-backend=%s`",
+                    other.value,
+                    other.value,
+                )
+        return forced
     if not available:
         wanted = " or ".join(tool_names(b, Family.IPV4)[1] for b in Backend)
         raise MissingBinaryError(
@@ -122,13 +132,24 @@ def choose_backend(choice: BackendChoice, families: Sequence[Family]) -> Backend
         )
     if len(available) == 1:
         return available[0]
-    censuses: dict[Backend, Census] = {}
-    for backend in available:
-        tools = [t for f in families if (t := find_tools(backend, f)) is not None]
-        censuses[backend] = take_census([t.run_save() for t in tools])
+    censuses = {b: c for b in available if (c := _census(b, families)) is not None}
+    if not censuses:
+        raise CommandError(f"no iptables backend works here (tried {', '.join(b.value for b in available)})")
     picked = pick_backend(censuses)
     LOG.debug("backend census %s -> %s", censuses, picked.value)
     return picked
+
+
+def _census(backend: Backend, families: Sequence[Family]) -> Census | None:
+    """What ``backend`` holds; None when it does not work here (say, a kernel without legacy xtables)."""
+    tools = [t for f in families if (t := find_tools(backend, f)) is not None]
+    try:
+        return take_census([t.run_save() for t in tools])
+    except PrivilegeError:
+        raise
+    except CommandError as exc:
+        LOG.debug("iptables-%s is unusable here: %s", backend.value, exc)
+        return None
 
 
 # === running ===

@@ -261,3 +261,13 @@ def test_failing_route_step_rolls_back(pod: str) -> None:
     assert "ip -6 route add local default dev lo table 133 failed" in done.stderr
     assert "rolled back every change" in done.stderr
     assert _snapshot(pod, "nft") == before
+
+
+def test_forcing_the_other_backend_warns_about_our_leftover_rules(pod: str) -> None:
+    _run_ok(pod, "--iptables-backend=legacy")
+    done = mesh_init(pod, "--ipv6=on", "--iptables-backend=nft", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "iptables-legacy also holds triomesh rules" in done.stderr
+    cleaned = mesh_init(pod, "--cleanup")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "(legacy;" in cleaned.stderr
