@@ -48,60 +48,106 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mesh-init",
         description="Install the iptables rules (and, for tproxy, the policy routing) that send the "
-        "pod's TCP through the triomesh proxy. Idempotent; a changed configuration replaces the old rules.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "pod's TCP through the triomesh proxy. Idempotent; a changed configuration replaces the old rules. "
+        "Exit status: 0 done, 1 runtime failure (rolled back), 2 bad flag or policy value.",
     )
-    p.add_argument(
-        "--mode", choices=[m.value for m in Mode], default=Mode.REDIRECT.value, help="inbound capture"
-    )
-    p.add_argument(
-        "--proxy-uid", type=_number("a UID"), default=cfg.DEFAULT_PROXY_UID, help="never redirect its traffic"
-    )
-    p.add_argument(
-        "--proxy-mark",
-        type=_number("a mark"),
-        default=cfg.DEFAULT_PROXY_MARK,
-        help="never redirect sockets with this SO_MARK",
-    )
-    p.add_argument(
-        "--tproxy-mark", type=_number("a mark"), default=cfg.DEFAULT_TPROXY_MARK, help="tproxy routing fwmark"
-    )
-    p.add_argument(
-        "--tproxy-table", type=_number("a table id"), default=cfg.DEFAULT_TPROXY_TABLE, help="tproxy table"
-    )
-    p.add_argument(
-        "--outbound-port", type=_flag_type(cfg.parse_port, "port"), default=cfg.DEFAULT_OUTBOUND_PORT
-    )
-    p.add_argument(
-        "--inbound-port", type=_flag_type(cfg.parse_port, "port"), default=cfg.DEFAULT_INBOUND_PORT
-    )
+    port = _flag_type(cfg.parse_port, "port")
     ports = _flag_type(cfg.parse_ports, "ports")
-    p.add_argument(
+    mark = _number("a mark")
+    add = p.add_argument
+    add(
+        "--mode",
+        choices=[m.value for m in Mode],
+        default="redirect",
+        help="inbound capture (default: redirect)",
+    )
+    add(
+        "--proxy-uid",
+        type=_number("a UID"),
+        default="1337",
+        metavar="UID",
+        help="the proxy's UID: its traffic is never redirected (default: 1337)",
+    )
+    add(
+        "--proxy-mark",
+        type=mark,
+        default="0x539",
+        metavar="MARK",
+        help="SO_MARK on the proxy's sockets: never redirected (default: 0x539)",
+    )
+    add(
+        "--tproxy-mark",
+        type=mark,
+        default="0x53a",
+        metavar="MARK",
+        help="tproxy: fwmark routing packets to the proxy; must differ from --proxy-mark (default: 0x53a)",
+    )
+    add(
+        "--tproxy-table",
+        type=_number("a table id"),
+        default="133",
+        metavar="TABLE",
+        help="tproxy: routing table for `local default dev lo` (default: 133)",
+    )
+    add(
+        "--outbound-port",
+        type=port,
+        default="15001",
+        metavar="PORT",
+        help="where outbound TCP is redirected (default: 15001)",
+    )
+    add(
+        "--inbound-port",
+        type=port,
+        default="15006",
+        metavar="PORT",
+        help="where inbound TCP is sent (default: 15006)",
+    )
+    add(
         "--exclude-inbound-ports",
         type=ports,
-        default=str(cfg.DEFAULT_ADMIN_PORT),
+        default="15000",
         metavar="PORTS",
-        help="comma-separated ports or ranges (8000-8100) never intercepted inbound; replaces the default",
+        help="comma-separated ports or ranges (8000-8100) never intercepted inbound; replaces the default, "
+        "so list 15000 again to keep the admin port direct (default: 15000)",
     )
-    p.add_argument("--exclude-outbound-ports", type=ports, default="", metavar="PORTS", help="like inbound")
-    p.add_argument(
+    add(
+        "--exclude-outbound-ports",
+        type=ports,
+        default="",
+        metavar="PORTS",
+        help="destination ports or ranges never intercepted outbound (default: none)",
+    )
+    add(
         "--exclude-outbound-cidrs",
         type=_flag_type(cfg.parse_cidrs, "cidrs"),
         default="",
         metavar="CIDRS",
-        help="comma-separated IPv4/IPv6 networks never intercepted outbound",
+        help="comma-separated IPv4/IPv6 destination networks never intercepted outbound (default: none)",
     )
-    p.add_argument(
-        "--policy", type=Path, metavar="FILE", help="also exclude the policy bundle's exclude_* lists"
+    add(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="policy bundle whose inbound.exclude_ports, outbound.exclude_ports and outbound.exclude_cidrs "
+        "are added to the lists above",
     )
-    p.add_argument(
-        "--iptables-backend", choices=[c.value for c in BackendChoice], default=BackendChoice.AUTO.value
+    add(
+        "--iptables-backend",
+        choices=[c.value for c in BackendChoice],
+        default="auto",
+        help="auto: the backend already holding rules (ours first, then most rules; tie: nft) (default: auto)",
     )
-    p.add_argument("--ipv6", choices=[c.value for c in Ipv6Choice], default=Ipv6Choice.AUTO.value)
-    p.add_argument("--dry-run", action="store_true", help="print exactly what would be run; change nothing")
-    p.add_argument("--cleanup", action="store_true", help="remove exactly what triomesh installed")
-    p.add_argument(
-        "-v", "--verbose", action="store_true", help="debug logs: commands, tables before and after"
+    add(
+        "--ipv6",
+        choices=[c.value for c in Ipv6Choice],
+        default="auto",
+        help="auto: when the namespace has IPv6 and ip6tables exists (default: auto)",
+    )
+    add("--dry-run", action="store_true", help="print exactly what would be run; change nothing")
+    add("--cleanup", action="store_true", help="remove exactly what triomesh installed, nothing else")
+    add(
+        "-v", "--verbose", action="store_true", help="debug logs: commands, payloads, tables before and after"
     )
     return p
 
