@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--iptables-backend",
         choices=[c.value for c in BackendChoice],
         default="auto",
-        help="auto: the backend already holding rules (ours first, then most rules; tie: nft) (default: auto)",
+        help="auto: the backend already in use (ours first, then most rules; tie: nft) (default: auto)",
     )
     add(
         "--ipv6",
