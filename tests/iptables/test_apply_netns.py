@@ -271,3 +271,15 @@ def test_forcing_the_other_backend_warns_about_our_leftover_rules(pod: str) -> N
     cleaned = mesh_init(pod, "--cleanup")
     assert cleaned.returncode == 0, cleaned.stderr
     assert "(legacy;" in cleaned.stderr
+
+
+def test_turning_ipv6_off_removes_the_ipv6_rules(pod: str) -> None:
+    _add_foreign(pod, "nft")
+    before_v6 = save(pod, "nft", "ipv6")
+    _run_ok(pod, "--mode=tproxy")
+    assert "triomesh/" in save(pod, "nft", "ipv6")
+    done = mesh_init(pod, "--mode=tproxy", "--ipv6=off")
+    assert done.returncode == 0, done.stderr
+    assert save(pod, "nft", "ipv6") == before_v6
+    assert _tproxy_routing_present(pod) == [True, True, False, False]
+    assert _ours(pod, "nft", "ipv4") == _expected(FirewallConfig(mode=Mode.TPROXY), "ipv4")
