@@ -70,26 +70,22 @@ def is_present(item: RoutingItem) -> bool:
 
 
 def add(item: RoutingItem) -> None:
-    with _errors(item, "add"), IPRoute() as ipr:
-        try:
-            if item.kind is Kind.RULE:
-                ipr.rule("add", **_rule_fields(item))
-            else:
-                ipr.route("add", **_route_fields(item, _loopback(ipr)))
-        except NetlinkError as exc:
-            if exc.code != errno.EEXIST:  # someone added the same thing meanwhile: the goal is reached
-                raise
+    _change(item, "add", done_already=(errno.EEXIST,))  # someone added the same meanwhile: goal reached
 
 
 def remove(item: RoutingItem) -> None:
-    with _errors(item, "del"), IPRoute() as ipr:
+    _change(item, "del", done_already=(errno.ENOENT, errno.ESRCH))  # already gone: goal reached
+
+
+def _change(item: RoutingItem, verb: str, done_already: tuple[int, ...]) -> None:
+    with _errors(item, verb), IPRoute() as ipr:
         try:
             if item.kind is Kind.RULE:
-                ipr.rule("del", **_rule_fields(item))
+                ipr.rule(verb, **_rule_fields(item))
             else:
-                ipr.route("del", **_route_fields(item, _loopback(ipr)))
+                ipr.route(verb, **_route_fields(item, _loopback(ipr)))
         except NetlinkError as exc:
-            if exc.code not in (errno.ENOENT, errno.ESRCH):  # already gone: the goal is reached
+            if exc.code not in done_already:
                 raise
 
 
