@@ -138,12 +138,10 @@ def make_plan(
             payload = plan_table(saved.get(table), wanted.table(table))
             if payload is not None:
                 steps.append(TableStep(tools=tools, table=table, before=saved.get(table), payload=payload))
-        keep = _wanted_routes(config, family) if installing else ()
+        ours = TproxyRoute(mark=config.tproxy_mark, table=config.tproxy_table)
+        keep = (ours,) if installing and config.mode is Mode.TPROXY else ()
         # What our installed rules say they depend on, and what this config would have installed.
-        known = [
-            *installed_tproxy_routes(saved.get(Table.MANGLE)),
-            TproxyRoute(mark=config.tproxy_mark, table=config.tproxy_table),
-        ]
+        known = [*installed_tproxy_routes(saved.get(Table.MANGLE)), ours]
         for route in keep:
             add += [
                 i for i in netlink.routing_items(family, route.mark, route.table) if not netlink.is_present(i)
@@ -163,13 +161,6 @@ def make_plan(
 
 def _nothing(family: Family) -> RuleSet:
     return RuleSet(family=family, tables=tuple(TableRules(table=t, chains=(), rules=()) for t in Table))
-
-
-def _wanted_routes(config: FirewallConfig, family: Family) -> tuple[TproxyRoute, ...]:
-    del family  # the same mark and table serve both families
-    if config.mode is Mode.TPROXY:
-        return (TproxyRoute(mark=config.tproxy_mark, table=config.tproxy_table),)
-    return ()
 
 
 def render_plan(plan: Plan) -> str:
