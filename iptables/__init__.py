@@ -1,1 +1,1 @@
-"""mesh-init: the pod's init container. Generates and applies the iptables rules that send TCP through the proxy."""
+"""mesh-init: the init container. Installs the iptables rules that send a pod's TCP through its proxy."""

@@ -1,0 +1,238 @@
+"""Pure rule generation and planning: goldens, a comment on every rule, multiport packing, -D/-X plans."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+from iptables.config import FirewallConfig, Mode, PortRange, parse_cidrs, parse_ports
+from iptables.rules import (
+    COMMENT_PREFIX,
+    Family,
+    Table,
+    TableRules,
+    TproxyRoute,
+    build_ruleset,
+    installed_tproxy_routes,
+    is_triomesh_rule,
+    parse_save,
+    plan_table,
+    render_ruleset,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+
+# 16 single (non-adjacent, so unmerged) ports and two ranges: more than one multiport rule's 15 slots.
+MANY_PORTS = ",".join(str(p) for p in range(2000, 2032, 2)) + ",8000-8100,9000-9001"
+CIDRS = "10.0.0.0/8,192.168.1.7,fd00::/8,2001:db8::1"
+
+CASES: dict[str, tuple[FirewallConfig, Family]] = {
+    "redirect-v4": (FirewallConfig(), Family.IPV4),
+    "redirect-v6": (FirewallConfig(), Family.IPV6),
+    "tproxy-v4": (FirewallConfig(mode=Mode.TPROXY), Family.IPV4),
+    "tproxy-v6": (FirewallConfig(mode=Mode.TPROXY), Family.IPV6),
+}
+for _mode in Mode:
+    for _family, _suffix in ((Family.IPV4, "v4"), (Family.IPV6, "v6")):
+        CASES[f"exclusions-{_mode.value}-{_suffix}"] = (
+            FirewallConfig(
+                mode=_mode,
+                exclude_inbound_ports=parse_ports("15000,15020-15021," + MANY_PORTS),
+                exclude_outbound_ports=parse_ports(MANY_PORTS),
+                exclude_outbound_cidrs=parse_cidrs(CIDRS),
+            ),
+            _family,
+        )
+CASES["custom-tproxy-v4"] = (
+    FirewallConfig(
+        mode=Mode.TPROXY,
+        proxy_uid=2102,
+        proxy_mark=0x100,
+        tproxy_mark=0x200,
+        tproxy_table=200,
+        outbound_port=4140,
+        inbound_port=4143,
+        exclude_inbound_ports=parse_ports("4190,4191"),
+    ),
+    Family.IPV4,
+)
+CASES["custom-redirect-v6"] = (
+    FirewallConfig(
+        proxy_uid=0, proxy_mark=1, outbound_port=4140, inbound_port=4143, exclude_inbound_ports=()
+    ),
+    Family.IPV6,
+)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name: str) -> None:
+    config, family = CASES[name]
+    text = render_ruleset(build_ruleset(config, family))
+    path = GOLDEN / f"{name}.rules"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), f"{path} differs; rerun with UPDATE_GOLDEN=1 if the change is intended"
+
+
+def test_every_golden_rule_has_a_triomesh_comment_and_logic_lives_in_our_chains() -> None:
+    goldens = sorted(GOLDEN.glob("*.rules"))
+    assert len(goldens) == len(CASES)
+    for path in goldens:
+        for line in path.read_text().splitlines():
+            if line.startswith("-A "):
+                words = shlex.split(line)
+                assert words[words.index("--comment") + 1].startswith(COMMENT_PREFIX), (path.name, line)
+                chain, target = words[1], words[words.index("-j") + 1]
+                if not chain.startswith("TRIOMESH_"):
+                    assert target.startswith("TRIOMESH_"), f"{path.name}: built-in chain holds logic: {line}"
+            elif line.startswith(":"):
+                assert line.startswith(":TRIOMESH_"), (path.name, line)
+
+
+def test_multiport_rules_hold_at_most_15_slots_and_cover_every_port() -> None:
+    ports = parse_ports(MANY_PORTS)
+    rules = build_ruleset(FirewallConfig(exclude_outbound_ports=ports), Family.IPV4).table(Table.NAT).rules
+    listed: list[str] = []
+    for rule in rules:
+        words = rule.spec.split()
+        if "--dports" in words and rule.chain == "TRIOMESH_OUTPUT":
+            items = words[words.index("--dports") + 1].split(",")
+            assert sum(2 if ":" in item else 1 for item in items) <= 15
+            listed += items
+    assert listed == [str(p) for p in range(2000, 2032, 2)] + ["8000:8100", "9000:9001"]
+
+
+def test_overlapping_ports_are_merged() -> None:
+    config = FirewallConfig(exclude_outbound_ports=parse_ports("80,81-90,85,91,100-200,150-160"))
+    rules = build_ruleset(config, Family.IPV4).table(Table.NAT).rules
+    assert [r.spec.split()[5] for r in rules if "--dports" in r.spec and r.chain == "TRIOMESH_OUTPUT"] == [
+        "80:91,100:200"
+    ]
+
+
+def test_cidrs_go_to_their_own_family() -> None:
+    config = FirewallConfig(exclude_outbound_cidrs=parse_cidrs(CIDRS))
+    for family, want, unwanted in (
+        (Family.IPV4, "10.0.0.0/8", "fd00::/8"),
+        (Family.IPV6, "fd00::/8", "10.0.0.0/8"),
+    ):
+        text = render_ruleset(build_ruleset(config, family))
+        assert f"-d {want} " in text
+        assert unwanted not in text
+
+
+def test_redirect_mode_leaves_mangle_empty() -> None:
+    mangle = build_ruleset(FirewallConfig(), Family.IPV4).table(Table.MANGLE)
+    assert mangle.rules == () and mangle.chains == ()
+
+
+# === planning against parsed iptables-save output ===
+
+FOREIGN = """# Generated by iptables-nft-save v1.8.9 (nf_tables)
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:FOREIGN - [0:0]
+-A OUTPUT -d 1.2.3.4/32 -m comment --comment "someone/else" -j RETURN
+-A FOREIGN -j RETURN
+COMMIT
+# Completed
+"""
+
+
+def _with_ours(config: FirewallConfig, foreign: str = FOREIGN) -> str:
+    """What a save shows after applying ``config`` on top of ``foreign`` (nat only)."""
+    wanted = build_ruleset(config, Family.IPV4).table(Table.NAT)
+    head, _, tail = foreign.partition("-A OUTPUT")
+    chains = "".join(f":{c} - [0:0]\n" for c in wanted.chains)
+    rules = "".join(r.render() + "\n" for r in wanted.rules)
+    return head + chains + "-A OUTPUT" + tail.replace("COMMIT", rules + "COMMIT")
+
+
+def test_plan_on_fresh_table_declares_and_adds() -> None:
+    saved = parse_save(FOREIGN)[Table.NAT]
+    wanted = build_ruleset(FirewallConfig(), Family.IPV4).table(Table.NAT)
+    payload = plan_table(saved, wanted)
+    assert payload is not None
+    lines = payload.splitlines()
+    assert lines[0] == "*nat" and lines[-1] == "COMMIT"
+    assert not any(line.startswith(("-D", "-X", "-F")) for line in lines)
+    assert "FOREIGN" not in payload and "someone/else" not in payload
+
+
+def test_plan_is_empty_when_already_applied() -> None:
+    saved = parse_save(_with_ours(FirewallConfig()))[Table.NAT]
+    assert plan_table(saved, build_ruleset(FirewallConfig(), Family.IPV4).table(Table.NAT)) is None
+
+
+def test_plan_replaces_changed_rules_and_drops_stale_chains() -> None:
+    saved = parse_save(_with_ours(FirewallConfig()))[Table.NAT]
+    wanted = build_ruleset(FirewallConfig(mode=Mode.TPROXY, outbound_port=4140), Family.IPV4).table(Table.NAT)
+    payload = plan_table(saved, wanted)
+    assert payload is not None
+    lines = payload.splitlines()
+    assert (
+        '-D PREROUTING -p tcp -m comment --comment "triomesh/install-prerouting" -j TRIOMESH_INBOUND' in lines
+    )
+    assert '-D OUTPUT -p tcp -m comment --comment "triomesh/install-output" -j TRIOMESH_OUTPUT' in lines
+    assert ":TRIOMESH_OUTPUT - [0:0]" in lines  # declaring flushes the old rules
+    assert lines[-3:] == ["-F TRIOMESH_INBOUND", "-X TRIOMESH_INBOUND", "COMMIT"]
+    assert any("--to-ports 4140" in line for line in lines)
+    assert not any("someone/else" in line or "FOREIGN" in line for line in lines)
+
+
+def test_cleanup_plan_deletes_only_ours() -> None:
+    saved = parse_save(_with_ours(FirewallConfig()))[Table.NAT]
+    payload = plan_table(saved, TableRules(table=Table.NAT, chains=(), rules=()))
+    assert payload is not None
+    assert payload.splitlines() == [
+        "*nat",
+        '-D OUTPUT -p tcp -m comment --comment "triomesh/install-output" -j TRIOMESH_OUTPUT',
+        '-D PREROUTING -p tcp -m comment --comment "triomesh/install-prerouting" -j TRIOMESH_INBOUND',
+        "-F TRIOMESH_OUTPUT",
+        "-F TRIOMESH_INBOUND",
+        "-X TRIOMESH_OUTPUT",
+        "-X TRIOMESH_INBOUND",
+        "COMMIT",
+    ]
+
+
+def test_parse_save_keeps_each_table_block_verbatim() -> None:
+    tables = parse_save(FOREIGN)
+    assert set(tables) == {Table.NAT}
+    assert tables[Table.NAT].text.splitlines()[0] == "*nat"
+    assert tables[Table.NAT].text.splitlines()[-1] == "COMMIT"
+    assert tables[Table.NAT].ours == ()
+
+
+@pytest.mark.parametrize(
+    ("spec", "ours"),
+    [
+        ('-p tcp -m comment --comment "triomesh/install-output" -j X', True),
+        ("-p tcp -m comment --comment triomesh/install-output -j X", True),
+        ('-m comment --comment "someone/triomesh/" -j X', False),
+        ("-j RETURN", False),
+        ('-m comment --comment "unbalanced -j X', False),
+    ],
+)
+def test_is_triomesh_rule(spec: str, ours: bool) -> None:
+    assert is_triomesh_rule(spec) is ours
+
+
+def test_installed_tproxy_routes_are_read_back_from_the_comment() -> None:
+    config = FirewallConfig(mode=Mode.TPROXY, tproxy_mark=0x1234, tproxy_table=4000)
+    mangle = build_ruleset(config, Family.IPV4).table(Table.MANGLE)
+    text = "*mangle\n" + "".join(f":{c} - [0:0]\n" for c in mangle.chains)
+    text += "".join(r.render() + "\n" for r in mangle.rules) + "COMMIT\n"
+    assert installed_tproxy_routes(parse_save(text)[Table.MANGLE]) == (TproxyRoute(mark=0x1234, table=4000),)
+    assert installed_tproxy_routes(None) == ()
+
+
+def test_port_range_width() -> None:
+    assert PortRange(first=1, last=1).width == 1
+    assert PortRange(first=1, last=2).width == 2
