@@ -1,0 +1,66 @@
+"""``--watch``: re-run a report every few seconds until Ctrl-C, keeping going through transient errors."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections.abc import Callable
+from typing import Final
+
+import trio
+
+from ctl.errors import CtlError
+
+_CLEAR: Final = "\x1b[H\x1b[2J"  # cursor home, clear screen (ANSI; what `watch(1)` does)
+MAX_INTERVAL: Final = 3600.0
+
+
+def seconds(flag: str) -> Callable[[str], float]:
+    """argparse ``type=`` for a refresh interval; the message names ``flag``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not 0.1 <= value <= MAX_INTERVAL:
+            raise argparse.ArgumentTypeError(f"{text} is out of range (0.1 to {MAX_INTERVAL:g} seconds)")
+        return value
+
+    parse.__name__ = flag  # argparse names the type in some messages
+    return parse
+
+
+def watch(
+    show: Callable[[], str], interval: float, *, title: str, clear: bool, limit: int | None = None
+) -> int:
+    """Prints ``show()`` every ``interval`` seconds, ``limit`` times (None: until Ctrl-C). Returns 0.
+
+    With ``clear`` (a terminal) each refresh replaces the screen under a title line; without it the
+    refreshes follow each other (``--json`` gives one document per refresh). An error is shown in place of
+    the report and the watch goes on, since a restarting proxy is what one often watches.
+    """
+    clear = clear and sys.stdout.isatty()
+    try:
+        return trio.run(_watch, show, interval, title, clear, limit)
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is how a watch ends
+
+
+async def _watch(show: Callable[[], str], interval: float, title: str, clear: bool, limit: int | None) -> int:
+    shown = 0
+    while limit is None or shown < limit:
+        try:
+            text = await trio.to_thread.run_sync(show)
+        except CtlError as exc:
+            text = f"error: {exc}\n"
+        if clear:
+            stamp = datetime.datetime.now().strftime("%H:%M:%S")
+            text = f"{_CLEAR}{title}  (every {interval:g}s, {stamp}; Ctrl-C to stop)\n\n{text}"
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        shown += 1
+        if limit is None or shown < limit:
+            await trio.sleep(interval)
+    return 0
