@@ -26,17 +26,20 @@ def format_bytes(count: int) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """350ms below a second, 4.2s below ten, then whole units: 12s, 3m4s, 2h5m, 3d4h (rounded down)."""
+    """350ms below a second, 4.2s below ten, then two whole units: 12s, 3m4s, 2h5m, 3d4h (rounded down)."""
     if math.isnan(seconds):
         return "-"
     if seconds < 0:
         # Clock skew between the proxy and meshctl; a tiny negative age is "just now".
         seconds = 0.0
-    if seconds < 1:
-        return f"{int(seconds * 1000)}ms"
+    # Rounded, not truncated, below ten seconds: Unix times near 1.7e9 carry only ~0.2 us of precision, so
+    # a difference of two of them that should be 0.35 can come out as 0.34999.
+    millis = round(seconds * 1000)
+    if millis < 1000:
+        return f"{millis}ms"
     if seconds < 10:
-        tenths = math.floor(seconds * 10) / 10
-        return f"{tenths:.1f}s"
+        tenths = max(10, math.floor(seconds * 10 + 1e-6))  # 0.9996 rounded up to a second: "1.0s"
+        return f"{tenths / 10:.1f}s"
     whole = int(seconds)
     for index, (unit, size) in enumerate(_SPAN_UNITS):
         if whole >= size:

@@ -43,12 +43,15 @@ def watch(
     """
     clear = clear and sys.stdout.isatty()
     try:
-        return trio.run(_watch, show, interval, title, clear, limit)
+        return trio.run(refresh_loop, show, interval, title, clear, limit)
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how a watch ends
 
 
-async def _watch(show: Callable[[], str], interval: float, title: str, clear: bool, limit: int | None) -> int:
+async def refresh_loop(
+    show: Callable[[], str], interval: float, title: str, clear: bool, limit: int | None
+) -> int:
+    """The body of ``watch``; ``show`` runs in a worker thread so a slow proxy never blocks the timer."""
     shown = 0
     while limit is None or shown < limit:
         try:

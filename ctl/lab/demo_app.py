@@ -56,12 +56,14 @@ async def handle_client(stream: trio.SocketStream, *, name: str) -> None:
 
 
 async def serve(
-    name: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    name: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Listens on every address family the namespace has; started() with the bound port."""
+    """Listens on every address family the namespace has; started() with the bound addresses.
+
+    With port 0 each family gets its own port, hence a list.
+    """
     listeners = await trio.open_tcp_listeners(port)
-    bound = listeners[0].socket.getsockname()[1]
-    task_status.started(int(bound))
+    task_status.started([format_sockaddr(listener.socket.getsockname()) for listener in listeners])
     await trio.serve_listeners(partial(handle_client, name=name), listeners)
 
 

@@ -16,8 +16,8 @@ from ctl.lab.lines import LineReader
 from ctl.netns import netns_socket
 
 
-async def talk(netns: str, host: str, port: int, lines: Sequence[str]) -> list[str]:
-    """The server's greeting and its answer to each of ``lines``, in order.
+async def talk(netns: str | None, host: str, port: int, lines: Sequence[str]) -> list[str]:
+    """The server's greeting and its answer to each of ``lines``, in order (``netns`` None: this namespace).
 
     Error handling: raises OSError (refused, reset) or EOFError if the server closes before answering every
     line. It waits as long as the server takes: callers bound it with ``trio.fail_after``.
