@@ -10,11 +10,13 @@ from typing import Final
 
 from ctl.client import AdminClient
 from ctl.commands import Subparsers
+from ctl.commands.argtypes import number_in
 from ctl.commands.target import add_target_options, target_client
-from ctl.commands.watch import seconds, watch
+from ctl.commands.watch import watch
 from ctl.render import render_connections, select_connections, to_json
 
 DEFAULT_WATCH: Final = 2.0  # seconds between refreshes when --watch has no value
+MAX_WATCH: Final = 3600.0  # a longer interval is a typo (minutes meant as seconds?)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -32,7 +34,7 @@ def register(subparsers: Subparsers) -> None:
         "--watch",
         nargs="?",
         const=DEFAULT_WATCH,
-        type=seconds("--watch"),
+        type=number_in(float, 0.1, MAX_WATCH, what="a number of seconds", unit=" seconds"),
         metavar="SECONDS",
         help=f"refresh every SECONDS (default {DEFAULT_WATCH:g}) until Ctrl-C",
     )

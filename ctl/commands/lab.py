@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from ctl.commands import Subparsers
+from ctl.commands.argtypes import checked, number_in
 from ctl.errors import CtlError, UsageError
 from ctl.lab.topology import DEFAULT_PREFIX, MAX_PODS, Mode, pod_netns, validate_prefix
 
@@ -23,7 +24,13 @@ def register(subparsers: Subparsers) -> None:
 
     up = actions.add_parser("up", help="build a lab and wait until every proxy is ready")
     _prefix(up)
-    up.add_argument("--pods", type=_pod_count, default=3, metavar="N", help="number of pods (default 3)")
+    up.add_argument(
+        "--pods",
+        type=number_in(int, 1, MAX_PODS, what="a whole number"),
+        default=3,
+        metavar="N",
+        help="number of pods (default 3)",
+    )
     _shape(up)
     up.set_defaults(run=run_up)
 
@@ -55,7 +62,7 @@ def register(subparsers: Subparsers) -> None:
 def _prefix(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prefix",
-        type=_lab_prefix,
+        type=checked(validate_prefix),
         default=DEFAULT_PREFIX,
         help=f"name prefix of the lab's namespaces (default {DEFAULT_PREFIX})",
     )
@@ -74,23 +81,6 @@ def _shape(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="give pods IPv6 addresses too (default on)",
     )
-
-
-def _lab_prefix(text: str) -> str:
-    try:
-        return validate_prefix(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _pod_count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= count <= MAX_PODS:
-        raise argparse.ArgumentTypeError(f"{count} is out of range (1 to {MAX_PODS})")
-    return count
 
 
 def _need_root() -> None:

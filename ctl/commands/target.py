@@ -5,16 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ctl.client import DEFAULT_ADMIN_URL, AdminAddress, AdminClient, parse_admin_url
+from ctl.commands.argtypes import checked
 from ctl.errors import UsageError
 from ctl.lab.topology import DEFAULT_PREFIX, pod_netns
-
-
-def admin_url(text: str) -> AdminAddress:
-    """argparse ``type=``: the ValueError message becomes "argument --admin: <message>", exit 2."""
-    try:
-        return parse_admin_url(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_target_options(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
@@ -29,7 +22,7 @@ def add_target_options(parser: argparse.ArgumentParser, *, top_level: bool) -> N
     group = parser.add_argument_group("choosing the proxy")
     group.add_argument(
         "--admin",
-        type=admin_url,
+        type=checked(parse_admin_url),
         default=default(parse_admin_url(DEFAULT_ADMIN_URL)),
         metavar="URL",
         help=f"the proxy's admin endpoint (default {DEFAULT_ADMIN_URL})",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import sys
 from collections.abc import Callable
@@ -13,23 +12,6 @@ import trio
 from ctl.errors import CtlError
 
 _CLEAR: Final = "\x1b[H\x1b[2J"  # cursor home, clear screen (ANSI; what `watch(1)` does)
-MAX_INTERVAL: Final = 3600.0
-
-
-def seconds(flag: str) -> Callable[[str], float]:
-    """argparse ``type=`` for a refresh interval; the message names ``flag``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not 0.1 <= value <= MAX_INTERVAL:
-            raise argparse.ArgumentTypeError(f"{text} is out of range (0.1 to {MAX_INTERVAL:g} seconds)")
-        return value
-
-    parse.__name__ = flag  # argparse names the type in some messages
-    return parse
 
 
 def watch(

@@ -8,10 +8,12 @@ exchange worked.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Final, TextIO
 
 import trio
 
+from ctl.client import AdminClient
 from ctl.errors import CtlError
 from ctl.lab.lab import Lab, Pod
 from ctl.lab.talk import talk
@@ -74,11 +76,10 @@ async def run_demo(
         results = [await _exchange(report, src, dst, host) for src, dst, host in exchanges]
         report.heading("connection tables (meshctl conns --pod NAME)")
         for pod in lab.pods:
-            await _connections(report, pod)
+            await _show_from_admin(report, pod, _connection_table)
         report.heading("metrics excerpt (GET /metrics, TCP families)")
-        needles = [f":{APP_PORT}", f'"{APP_PORT}"']
         for pod in lab.pods:
-            await _metrics(report, pod, needles)
+            await _show_from_admin(report, pod, _metrics_excerpt)
         return all(results)
     finally:
         with trio.CancelScope(shield=True):
@@ -103,24 +104,22 @@ async def _exchange(report: _Report, src: Pod, dst: Pod, host: str) -> bool:
     return True
 
 
-async def _connections(report: _Report, pod: Pod) -> None:
+async def _show_from_admin(report: _Report, pod: Pod, render: Callable[[AdminClient], list[str]]) -> None:
+    """Prints ``render(admin client)`` indented under the pod's name, or the admin error instead."""
     report.line(f"\npod {pod.name} ({pod.netns}):")
     try:
-        table = await trio.to_thread.run_sync(pod.admin().connections)
+        lines = await trio.to_thread.run_sync(render, pod.admin())
     except CtlError as exc:
-        report.line(f"  {exc}")
-        return
-    for line in render_connections(table, now=time.time()).splitlines():
+        lines = [str(exc)]
+    for line in lines:
         report.line(f"  {line}".rstrip())
 
 
-async def _metrics(report: _Report, pod: Pod, needles: list[str]) -> None:
-    report.line(f"\npod {pod.name}:")
-    try:
-        text = await trio.to_thread.run_sync(pod.admin().metrics)
-    except CtlError as exc:
-        report.line(f"  {exc}")
-        return
-    lines = excerpt(text, METRIC_FAMILIES, needles)
-    for line in lines or [f"(no {', '.join(METRIC_FAMILIES)} samples)"]:
-        report.line(f"  {line}")
+def _connection_table(client: AdminClient) -> list[str]:
+    return render_connections(client.connections(), now=time.time()).splitlines()
+
+
+def _metrics_excerpt(client: AdminClient) -> list[str]:
+    needles = [f":{APP_PORT}", f'"{APP_PORT}"']  # target_addr="...:8080" or target_port="8080"
+    lines = excerpt(client.metrics(), METRIC_FAMILIES, needles)
+    return lines or [f"(no {', '.join(METRIC_FAMILIES)} samples)"]

@@ -36,13 +36,6 @@ class LabState(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
     pods: tuple[PodState, ...]
 
-    def pod(self, name: str) -> PodState:
-        for pod in self.pods:
-            if pod.name == name:
-                return pod
-        known = ", ".join(pod.name for pod in self.pods)
-        raise LabError(f"lab {self.prefix} has no pod {name!r} (pods: {known})")
-
 
 def lab_dir(prefix: str) -> Path:
     return STATE_ROOT / validate_prefix(prefix)

@@ -51,13 +51,6 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True):
     hub_netns: str
     pods: tuple[PodPlan, ...]
 
-    def pod(self, name: str) -> PodPlan:
-        for pod in self.pods:
-            if pod.name == name:
-                return pod
-        known = ", ".join(pod.name for pod in self.pods)
-        raise KeyError(f"no pod {name!r} in lab {self.prefix} (pods: {known})")
-
 
 def validate_prefix(prefix: str) -> str:
     if not _PREFIX_RE.match(prefix):

@@ -4,7 +4,9 @@ import ipaddress
 
 import pytest
 
-from ctl.lab.topology import IPV4_NET, IPV6_NET, lab_namespaces, plan, pod_netns, validate_prefix
+from ctl.lab.command import LabError
+from ctl.lab.lab import Lab
+from ctl.lab.topology import IPV4_NET, IPV6_NET, Mode, lab_namespaces, plan, pod_netns, validate_prefix
 
 
 def test_plan_names_and_addresses() -> None:
@@ -21,7 +23,6 @@ def test_plan_names_and_addresses() -> None:
         "fd00:7472:696f::12",
         "fd00:7472:696f::13",
     ]
-    assert topology.pod("b").ipv4 == "198.18.7.12"
 
 
 def test_every_address_is_inside_the_lab_networks_and_unique() -> None:
@@ -58,3 +59,10 @@ def test_pod_netns() -> None:
 def test_lab_namespaces_picks_only_this_labs_names_pods_before_hub() -> None:
     listed = ["tmlab-hub", "tmlab-b", "tmlab-a", "tmlab2-a", "tmla-b", "tmlab-ab", "other", "tmlab-"]
     assert lab_namespaces("tmlab", listed) == ["tmlab-a", "tmlab-b", "tmlab-hub"]
+
+
+def test_lab_pod_lookup_names_the_known_pods() -> None:
+    lab = Lab("tmct1", 2, Mode.TPROXY, ipv6=False)
+    assert (lab.pod("b").netns, lab.pod("b").address, lab.pod("b").ipv6) == ("tmct1-b", "198.18.7.12", None)
+    with pytest.raises(LabError, match=r"lab tmct1 has no pod 'z' \(pods: a, b\)"):
+        lab.pod("z")
