@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from ctl.commands import Subparsers
-from ctl.errors import CtlError
 
 
 def register(subparsers: Subparsers) -> None:
@@ -29,22 +28,20 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from policy.load import PolicyError, load_policy_file
+    from policy.load import PolicyError, load_policy_file, policy_version
 
     path = Path(args.file)
-    if not path.is_file():
-        raise CtlError(f"cannot read policy file {path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         policy = load_policy_file(path)
     except PolicyError as exc:
-        problems = exc.problems
-        print(f"{path}: invalid policy, {len(problems)} problem(s):")
-        for problem in problems:
-            print(f"  {problem.path or '(document)'}: {problem.message}")
+        # A missing or unreadable file is a PolicyError too: one problem for the whole document.
+        print(f"{path}: invalid policy, {len(exc.problems)} problem(s):")
+        for problem in exc.problems:
+            print(f"  {problem.path}: {problem.message}" if problem.path else f"  {problem.message}")
         return 1
-    except OSError as exc:
-        raise CtlError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
-    print(f"{path}: valid (name {policy.name or '(unnamed)'!r}, version {policy.version})")
+    # The version is the content hash the proxy reports (meshctl status), so the two can be compared.
+    name = policy.name or "(unnamed)"
+    print(f"{path}: valid (name {name!r}, version {policy_version(policy)})")
     return 0
 
 
