@@ -74,11 +74,16 @@ def _connection_row(conn: ConnectionInfo, now: float) -> list[str]:
     ]
 
 
-def render_status(report: StatusReport, *, now: float) -> str:
-    """Readiness first (what an operator checks), then policy, reload health, listeners and load."""
+def render_status(report: StatusReport, *, now: float, not_ready_because: str = "") -> str:
+    """Readiness first (what an operator checks), then policy, reload health, listeners and load.
+
+    ``not_ready_because`` is the proxy's own /ready text, shown when it is not ready.
+    """
     ready = "yes" if report.ready else "no"
     if report.draining:
         ready += " (draining)"
+    if not report.ready and not_ready_because:
+        ready += f" ({not_ready_because})"
     policy_name = report.policy_name or "(unnamed)"
     fields: list[tuple[str, str]] = [
         ("ready", ready),

@@ -23,6 +23,12 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = target_client(args).status()
-    sys.stdout.write(to_json(report) + "\n" if args.json else render_status(report, now=time.time()))
+    client = target_client(args)
+    report = client.status()
+    if args.json:
+        sys.stdout.write(to_json(report) + "\n")
+        return 0
+    # /status says only whether; /ready says why not ("not ready: <why>").
+    because = "" if report.ready else client.ready()[1]
+    sys.stdout.write(render_status(report, now=time.time(), not_ready_because=because))
     return 0

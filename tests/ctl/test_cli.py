@@ -12,7 +12,14 @@ from ctl.__main__ import main
 from ctl.commands.watch import refresh_loop
 from ctl.errors import CtlError
 from dataplane.admin.schema import ConnectionsReport, StatusReport
-from tests.ctl.admin_standin import StandIn, healthy_answers, sample_connections, sample_status
+from tests.ctl.admin_standin import (
+    Answer,
+    StandIn,
+    healthy_answers,
+    json_answer,
+    sample_connections,
+    sample_status,
+)
 
 
 @pytest.mark.parametrize(
@@ -149,3 +156,12 @@ async def test_watch_refreshes_and_survives_errors(
     assert await refresh_loop(show, 2.0, "title", False, 3) == 0
     assert capsys.readouterr().out == "report 1\nerror: proxy restarting\nreport 3\n"
     assert [round(t - start) for t in calls] == [0, 2, 4]
+
+
+async def test_status_not_ready_shows_why(nursery: trio.Nursery, capsys: pytest.CaptureFixture[str]) -> None:
+    answers = healthy_answers()
+    answers["/status"] = json_answer(sample_status(ready=False))
+    answers["/ready"] = Answer(503, b"not ready: policy not loaded\n", "text/plain")
+    port = await nursery.start(StandIn(answers).serve)
+    assert await trio.to_thread.run_sync(main, ["status", "--admin", f"127.0.0.1:{port}"]) == 0
+    assert capsys.readouterr().out.startswith("ready:        no (not ready: policy not loaded)\n")
