@@ -10,8 +10,11 @@ def metric_name(line: str) -> str:
     return line.split("{", 1)[0].split(" ", 1)[0]
 
 
-def excerpt(text: str, families: Iterable[str], mentioning: Sequence[str] = ()) -> list[str]:
-    """Sample lines of ``families`` (no comments); with ``mentioning``, only lines containing one of them.
+def excerpt(
+    text: str, families: Iterable[str], mentioning: Sequence[str] = (), *, excluding: Sequence[str] = ()
+) -> list[str]:
+    """Sample lines of ``families`` (no comments) without any of ``excluding``; with ``mentioning``, only
+    lines containing one of them.
 
     Falls back to every line of the families when none mentions anything, so an unexpected label layout still
     shows something rather than nothing.
@@ -20,7 +23,10 @@ def excerpt(text: str, families: Iterable[str], mentioning: Sequence[str] = ()) 
     samples = [
         line
         for line in text.splitlines()
-        if line and not line.startswith("#") and metric_name(line) in wanted
+        if line
+        and not line.startswith("#")
+        and metric_name(line) in wanted
+        and not any(unwanted in line for unwanted in excluding)
     ]
     if not mentioning:
         return samples

@@ -25,7 +25,6 @@ from ctl.render import render_connections
 METRIC_FAMILIES: Final = (
     "tcp_open_total",
     "tcp_close_total",
-    "tcp_open_connections",
     "tcp_read_bytes_total",
     "tcp_write_bytes_total",
 )
@@ -121,5 +120,7 @@ def _connection_table(client: AdminClient) -> list[str]:
 
 def _metrics_excerpt(client: AdminClient) -> list[str]:
     needles = [f":{APP_PORT}", f'"{APP_PORT}"']  # target_addr="...:8080" or target_port="8080"
-    lines = excerpt(client.metrics(), METRIC_FAMILIES, needles)
+    # Each connection is counted on both sides (peer="src": the client, peer="dst": the upstream); the client
+    # side alone tells the story and halves the excerpt.
+    lines = excerpt(client.metrics(), METRIC_FAMILIES, needles, excluding=['peer="dst"'])
     return lines or [f"(no {', '.join(METRIC_FAMILIES)} samples)"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 from functools import partial
 
 import pytest
@@ -52,3 +53,15 @@ def test_bad_port_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--name", "a", "--port", "70000"])
     assert exited.value.code == 2
     assert "argument --port" in capsys.readouterr().err
+
+
+async def test_talk_reports_a_reset_mid_exchange_as_an_os_error(nursery: trio.Nursery) -> None:
+    async def reset_at_once(stream: trio.SocketStream) -> None:
+        # SO_LINGER 0: close() sends RST instead of FIN, as a proxy dropping a connection would.
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, reset_at_once, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    with trio.fail_after(5), pytest.raises(ConnectionResetError):
+        await talk(None, "127.0.0.1", port, ["ping"])

@@ -31,3 +31,9 @@ def test_excerpt_without_a_match_shows_the_whole_families() -> None:
         'tcp_open_total{direction="inbound",target_addr="127.0.0.1:15000"} 4',
     ]
     assert excerpt(TEXT, ["tcp_close_total"]) == []
+
+
+def test_excerpt_drops_excluded_lines() -> None:
+    assert excerpt(TEXT, ["tcp_open_total"], excluding=['"inbound"']) == [
+        'tcp_open_total{direction="outbound",target_addr="198.18.7.12:8080"} 1',
+    ]
