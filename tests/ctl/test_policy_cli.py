@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from ctl.__main__ import main
-from policy.load import load_policy_file, policy_version
 
 GOOD = """\
 version: 1
@@ -37,6 +36,9 @@ outbound:
 def test_valid_bundle_is_one_line_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bundle = tmp_path / "policy.yaml"
     bundle.write_text(GOOD)
+    # Imported here so the module still collects (its other tests run) before the policy branch is merged.
+    from policy.load import load_policy_file, policy_version
+
     version = policy_version(load_policy_file(bundle))
     assert main(["policy", "validate", str(bundle)]) == 0
     assert capsys.readouterr().out == f"{bundle}: valid (name 'web-frontend', version {version})\n"
