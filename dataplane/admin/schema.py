@@ -14,10 +14,13 @@ ConnState = Literal["connecting", "open", "client_half_closed", "upstream_half_c
 
 
 class _Doc(msgspec.Struct, frozen=True, kw_only=True):
-    """Base for admin documents. Unknown fields are ignored so older meshctl builds read newer proxies."""
+    """Base for admin documents. Unknown fields are ignored so older meshctl builds read newer proxies.
+
+    Subclasses repeat ``frozen=True``: msgspec inherits it, mypy's dataclass_transform does not (msgspec#657).
+    """
 
 
-class ConnectionInfo(_Doc):
+class ConnectionInfo(_Doc, frozen=True):
     """One proxied TCP connection, open or recently closed."""
 
     id: int
@@ -44,7 +47,7 @@ class ConnectionInfo(_Doc):
     worker: int = 0
 
 
-class ConnectionsReport(_Doc):
+class ConnectionsReport(_Doc, frozen=True):
     open: list[ConnectionInfo]
     recent: list[ConnectionInfo]
     """Recently closed connections, newest first (bounded)."""
@@ -52,24 +55,24 @@ class ConnectionsReport(_Doc):
     closed_total: int
 
 
-class ListenerInfo(_Doc):
+class ListenerInfo(_Doc, frozen=True):
     name: str
     address: str
 
 
-class ProblemInfo(_Doc):
+class ProblemInfo(_Doc, frozen=True):
     path: str
     message: str
 
 
-class ReloadErrorInfo(_Doc):
+class ReloadErrorInfo(_Doc, frozen=True):
     at: float
     source: str
     message: str
     problems: list[ProblemInfo] = []
 
 
-class StatusReport(_Doc):
+class StatusReport(_Doc, frozen=True):
     ready: bool
     draining: bool
     version: str
@@ -86,7 +89,7 @@ class StatusReport(_Doc):
     workers: int = 1
 
 
-class ConfigReport(_Doc):
+class ConfigReport(_Doc, frozen=True):
     policy: msgspec.Raw
     """The active policy, in the bundle's own schema."""
     policy_version: str

@@ -1,0 +1,168 @@
+"""``meshctl lab up|status|down|exec|demo``: the network-namespace lab (needs root)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from ctl.commands import Subparsers
+from ctl.commands.argtypes import checked, number_in
+from ctl.errors import CtlError, UsageError
+from ctl.lab.topology import DEFAULT_PREFIX, MAX_PODS, Mode, pod_netns, validate_prefix
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "lab",
+        help="build, inspect and remove a mesh of network-namespace pods (root)",
+        description="A small mesh on this machine: pods are network namespaces on a bridge, each with"
+        " mesh-init rules, a mesh-proxy (UID 1337) and a demo app on port 8080. Needs root.",
+    )
+    actions = parser.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+
+    up = actions.add_parser("up", help="build a lab and wait until every proxy is ready")
+    _prefix(up)
+    up.add_argument(
+        "--pods",
+        type=number_in(int, 1, MAX_PODS, what="a whole number"),
+        default=3,
+        metavar="N",
+        help="number of pods (default 3)",
+    )
+    _shape(up)
+    up.set_defaults(run=run_up)
+
+    status = actions.add_parser("status", help="list the pods with their proxies and apps")
+    _prefix(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(run=run_status)
+
+    down = actions.add_parser("down", help="remove everything a lab created (also after a crash)")
+    _prefix(down)
+    down.set_defaults(run=run_down)
+
+    run_in = actions.add_parser(
+        "exec",
+        help="run a command inside a pod's namespace (as root: its traffic is intercepted)",
+        description="Run CMD inside the pod's network namespace, e.g. `meshctl lab exec a -- ss -tn`.",
+    )
+    _prefix(run_in)
+    run_in.add_argument("pod", metavar="POD", help="pod name (a, b, ...)")
+    run_in.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command to run")
+    run_in.set_defaults(run=run_exec)
+
+    demo = actions.add_parser("demo", help="up, traffic a->b->c->a, tables and metrics, down (make demo)")
+    _prefix(demo)
+    _shape(demo)
+    demo.set_defaults(run=run_demo)
+
+
+def _prefix(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prefix",
+        type=checked(validate_prefix),
+        default=DEFAULT_PREFIX,
+        help=f"name prefix of the lab's namespaces (default {DEFAULT_PREFIX})",
+    )
+
+
+def _shape(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=[mode.value for mode in Mode],
+        default=Mode.REDIRECT.value,
+        help="how inbound traffic reaches the proxy (default redirect)",
+    )
+    parser.add_argument(
+        "--ipv6",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give pods IPv6 addresses too (default on)",
+    )
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise CtlError("meshctl lab needs root (it creates network namespaces and iptables rules)")
+
+
+def run_up(args: argparse.Namespace) -> int:
+    import trio
+
+    from ctl.lab.lab import Lab
+    from ctl.lab.status import lab_status, render_lab_status
+
+    _need_root()
+    lab = Lab(str(args.prefix), int(args.pods), Mode(args.mode), bool(args.ipv6))
+
+    async def up() -> str:
+        await lab.up()
+        return render_lab_status(await lab_status(lab.prefix))
+
+    sys.stdout.write(trio.run(up))
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    import msgspec
+    import trio
+
+    from ctl.lab.status import lab_status, render_lab_status
+
+    _need_root()
+    status = trio.run(lab_status, str(args.prefix))
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(status), indent=2).decode())
+    else:
+        sys.stdout.write(render_lab_status(status))
+    return 0 if status.healthy else 1
+
+
+def run_down(args: argparse.Namespace) -> int:
+    import trio
+
+    from ctl.lab.teardown import teardown
+
+    _need_root()
+    print(trio.run(teardown, str(args.prefix)).summary())
+    return 0
+
+
+def run_exec(args: argparse.Namespace) -> int:
+    from ctl.netns import netns_path
+
+    command: list[str] = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise UsageError("lab exec: give the command after the pod, e.g. `meshctl lab exec a -- ss -tn`")
+    try:
+        netns = pod_netns(str(args.prefix), str(args.pod))
+    except ValueError as exc:
+        raise UsageError(f"lab exec POD: {exc}") from None
+    _need_root()
+    if not netns_path(netns).exists():
+        raise CtlError(
+            f"pod {args.pod} of lab {args.prefix} does not exist (no namespace {netns}); `lab up` first"
+        )
+    try:
+        done = subprocess.run(["ip", "netns", "exec", netns, *command], check=False)
+    except FileNotFoundError:
+        raise CtlError("ip not found on PATH (Debian package iproute2)") from None
+    return done.returncode if done.returncode >= 0 else 128 - done.returncode
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    import trio
+
+    from ctl.lab.demo import run_demo as demo
+
+    _need_root()
+    worked = trio.run(
+        partial(demo, sys.stdout, prefix=str(args.prefix), mode=Mode(args.mode), ipv6=bool(args.ipv6))
+    )
+    return 0 if worked else 1

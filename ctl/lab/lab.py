@@ -1,0 +1,284 @@
+"""``Lab``: a small mesh of network-namespace pods built from the real parts on this machine.
+
+Per pod: a namespace with a veth to the hub's bridge, lo up, an IPv4 (and optionally IPv6) address;
+``mesh-init`` rules; ``mesh-proxy`` as UID 1337 with NET_ADMIN/NET_RAW (SO_MARK, IP_TRANSPARENT); and the demo
+app on port 8080 as root, so its own connections are intercepted like any application's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from ctl.client import DEFAULT_TIMEOUT, AdminAddress, AdminClient
+from ctl.errors import CtlError
+from ctl.lab.command import LabError, last_line, run
+from ctl.lab.listening import listening_ports
+from ctl.lab.network import build_hub, build_pod, list_netns
+from ctl.lab.processes import is_alive, log_tail, marker, spawn_detached
+from ctl.lab.state import LabState, PodState, lab_dir, save_state
+from ctl.lab.teardown import Teardown, teardown
+from ctl.lab.topology import APP_PORT, DEFAULT_PREFIX, Mode, PodPlan, lab_namespaces, plan
+
+PROXY_ADMIN: Final = AdminAddress("127.0.0.1", 15000)  # mesh-proxy's default --admin, inside each pod
+PROXY_UID: Final = 1337  # the UID mesh-init exempts from interception by default
+READY_TIMEOUT: Final = 20.0  # seconds for every pod's proxy and app to come up; a cold start takes ~1-2 s
+_POLL: Final = 0.1  # seconds between readiness probes
+# The lab is torn down often; a lab proxy has no long-lived clients worth a 30 s drain.
+_PROXY_DRAIN: Final = "1s"
+
+
+class Pod:
+    """One pod of a lab: where it is and how to reach its proxy."""
+
+    def __init__(self, plan: PodPlan, directory: Path) -> None:
+        self.plan = plan
+        self.log_dir = directory / plan.name
+
+    def __repr__(self) -> str:
+        return f"<Pod {self.name} netns={self.netns} address={self.address}>"
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def netns(self) -> str:
+        return self.plan.netns
+
+    @property
+    def address(self) -> str:
+        return self.plan.ipv4
+
+    @property
+    def ipv6(self) -> str | None:
+        return self.plan.ipv6
+
+    def admin(self, *, timeout: float = DEFAULT_TIMEOUT) -> AdminClient:
+        """A client for this pod's proxy admin endpoint (127.0.0.1:15000 inside the pod)."""
+        return AdminClient(PROXY_ADMIN, netns=self.netns, timeout=timeout)
+
+
+class Lab:
+    """Build with ``await Lab(prefix, pods, mode, ipv6).up()``, remove with ``await lab.down()``.
+
+    Resource handling: ``up`` either returns a fully ready lab or removes everything it made before raising.
+    ``down`` (or ``ctl.lab.teardown.teardown(prefix)``) removes everything, also after a crash.
+    """
+
+    def __init__(
+        self,
+        prefix: str = DEFAULT_PREFIX,
+        pods: int = 3,
+        mode: Mode = Mode.REDIRECT,
+        ipv6: bool = True,
+        *,
+        venv: Path | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        self.topology = plan(prefix, pods, ipv6=ipv6)
+        self.mode = mode
+        self.ipv6 = ipv6
+        self.venv = Path(sys.prefix) if venv is None else venv
+        self.ready_timeout = ready_timeout
+        self.directory = lab_dir(prefix)
+        self.pods = [Pod(pod, self.directory) for pod in self.topology.pods]
+        self.state: LabState | None = None
+
+    @classmethod
+    def from_state(cls, state: LabState) -> Lab:
+        lab = cls(state.prefix, len(state.pods), state.mode, state.ipv6, venv=Path(state.venv))
+        lab.state = state
+        return lab
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.prefix} pods={len(self.pods)} mode={self.mode.value} ipv6={self.ipv6}>"
+
+    @property
+    def prefix(self) -> str:
+        return self.topology.prefix
+
+    def pod(self, name: str) -> Pod:
+        for pod in self.pods:
+            if pod.name == name:
+                return pod
+        raise LabError(
+            f"lab {self.prefix} has no pod {name!r} (pods: {', '.join(p.name for p in self.pods)})"
+        )
+
+    async def up(self) -> LabState:
+        existing = lab_namespaces(self.prefix, await list_netns())
+        if existing:
+            raise LabError(
+                f"lab {self.prefix} is already up (namespaces {', '.join(existing)});"
+                f" run `meshctl lab down --prefix {self.prefix}` first"
+            )
+        tools = self._tools()
+        try:
+            return await self._build(tools)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await teardown(self.prefix, keep_logs=True)
+            raise
+
+    async def down(self) -> Teardown:
+        self.state = None
+        return await teardown(self.prefix)
+
+    # === start-up steps ===
+
+    async def _build(self, tools: dict[str, str]) -> LabState:
+        await build_hub(self.topology)
+        for pod in self.pods:
+            pod.log_dir.mkdir(parents=True, exist_ok=True)
+            await build_pod(self.topology, pod.plan)
+        self._record({})
+        await self._for_each_pod(lambda pod: self._mesh_init(pod, tools["mesh-init"]))
+        pids = {pod.name: self._start(pod, tools) for pod in self.pods}
+        state = self._record(pids)
+        with trio.move_on_after(self.ready_timeout) as waiting:
+            await self._for_each_pod(lambda pod: self._wait_ready(pod, *pids[pod.name]))
+        if waiting.cancelled_caught:
+            raise LabError(self._not_ready_message(pids))
+        return state
+
+    async def _for_each_pod(self, step: Callable[[Pod], Awaitable[None]]) -> None:
+        """Runs ``step`` for all pods at once; their LabErrors come back as one LabError, not a group."""
+        try:
+            async with trio.open_nursery() as nursery:
+                for pod in self.pods:
+                    nursery.start_soon(step, pod)
+        except ExceptionGroup as group:
+            errors, others = group.split(LabError)
+            if errors is None or others is not None:
+                raise
+            raise LabError("\n".join(str(error) for error in _leaves(errors))) from None
+
+    def _tools(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for name in ("mesh-init", "mesh-proxy", "python"):
+            path = self.venv / "bin" / name
+            if not path.exists():
+                raise LabError(f"{path} not found: install triomesh into {self.venv} (`make setup`)")
+            found[name] = str(path)
+        for name in ("ip", "setpriv"):
+            where = shutil.which(name)
+            if where is None:
+                raise LabError(f"{name} not found on PATH (Debian packages iproute2, util-linux)")
+            found[name] = where
+        return found
+
+    async def _mesh_init(self, pod: Pod, mesh_init: str) -> None:
+        argv = ["ip", "netns", "exec", pod.netns, mesh_init, "--mode", self.mode.value]
+        done = await run(argv, check=False)
+        log = pod.log_dir / "init.log"
+        log.write_bytes(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise LabError(
+                f"mesh-init failed in pod {pod.name} (exit {done.returncode}): {last_line(done.stderr)}"
+                f" (full output in {log})"
+            )
+
+    def _start(self, pod: Pod, tools: dict[str, str]) -> tuple[int, int]:
+        """Starts the demo app and the proxy; returns (proxy pid, app pid)."""
+        enter = ["ip", "netns", "exec", pod.netns]
+        app = spawn_detached(
+            [*enter, tools["python"], "-m", "ctl.lab.demo_app", "--name", pod.name, "--port", str(APP_PORT)],
+            log=pod.log_dir / "app.log",
+            mark=marker(self.prefix, pod.name, "app"),
+        )
+        as_proxy_user = [
+            tools["setpriv"],
+            f"--reuid={PROXY_UID}",
+            f"--regid={PROXY_UID}",
+            "--clear-groups",
+            "--inh-caps=+net_admin,+net_raw",
+            "--ambient-caps=+net_admin,+net_raw",
+            "--",
+        ]
+        proxy_flags = [
+            "--admin",
+            f"{PROXY_ADMIN.host}:{PROXY_ADMIN.port}",
+            "--inbound-mode",
+            self.mode.value,
+            "--drain-timeout",
+            _PROXY_DRAIN,
+            "--log-level",
+            "info",
+        ]
+        proxy = spawn_detached(
+            [*enter, *as_proxy_user, tools["mesh-proxy"], *proxy_flags],
+            log=pod.log_dir / "proxy.log",
+            mark=marker(self.prefix, pod.name, "proxy"),
+        )
+        return proxy, app
+
+    def _record(self, pids: dict[str, tuple[int, int]]) -> LabState:
+        pods = tuple(
+            PodState(
+                name=pod.name,
+                netns=pod.netns,
+                ipv4=pod.address,
+                ipv6=pod.ipv6,
+                proxy_pid=pids[pod.name][0] if pod.name in pids else None,
+                app_pid=pids[pod.name][1] if pod.name in pids else None,
+                log_dir=str(pod.log_dir),
+            )
+            for pod in self.pods
+        )
+        self.state = LabState(
+            prefix=self.prefix,
+            mode=self.mode,
+            ipv6=self.ipv6,
+            hub_netns=self.topology.hub_netns,
+            venv=str(self.venv),
+            created_at=time.time(),
+            pods=pods,
+        )
+        save_state(self.state)
+        return self.state
+
+    async def _wait_ready(self, pod: Pod, proxy_pid: int, app_pid: int) -> None:
+        """Polls until the proxy's /ready is 200 and the app listens; fails fast if either exits."""
+        client = pod.admin(timeout=1.0)
+        while True:
+            for role, pid in (("mesh-proxy", proxy_pid), ("demo app", app_pid)):
+                if not is_alive(pid):
+                    log = pod.log_dir / ("proxy.log" if role == "mesh-proxy" else "app.log")
+                    raise LabError(
+                        f"{role} in pod {pod.name} exited during start-up; end of {log}:\n{log_tail(log)}"
+                    )
+            try:
+                ready, _ = await trio.to_thread.run_sync(client.ready)
+            except CtlError:
+                ready = False
+            if ready and APP_PORT in listening_ports(app_pid):
+                return
+            await trio.sleep(_POLL)
+
+    def _not_ready_message(self, pids: dict[str, tuple[int, int]]) -> str:
+        lines = [f"lab {self.prefix} not ready after {self.ready_timeout:g}s:"]
+        for pod in self.pods:
+            proxy_pid, app_pid = pids[pod.name]
+            try:
+                ready, why = pod.admin(timeout=1.0).ready()
+                proxy = "ready" if ready else why
+            except CtlError as exc:
+                proxy = str(exc)
+            app = "listening" if APP_PORT in listening_ports(app_pid) else f"not listening on {APP_PORT}"
+            lines.append(f"  pod {pod.name}: proxy (pid {proxy_pid}): {proxy}; app (pid {app_pid}): {app}")
+        lines.append(f"  logs: {self.directory}/<pod>/proxy.log")
+        return "\n".join(lines)
+
+
+def _leaves(group: BaseExceptionGroup[LabError]) -> list[LabError]:
+    found: list[LabError] = []
+    for error in group.exceptions:
+        found.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return found

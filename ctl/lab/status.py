@@ -1,0 +1,116 @@
+"""``lab status``: what a lab has, checked live (namespaces present, processes alive, proxies ready)."""
+
+from __future__ import annotations
+
+import msgspec
+import trio
+
+from ctl.client import AdminClient
+from ctl.errors import CtlError
+from ctl.lab.command import LabError
+from ctl.lab.lab import PROXY_ADMIN
+from ctl.lab.listening import listening_ports
+from ctl.lab.network import list_netns
+from ctl.lab.processes import is_alive
+from ctl.lab.state import PodState, load_state, state_path
+from ctl.lab.topology import APP_PORT, lab_namespaces
+from ctl.table import Column, render_table
+
+
+class PodStatus(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    netns: str
+    netns_present: bool
+    ipv4: str
+    ipv6: str | None
+    proxy_pid: int | None
+    proxy: str
+    """"ready", "not ready: <why>", "alive, admin unreachable" or "not running"."""
+    app_pid: int | None
+    app: str
+    """"listening on 8080", "running, not listening" or "not running"."""
+
+
+class LabStatus(msgspec.Struct, frozen=True, kw_only=True):
+    prefix: str
+    mode: str | None
+    """None when the state file is missing (the lab is then a crash leftover)."""
+    namespaces: list[str]
+    pods: list[PodStatus]
+
+    @property
+    def healthy(self) -> bool:
+        return self.mode is not None and all(pod.proxy == "ready" for pod in self.pods)
+
+
+async def lab_status(prefix: str) -> LabStatus:
+    """Error handling: ``LabError`` when nothing of the lab exists."""
+    namespaces = lab_namespaces(prefix, await list_netns())
+    state = load_state(prefix)
+    if state is None:
+        if not namespaces:
+            raise LabError(
+                f"no lab with prefix {prefix}: no state file ({state_path(prefix)}), no namespaces"
+            )
+        return LabStatus(prefix=prefix, mode=None, namespaces=namespaces, pods=[])
+    pods = [await _pod_status(pod, pod.netns in namespaces) for pod in state.pods]
+    return LabStatus(prefix=prefix, mode=state.mode.value, namespaces=namespaces, pods=pods)
+
+
+async def _pod_status(pod: PodState, present: bool) -> PodStatus:
+    proxy = "not running"
+    if pod.proxy_pid is not None and is_alive(pod.proxy_pid):
+        client = AdminClient(PROXY_ADMIN, netns=pod.netns, timeout=1.0)
+        try:
+            ready, why = await trio.to_thread.run_sync(client.ready)
+            proxy = "ready" if ready else why
+        except CtlError:
+            proxy = "alive, admin unreachable"
+    app = "not running"
+    if pod.app_pid is not None and is_alive(pod.app_pid):
+        listening = APP_PORT in listening_ports(pod.app_pid)
+        app = f"listening on {APP_PORT}" if listening else "running, not listening"
+    return PodStatus(
+        name=pod.name,
+        netns=pod.netns,
+        netns_present=present,
+        ipv4=pod.ipv4,
+        ipv6=pod.ipv6,
+        proxy_pid=pod.proxy_pid,
+        proxy=proxy,
+        app_pid=pod.app_pid,
+        app=app,
+    )
+
+
+def render_lab_status(status: LabStatus) -> str:
+    if status.mode is None:
+        return (
+            f"lab {status.prefix}: state file missing, but namespaces exist: {', '.join(status.namespaces)}\n"
+            f"run `meshctl lab down --prefix {status.prefix}` to remove them\n"
+        )
+    columns = [
+        Column("POD"),
+        Column("NAMESPACE"),
+        Column("IPV4"),
+        Column("IPV6"),
+        Column("PROXY PID", right=True),
+        Column("PROXY"),
+        Column("APP PID", right=True),
+        Column("APP"),
+    ]
+    rows = [
+        [
+            pod.name,
+            pod.netns if pod.netns_present else f"{pod.netns} (missing)",
+            pod.ipv4,
+            pod.ipv6 or "-",
+            str(pod.proxy_pid or "-"),
+            pod.proxy,
+            str(pod.app_pid or "-"),
+            pod.app,
+        ]
+        for pod in status.pods
+    ]
+    title = f"lab {status.prefix}: mode {status.mode}, {len(status.pods)} pod(s)"
+    return "\n".join([title, *render_table(columns, rows)]) + "\n"

@@ -1,0 +1,53 @@
+"""A demo-app client that connects from inside a pod, as that pod's applications do.
+
+The socket is created in the pod's namespace by this (root) process, so the pod's mesh-init rules intercept it
+exactly like an application's connection: pod a's outbound proxy, then pod b's inbound proxy, then b's app.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+
+import trio
+
+from ctl.lab.lines import LineReader
+from ctl.netns import netns_socket
+
+
+async def talk(netns: str | None, host: str, port: int, lines: Sequence[str]) -> list[str]:
+    """The server's greeting and its answer to each of ``lines``, in order (``netns`` None: this namespace).
+
+    Error handling: raises OSError (refused, reset, also mid-exchange) or EOFError if the server closes
+    before answering every line. It waits as long as the server takes: callers bound it with
+    ``trio.fail_after``.
+    """
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = trio.socket.from_stdlib_socket(netns_socket(netns, family))
+    try:
+        await sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        async with trio.SocketStream(sock) as stream:
+            reader = LineReader(stream)
+            received = [await _expect_line(reader)]
+            for line in lines:
+                await stream.send_all(f"{line}\n".encode())
+                received.append(await _expect_line(reader))
+            await stream.send_eof()
+            return received
+    except trio.BrokenResourceError as exc:
+        # trio wraps the socket error (a reset, usually); callers get the OSError itself.
+        if isinstance(exc.__cause__, OSError):
+            raise exc.__cause__ from None
+        raise ConnectionError(str(exc)) from None
+
+
+async def _expect_line(reader: LineReader) -> str:
+    line = await reader.readline()
+    if line is None:
+        raise EOFError("the server closed the connection before answering")
+    return line.decode("utf-8", errors="replace")

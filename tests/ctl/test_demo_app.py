@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import socket
+import struct
+from functools import partial
+
+import pytest
+import trio
+
+from ctl.lab.demo_app import format_sockaddr, main, serve
+from ctl.lab.talk import talk
+
+
+def _port(bound: list[str], host: str) -> int:
+    (address,) = [address for address in bound if address.startswith(f"{host}:")]
+    return int(address.rpartition(":")[2])
+
+
+def test_format_sockaddr() -> None:
+    assert format_sockaddr(("198.18.7.11", 8080)) == "198.18.7.11:8080"
+    assert format_sockaddr(("fd00::1", 8080, 0, 0)) == "[fd00::1]:8080"
+
+
+async def test_greets_with_name_and_the_peer_it_sees_then_echoes(nursery: trio.Nursery) -> None:
+    port = _port(await nursery.start(partial(serve, "b", 0)), "0.0.0.0")
+    with trio.fail_after(5):
+        lines = await talk(None, "127.0.0.1", port, ["ping from a", "second"])
+    greeting = lines[0]
+    assert greeting.startswith(f"hello from b (127.0.0.1:{port}); you are 127.0.0.1:")
+    assert lines[1:] == ["b echoes: ping from a", "b echoes: second"]
+
+
+async def test_ipv6_peer_is_bracketed(nursery: trio.Nursery) -> None:
+    if not socket.has_ipv6:
+        pytest.fail("this machine has IPv6; the lab depends on it")
+    port = _port(await nursery.start(partial(serve, "c", 0)), "[::]")
+    with trio.fail_after(5):
+        (greeting,) = await talk(None, "::1", port, [])
+    assert greeting.startswith(f"hello from c ([::1]:{port}); you are [::1]:")
+
+
+def test_port_in_use_is_one_line_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--name", "a", "--port", str(port)]) == 1
+    assert capsys.readouterr().err == f"demo_app: cannot listen on port {port}: Address already in use\n"
+
+
+def test_bad_port_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--name", "a", "--port", "70000"])
+    assert exited.value.code == 2
+    assert "argument --port" in capsys.readouterr().err
+
+
+async def test_talk_reports_a_reset_mid_exchange_as_an_os_error(nursery: trio.Nursery) -> None:
+    async def reset_at_once(stream: trio.SocketStream) -> None:
+        # SO_LINGER 0: close() sends RST instead of FIN, as a proxy dropping a connection would.
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, reset_at_once, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    with trio.fail_after(5), pytest.raises(ConnectionResetError):
+        await talk(None, "127.0.0.1", port, ["ping"])
