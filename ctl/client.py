@@ -101,8 +101,7 @@ class AdminClient:
             ) from None
         except TimeoutError:
             raise AdminUnreachableError(
-                f"the proxy admin endpoint at {self.describe()} did not answer GET {path}"
-                f" within {self.timeout:g}s"
+                f"the proxy admin endpoint at {self.describe()} did not answer GET {path} within {self.timeout:g}s"
             ) from None
         except http.client.HTTPException as exc:
             raise AdminAnswerError(

@@ -35,9 +35,7 @@ def to_json(document: msgspec.Struct) -> str:
 
 def select_connections(report: ConnectionsReport, *, open_: bool, closed: bool) -> ConnectionsReport:
     """The report with the open or the recently closed list emptied (totals stay as the proxy counted)."""
-    return msgspec.structs.replace(
-        report, open=report.open if open_ else [], recent=report.recent if closed else []
-    )
+    return msgspec.structs.replace(report, open=report.open if open_ else [], recent=report.recent if closed else [])
 
 
 def render_connections(report: ConnectionsReport, *, now: float) -> str:

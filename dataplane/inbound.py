@@ -15,7 +15,7 @@ import trio
 from dataplane.admin.schema import Direction
 from dataplane.net.addr import SockAddr
 from dataplane.net.sockopts import original_dst
-from dataplane.runtime import InboundMode
+from dataplane.settings import InboundMode
 from policy.index import PortSettings
 from policy.store import Snapshot
 

@@ -103,9 +103,7 @@ def choose_families(
         return (), ((Family.IPV4, Family.IPV6) if v6_tools and v6_kernel else (Family.IPV4,))
     if choice is Ipv6Choice.ON:
         if not ipv6_enabled():
-            raise InitError(
-                "--ipv6 on: IPv6 is disabled in this network namespace (net.ipv6.conf.all.disable_ipv6)"
-            )
+            raise InitError("--ipv6 on: IPv6 is disabled in this network namespace (net.ipv6.conf.all.disable_ipv6)")
         require_tools(backend, Family.IPV6, "--ipv6 on")
         return (Family.IPV4, Family.IPV6), ()
     if choice is Ipv6Choice.AUTO and v6_tools and ipv6_enabled():
@@ -143,13 +141,9 @@ def make_plan(
         # What our installed rules say they depend on, and what this config would have installed.
         known = [*installed_tproxy_routes(saved.get(Table.MANGLE)), ours]
         for route in keep:
-            add += [
-                i for i in netlink.routing_items(family, route.mark, route.table) if not netlink.is_present(i)
-            ]
+            add += [i for i in netlink.routing_items(family, route.mark, route.table) if not netlink.is_present(i)]
         for route in dict.fromkeys(r for r in known if r not in keep):
-            remove += [
-                i for i in netlink.routing_items(family, route.mark, route.table) if netlink.is_present(i)
-            ]
+            remove += [i for i in netlink.routing_items(family, route.mark, route.table) if netlink.is_present(i)]
     return Plan(
         backend=backend,
         families=(*install, *clean),
@@ -192,9 +186,7 @@ def execute(plan: Plan) -> None:
             LOG.info("%s", step.describe())
             LOG.debug("payload:\n%s", step.payload)
             step.tools.run_restore(step.payload, noflush=True)
-            done.append(
-                (f"restore {step.tools.family.value} {step.table.value} as saved", partial(_roll_back, step))
-            )
+            done.append((f"restore {step.tools.family.value} {step.table.value} as saved", partial(_roll_back, step)))
         for item in plan.routing_remove:
             LOG.info("%s", item.describe("del"))
             netlink.remove(item)
@@ -203,9 +195,7 @@ def execute(plan: Plan) -> None:
         leftovers = _undo(done)
         if not isinstance(exc, InitError):
             raise
-        rolled = (
-            "rolled back every change" if not leftovers else "rollback FAILED for: " + "; ".join(leftovers)
-        )
+        rolled = "rolled back every change" if not leftovers else "rollback FAILED for: " + "; ".join(leftovers)
         raise ApplyError(f"{exc}; {rolled}") from exc
     if LOG.isEnabledFor(logging.DEBUG):
         for tools in dict.fromkeys(step.tools for step in plan.table_steps):
@@ -224,6 +214,6 @@ def _undo(done: list[Undo]) -> list[str]:
         try:
             undo()
         except InitError as exc:
-            LOG.error("rollback step %r failed: %s", what, exc)  # noqa: TRY400  # expected
+            LOG.error("rollback step %r failed: %s", what, exc)  # expected
             failed.append(f"{what} ({exc})")
     return failed

@@ -168,8 +168,6 @@ def _run(argv: list[str], stdin: str) -> str:
     if done.returncode != 0:
         err = done.stderr.strip() or f"exit status {done.returncode}"
         if "Permission denied" in err or "Operation not permitted" in err:
-            raise PrivilegeError(
-                f"{argv[0]}: {err}: mesh-init must run as root or with CAP_NET_ADMIN and CAP_NET_RAW"
-            )
+            raise PrivilegeError(f"{argv[0]}: {err}: mesh-init must run as root or with CAP_NET_ADMIN and CAP_NET_RAW")
         raise CommandError(f"{os.path.basename(argv[0])} failed: {err}")
     return done.stdout

@@ -71,9 +71,7 @@ class PortRange(_Struct, frozen=True):
         for value in (self.first, self.last):
             _check_port("port", value)
         if self.first > self.last:
-            raise ConfigError(
-                "port", f"range {self.first}-{self.last} is backwards (write {self.last}-{self.first})"
-            )
+            raise ConfigError("port", f"range {self.first}-{self.last} is backwards (write {self.last}-{self.first})")
 
     @property
     def width(self) -> int:
@@ -99,9 +97,7 @@ class FirewallConfig(_Struct, frozen=True):
     """tproxy mode: routing table holding the ``local default dev lo`` routes."""
     outbound_port: int = DEFAULT_OUTBOUND_PORT
     inbound_port: int = DEFAULT_INBOUND_PORT
-    exclude_inbound_ports: tuple[PortRange, ...] = (
-        PortRange(first=DEFAULT_ADMIN_PORT, last=DEFAULT_ADMIN_PORT),
-    )
+    exclude_inbound_ports: tuple[PortRange, ...] = (PortRange(first=DEFAULT_ADMIN_PORT, last=DEFAULT_ADMIN_PORT),)
     exclude_outbound_ports: tuple[PortRange, ...] = ()
     exclude_outbound_cidrs: tuple[str, ...] = ()
     """IPv4 and IPv6 networks; each goes to the rules of its own family."""
@@ -112,9 +108,7 @@ class FirewallConfig(_Struct, frozen=True):
         _check_int("tproxy_mark", self.tproxy_mark, 1, MARK_MAX)
         _check_int("tproxy_table", self.tproxy_table, 1, MARK_MAX)
         if self.tproxy_table in RESERVED_TABLES:
-            raise ConfigError(
-                "tproxy_table", f"{self.tproxy_table} is a table the kernel reserves; pick another"
-            )
+            raise ConfigError("tproxy_table", f"{self.tproxy_table} is a table the kernel reserves; pick another")
         if self.tproxy_mark == self.proxy_mark:
             raise ConfigError("tproxy_mark", EQUAL_MARKS_REASON.format(mark=hex(self.tproxy_mark)))
         _check_port("outbound_port", self.outbound_port)

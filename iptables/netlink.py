@@ -146,9 +146,7 @@ class _errors:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, NetlinkError):
             if exc.code == errno.EPERM:
-                raise PrivilegeError(
-                    f"{self.what}: operation not permitted (needs root or CAP_NET_ADMIN)"
-                ) from exc
+                raise PrivilegeError(f"{self.what}: operation not permitted (needs root or CAP_NET_ADMIN)") from exc
             raise CommandError(f"{self.what} failed: {exc}") from exc
         if isinstance(exc, OSError):
             raise CommandError(f"{self.what} failed: {exc}") from exc

@@ -147,8 +147,11 @@ def _mangle_rules(config: FirewallConfig, family: Family) -> TableRules:
             f"CONNMARK --set-xmark {tproxy}",
         ),
         _rule(MANGLE_PRERT, "-i lo", "ignore-loopback", "RETURN"),
-        # Packets of connections the proxy already owns (its transparent sockets) skip TPROXY's socket lookup.
-        _rule(MANGLE_PRERT, "-p tcp -m socket --transparent", "divert-owned", MANGLE_DIVERT),
+        # Packets of connections that already exist skip TPROXY: those the proxy accepted earlier, and also the
+        # replies to connections this pod opened (the outbound proxy's SYN-ACKs), which must reach their own
+        # socket. `-m socket --transparent` would miss the latter; plain `-m socket` would match the app's
+        # listener for every new SYN. Conntrack knows both (Istio does the same).
+        _rule(MANGLE_PRERT, "-p tcp -m conntrack --ctstate RELATED,ESTABLISHED", "divert-established", MANGLE_DIVERT),
         *_port_returns(MANGLE_PRERT, config.exclude_inbound_ports),
         _rule(
             MANGLE_PRERT,
@@ -200,9 +203,7 @@ def _multiport_groups(ranges: tuple[PortRange, ...]) -> Iterator[tuple[PortRange
 def _cidr_returns(chain: str, cidrs: tuple[str, ...], family: Family) -> Iterator[Rule]:
     version = 4 if family is Family.IPV4 else 6
     networks = {ipaddress.ip_network(cidr) for cidr in cidrs}
-    for net in sorted(
-        (n for n in networks if n.version == version), key=lambda n: (n.network_address, n.prefixlen)
-    ):
+    for net in sorted((n for n in networks if n.version == version), key=lambda n: (n.network_address, n.prefixlen)):
         yield _rule(chain, f"-d {net.with_prefixlen}", f"ignore-cidr-{net.with_prefixlen}", "RETURN")
 
 

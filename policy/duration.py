@@ -33,9 +33,7 @@ class Duration:
     def parse(cls, text: str) -> Duration:
         match = _RE.match(text)
         if match is None:
-            raise ValueError(
-                f"invalid duration {text!r}: expected a number and a unit, e.g. 250ms, 10s, 5m, 1h"
-            )
+            raise ValueError(f"invalid duration {text!r}: expected a number and a unit, e.g. 250ms, 10s, 5m, 1h")
         unit = match.group(2)
         return cls(float(text[: -len(unit)]) * _UNITS[unit], text)
 

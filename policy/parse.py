@@ -112,9 +112,7 @@ def _parse_yaml(text: str) -> Parsed:
         # The reader rejects non-printable characters already in the constructor.
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:
-        return _failed(
-            f"invalid YAML: character {exc.character:#06x} at offset {exc.position} is not allowed"
-        )
+        return _failed(f"invalid YAML: character {exc.character:#06x} at offset {exc.position} is not allowed")
     try:
         node = loader.get_single_node()
         if node is None:  # only comments or blank lines

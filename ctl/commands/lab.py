@@ -144,9 +144,7 @@ def run_exec(args: argparse.Namespace) -> int:
         raise UsageError(f"lab exec POD: {exc}") from None
     _need_root()
     if not netns_path(netns).exists():
-        raise CtlError(
-            f"pod {args.pod} of lab {args.prefix} does not exist (no namespace {netns}); `lab up` first"
-        )
+        raise CtlError(f"pod {args.pod} of lab {args.prefix} does not exist (no namespace {netns}); `lab up` first")
     try:
         done = subprocess.run(["ip", "netns", "exec", netns, *command], check=False)
     except FileNotFoundError:
@@ -162,7 +160,5 @@ def run_demo(args: argparse.Namespace) -> int:
     from ctl.lab.demo import run_demo as demo
 
     _need_root()
-    worked = trio.run(
-        partial(demo, sys.stdout, prefix=str(args.prefix), mode=Mode(args.mode), ipv6=bool(args.ipv6))
-    )
+    worked = trio.run(partial(demo, sys.stdout, prefix=str(args.prefix), mode=Mode(args.mode), ipv6=bool(args.ipv6)))
     return 0 if worked else 1

@@ -21,9 +21,7 @@ def register(subparsers: Subparsers) -> None:
     )
     validate.add_argument("file", metavar="FILE", help="the policy bundle (YAML or JSON)")
     validate.set_defaults(run=run_validate)
-    schema = actions.add_parser(
-        "schema", help="print the bundle's JSON Schema", description="Print the JSON Schema."
-    )
+    schema = actions.add_parser("schema", help="print the bundle's JSON Schema", description="Print the JSON Schema.")
     schema.set_defaults(run=run_schema)
 
 
@@ -47,6 +45,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_schema(args: argparse.Namespace) -> int:
     import msgspec
+
     from policy.schema import json_schema
 
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(json_schema()), indent=2).decode() + "\n")

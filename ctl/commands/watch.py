@@ -14,9 +14,7 @@ from ctl.errors import CtlError
 _CLEAR: Final = "\x1b[H\x1b[2J"  # cursor home, clear screen (ANSI; what `watch(1)` does)
 
 
-def watch(
-    show: Callable[[], str], interval: float, *, title: str, clear: bool, limit: int | None = None
-) -> int:
+def watch(show: Callable[[], str], interval: float, *, title: str, clear: bool, limit: int | None = None) -> int:
     """Prints ``show()`` every ``interval`` seconds, ``limit`` times (None: until Ctrl-C). Returns 0.
 
     With ``clear`` (a terminal) each refresh replaces the screen under a title line; without it the
@@ -30,9 +28,7 @@ def watch(
         return 0  # Ctrl-C is how a watch ends
 
 
-async def refresh_loop(
-    show: Callable[[], str], interval: float, title: str, clear: bool, limit: int | None
-) -> int:
+async def refresh_loop(show: Callable[[], str], interval: float, title: str, clear: bool, limit: int | None) -> int:
     """The body of ``watch``; ``show`` runs in a worker thread so a slow proxy never blocks the timer."""
     shown = 0
     while limit is None or shown < limit:

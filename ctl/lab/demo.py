@@ -49,9 +49,7 @@ class _Report:
         print(text, file=self._out, flush=True)
 
 
-async def run_demo(
-    out: TextIO, *, prefix: str = DEFAULT_PREFIX, mode: Mode = Mode.REDIRECT, ipv6: bool = True
-) -> bool:
+async def run_demo(out: TextIO, *, prefix: str = DEFAULT_PREFIX, mode: Mode = Mode.REDIRECT, ipv6: bool = True) -> bool:
     """Returns True when every exchange went through the proxies and back."""
     report = _Report(out)
     lab = Lab(prefix, DEMO_PODS, mode, ipv6)
@@ -60,9 +58,7 @@ async def run_demo(
     try:
         for pod in lab.pods:
             v6 = f", {pod.ipv6}" if pod.ipv6 else ""
-            report.line(
-                f"pod {pod.name}: namespace {pod.netns}, {pod.address}{v6}; proxy ready, app on :{APP_PORT}"
-            )
+            report.line(f"pod {pod.name}: namespace {pod.netns}, {pod.address}{v6}; proxy ready, app on :{APP_PORT}")
         report.heading("traffic between pods, through both pods' proxies")
         if mode is Mode.TPROXY:
             report.line("(tproxy: the server sees the calling pod's own address as its peer)")

@@ -55,9 +55,7 @@ async def handle_client(stream: trio.SocketStream, *, name: str) -> None:
             return
 
 
-async def serve(
-    name: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
-) -> None:
+async def serve(name: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Listens on every address family the namespace has; started() with the bound addresses.
 
     With port 0 each family gets its own port, hence a list.

@@ -108,9 +108,7 @@ class Lab:
         for pod in self.pods:
             if pod.name == name:
                 return pod
-        raise LabError(
-            f"lab {self.prefix} has no pod {name!r} (pods: {', '.join(p.name for p in self.pods)})"
-        )
+        raise LabError(f"lab {self.prefix} has no pod {name!r} (pods: {', '.join(p.name for p in self.pods)})")
 
     async def up(self) -> LabState:
         existing = lab_namespaces(self.prefix, await list_netns())
@@ -251,9 +249,7 @@ class Lab:
             for role, pid in (("mesh-proxy", proxy_pid), ("demo app", app_pid)):
                 if not is_alive(pid):
                     log = pod.log_dir / ("proxy.log" if role == "mesh-proxy" else "app.log")
-                    raise LabError(
-                        f"{role} in pod {pod.name} exited during start-up; end of {log}:\n{log_tail(log)}"
-                    )
+                    raise LabError(f"{role} in pod {pod.name} exited during start-up; end of {log}:\n{log_tail(log)}")
             try:
                 ready, _ = await trio.to_thread.run_sync(client.ready)
             except CtlError:

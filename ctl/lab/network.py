@@ -34,9 +34,7 @@ async def build_hub(topology: Topology) -> None:
 async def build_pod(topology: Topology, pod: PodPlan) -> None:
     hub, ns = topology.hub_netns, pod.netns
     await run(["ip", "netns", "add", ns])
-    await run(
-        ["ip", "-n", hub, "link", "add", pod.hub_port, "type", "veth", "peer", "name", POD_IFACE, "netns", ns]
-    )
+    await run(["ip", "-n", hub, "link", "add", pod.hub_port, "type", "veth", "peer", "name", POD_IFACE, "netns", ns])
     await run(["ip", "-n", hub, "link", "set", pod.hub_port, "master", BRIDGE, "up"])
     await run(["ip", "-n", ns, "link", "set", "lo", "up"])
     await run(["ip", "-n", ns, "addr", "add", f"{pod.ipv4}/{IPV4_NET.prefixlen}", "dev", POD_IFACE])

@@ -49,9 +49,7 @@ async def lab_status(prefix: str) -> LabStatus:
     state = load_state(prefix)
     if state is None:
         if not namespaces:
-            raise LabError(
-                f"no lab with prefix {prefix}: no state file ({state_path(prefix)}), no namespaces"
-            )
+            raise LabError(f"no lab with prefix {prefix}: no state file ({state_path(prefix)}), no namespaces")
         return LabStatus(prefix=prefix, mode=None, namespaces=namespaces, pods=[])
     pods = [await _pod_status(pod, pod.netns in namespaces) for pod in state.pods]
     return LabStatus(prefix=prefix, mode=state.mode.value, namespaces=namespaces, pods=pods)

@@ -54,9 +54,7 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True):
 
 def validate_prefix(prefix: str) -> str:
     if not _PREFIX_RE.match(prefix):
-        raise ValueError(
-            f"invalid lab prefix {prefix!r}: 2-12 lower-case letters and digits, starting with a letter"
-        )
+        raise ValueError(f"invalid lab prefix {prefix!r}: 2-12 lower-case letters and digits, starting with a letter")
     return prefix
 
 

@@ -60,8 +60,8 @@ class TcpCollector(Collector):
         families = self._families()
         opened, closed, open_now, read, written, reasons = families
         totals: dict[tuple[MetricKey, CloseSide], PeerTotals] = {}
-        for key, tot in self._table.closed_totals.items():
-            copy = totals[key] = PeerTotals()
+        for closed_key, tot in self._table.closed_totals.items():
+            copy = totals[closed_key] = PeerTotals()
             copy.opened, copy.read, copy.written, copy.closed = (
                 tot.opened,
                 tot.read,
@@ -70,10 +70,10 @@ class TcpCollector(Collector):
             )
         live_count: dict[tuple[MetricKey, CloseSide], int] = {}
         for rec in self._table.iter_live():
-            key: MetricKey = (rec.direction, rec.target, rec.tls)
-            _add_live(totals, live_count, (key, "src"), rec.up.received, rec.down.sent)
+            live_key: MetricKey = (rec.direction, rec.target, rec.tls)
+            _add_live(totals, live_count, (live_key, "src"), rec.up.received, rec.down.sent)
             if rec.dst_opened:
-                _add_live(totals, live_count, (key, "dst"), rec.down.received, rec.up.sent)
+                _add_live(totals, live_count, (live_key, "dst"), rec.down.received, rec.up.sent)
         for (key, peer), tot in sorted(totals.items(), key=_sort_key):
             labels = _labels(key, peer)
             opened.add_metric(labels, tot.opened)

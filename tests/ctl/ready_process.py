@@ -16,18 +16,14 @@ import trio
 from ctl.lab.processes import marker, spawn_detached
 
 
-async def spawn_ready(
-    directory: Path, prefix: str, pod: str, *, enter: Sequence[str] = (), setup: str = ""
-) -> int:
+async def spawn_ready(directory: Path, prefix: str, pod: str, *, enter: Sequence[str] = (), setup: str = "") -> int:
     """Runs ``python -c "<setup>; print('up'); sleep 60"`` after the ``enter`` argv; waits for "up"."""
     fifo = directory / f"{pod}-{len(os.listdir(directory))}.fifo"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     script = f"import signal, time; {setup or 'pass'}; print('up', flush=True); time.sleep(60)"
     try:
-        pid = spawn_detached(
-            [*enter, sys.executable, "-c", script], log=fifo, mark=marker(prefix, pod, "test")
-        )
+        pid = spawn_detached([*enter, sys.executable, "-c", script], log=fifo, mark=marker(prefix, pod, "test"))
         received = b""
         with trio.fail_after(10):
             while b"\n" not in received:

@@ -43,9 +43,7 @@ from tests.ctl.admin_standin import (
         ([], "the following arguments are required: COMMAND"),
     ],
 )
-def test_bad_arguments_exit_2_naming_the_flag(
-    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_arguments_exit_2_naming_the_flag(argv: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2
@@ -64,9 +62,7 @@ def test_bad_arguments_exit_2_naming_the_flag(
         (["lab", "exec", "--prefix", "tmlab", "zz", "--", "true"], "lab exec POD: invalid pod name 'zz'"),
     ],
 )
-def test_bad_argument_combinations_exit_2(
-    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_argument_combinations_exit_2(argv: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and named in err
@@ -87,8 +83,7 @@ def test_unreachable_proxy_is_one_line_and_exit_1(command: str) -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr == (
-        f"meshctl: error: cannot reach the proxy admin endpoint at {url}: connection refused"
-        " (is mesh-proxy running?)\n"
+        f"meshctl: error: cannot reach the proxy admin endpoint at {url}: connection refused (is mesh-proxy running?)\n"
     )
 
 
@@ -114,9 +109,7 @@ async def test_conns_prints_the_table(nursery: trio.Nursery, capsys: pytest.Capt
     assert "[fd00:7472:696f::11]:51234" in out and "upstream_refused (ECONNREFUSED)" in out
 
 
-async def test_conns_json_is_the_connections_report(
-    nursery: trio.Nursery, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_conns_json_is_the_connections_report(nursery: trio.Nursery, capsys: pytest.CaptureFixture[str]) -> None:
     url = await _serve(nursery)
     assert await trio.to_thread.run_sync(main, ["--admin", url, "conns", "--json"]) == 0
     assert msgspec.json.decode(capsys.readouterr().out, type=ConnectionsReport) == sample_connections()

@@ -110,7 +110,5 @@ def _closed_port() -> int:
 
 def test_refused_connection_is_unreachable() -> None:
     client = AdminClient(AdminAddress("127.0.0.1", _closed_port()))
-    with pytest.raises(
-        AdminUnreachableError, match=r"cannot reach .*http://127.0.0.1:\d+: connection refused"
-    ):
+    with pytest.raises(AdminUnreachableError, match=r"cannot reach .*http://127.0.0.1:\d+: connection refused"):
         client.status()

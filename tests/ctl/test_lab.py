@@ -88,9 +88,7 @@ async def test_lab_up_carries_traffic_through_both_proxies_and_down_leaves_nothi
     assert not lab_dir(lab_prefix).exists()
 
 
-async def test_cli_lab_lifecycle_and_down_after_a_crash(
-    lab_prefix: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_cli_lab_lifecycle_and_down_after_a_crash(lab_prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
     run = partial(trio.to_thread.run_sync, main)
     with trio.fail_after(UP_TIMEOUT):
         assert await run(["lab", "up", "--prefix", lab_prefix, "--pods", "1", "--no-ipv6"]) == 0
@@ -118,10 +116,7 @@ async def test_cli_lab_lifecycle_and_down_after_a_crash(
 
 async def test_demo_runs_and_cleans_up(lab_prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
     with trio.fail_after(UP_TIMEOUT):
-        assert (
-            await trio.to_thread.run_sync(main, ["lab", "demo", "--prefix", lab_prefix, "--mode", "tproxy"])
-            == 0
-        )
+        assert await trio.to_thread.run_sync(main, ["lab", "demo", "--prefix", lab_prefix, "--mode", "tproxy"]) == 0
     out = capsys.readouterr().out
     for heading in ("1. lab up", "2. traffic", "3. connection tables", "4. metrics excerpt", "5. lab down"):
         assert f"== {heading}" in out

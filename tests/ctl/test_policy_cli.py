@@ -44,9 +44,7 @@ def test_valid_bundle_is_one_line_exit_0(tmp_path: Path, capsys: pytest.CaptureF
     assert capsys.readouterr().out == f"{bundle}: valid (name 'web-frontend', version {version})\n"
 
 
-def test_invalid_bundle_lists_every_problem_with_its_path(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_invalid_bundle_lists_every_problem_with_its_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bundle = tmp_path / "policy.yaml"
     bundle.write_text(BAD)
     assert main(["policy", "validate", str(bundle)]) == 1

@@ -44,9 +44,7 @@ def test_connections_rows_show_humane_units_and_full_addresses() -> None:
     assert first.split()[:2] == ["9", "in"]
     assert "[fd00:7472:696f::11]:51234" in first and "[fd00:7472:696f::12]:8080" in first
     assert "3m4s" in first and "5.0 MiB" in first and "12 B" in first and "client_half_closed" in first
-    assert (
-        second.split()[:2] == ["12", "out"] and "12s" in second and "1.5 KiB" in second and "300 B" in second
-    )
+    assert second.split()[:2] == ["12", "out"] and "12s" in second and "1.5 KiB" in second and "300 B" in second
     # A closed connection shows how long it lasted, no upstream, and why it closed.
     assert closed.split()[:7] == [
         "11",
@@ -105,9 +103,6 @@ def test_status_shows_readiness_policy_uptime_and_listeners() -> None:
 def test_status_lists_every_reload_problem() -> None:
     text = render_status(sample_status(ready=False, reload_error=True), now=NOW)
     assert "ready:        no" in text
-    assert (
-        "last reload:  FAILED 5.0s ago (2023-11-14 22:13:15Z) from /etc/triomesh/policy.yaml: 2 problems"
-        in text
-    )
+    assert "last reload:  FAILED 5.0s ago (2023-11-14 22:13:15Z) from /etc/triomesh/policy.yaml: 2 problems" in text
     assert "inbound.ports[0].port: must be <= 65535" in text
     assert "timeouts.idle: invalid duration '5 minutes'" in text

@@ -16,9 +16,7 @@ def _state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _state() -> LabState:
-    pod = PodState(
-        name="a", netns="tmct1-a", ipv4="198.18.7.11", ipv6=None, proxy_pid=10, app_pid=11, log_dir="/x"
-    )
+    pod = PodState(name="a", netns="tmct1-a", ipv4="198.18.7.11", ipv6=None, proxy_pid=10, app_pid=11, log_dir="/x")
     return LabState(
         prefix="tmct1",
         mode=Mode.TPROXY,

@@ -22,9 +22,7 @@ def _add(name: str) -> None:
     subprocess.run(["ip", "netns", "add", name], check=True)
 
 
-async def test_down_without_state_removes_namespaces_and_their_processes(
-    lab_prefix: str, tmp_path: Path
-) -> None:
+async def test_down_without_state_removes_namespaces_and_their_processes(lab_prefix: str, tmp_path: Path) -> None:
     for name in ("hub", "a", "b"):
         _add(f"{lab_prefix}-{name}")
     _add(f"{lab_prefix}x-a")  # another lab's namespace: must survive
@@ -49,9 +47,7 @@ async def test_down_without_state_removes_namespaces_and_their_processes(
         subprocess.run(["ip", "netns", "del", f"{lab_prefix}x-a"], check=False)
 
 
-async def test_down_finds_processes_whose_namespace_was_deleted_by_hand(
-    lab_prefix: str, tmp_path: Path
-) -> None:
+async def test_down_finds_processes_whose_namespace_was_deleted_by_hand(lab_prefix: str, tmp_path: Path) -> None:
     _add(f"{lab_prefix}-a")
     pid = await spawn_ready(tmp_path, lab_prefix, "a", enter=["ip", "netns", "exec", f"{lab_prefix}-a"])
     assert marked_processes(lab_prefix) == {pid: f"{lab_prefix}/a/test"}
@@ -70,10 +66,7 @@ async def test_down_is_idempotent_and_removes_the_state_dir(
     lab_dir(lab_prefix).mkdir(parents=True)
     (lab_dir(lab_prefix) / "state.json").write_text("{ damaged")
     assert await trio.to_thread.run_sync(main, ["lab", "down", "--prefix", lab_prefix]) == 0
-    assert (
-        capsys.readouterr().out
-        == f"lab {lab_prefix}: stopped 0 process(es), deleted namespaces: {lab_prefix}-hub\n"
-    )
+    assert capsys.readouterr().out == f"lab {lab_prefix}: stopped 0 process(es), deleted namespaces: {lab_prefix}-hub\n"
     assert not lab_dir(lab_prefix).exists()
     assert await trio.to_thread.run_sync(main, ["lab", "down", "--prefix", lab_prefix]) == 0
     assert capsys.readouterr().out == f"lab {lab_prefix}: nothing to clean up\n"
@@ -81,14 +74,10 @@ async def test_down_is_idempotent_and_removes_the_state_dir(
 
 async def test_status_of_a_missing_lab_is_exit_1(lab_prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert await trio.to_thread.run_sync(main, ["lab", "status", "--prefix", lab_prefix]) == 1
-    assert capsys.readouterr().err.startswith(
-        f"meshctl: error: no lab with prefix {lab_prefix}: no state file"
-    )
+    assert capsys.readouterr().err.startswith(f"meshctl: error: no lab with prefix {lab_prefix}: no state file")
 
 
-async def test_status_of_a_crash_leftover_points_at_down(
-    lab_prefix: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_status_of_a_crash_leftover_points_at_down(lab_prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
     _add(f"{lab_prefix}-a")
     assert await trio.to_thread.run_sync(main, ["lab", "status", "--prefix", lab_prefix]) == 1
     out = capsys.readouterr().out
@@ -97,9 +86,7 @@ async def test_status_of_a_crash_leftover_points_at_down(
 
 
 async def test_exec_in_a_missing_pod_is_exit_1(lab_prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        await trio.to_thread.run_sync(main, ["lab", "exec", "--prefix", lab_prefix, "a", "--", "true"]) == 1
-    )
+    assert await trio.to_thread.run_sync(main, ["lab", "exec", "--prefix", lab_prefix, "a", "--", "true"]) == 1
     assert f"no namespace {lab_prefix}-a" in capsys.readouterr().err
 
 

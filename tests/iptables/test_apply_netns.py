@@ -144,9 +144,7 @@ def test_changed_config_replaces_the_old_rules(pod: str, backend: str) -> None:
     _add_foreign(pod, backend)
     before = {f: save(pod, backend, f) for f in FAMILIES}
     _run_ok(pod, f"--iptables-backend={backend}", "--exclude-outbound-ports=22")
-    changed = FirewallConfig(
-        outbound_port=4140, proxy_uid=2102, exclude_inbound_ports=parse_ports("4190-4191")
-    )
+    changed = FirewallConfig(outbound_port=4140, proxy_uid=2102, exclude_inbound_ports=parse_ports("4190-4191"))
     _run_ok(
         pod,
         f"--iptables-backend={backend}",
@@ -221,9 +219,7 @@ def _shim(tmp_path: Path, name: str, script: str) -> dict[str, str]:
 def test_failing_ip6tables_restore_rolls_back_everything(pod: str, backend: str, tmp_path: Path) -> None:
     _add_foreign(pod, backend)
     before = _snapshot(pod, backend)
-    env = _shim(
-        tmp_path, f"ip6tables-{backend}-restore", 'echo "shim: ip6tables restore refused" >&2; exit 1'
-    )
+    env = _shim(tmp_path, f"ip6tables-{backend}-restore", 'echo "shim: ip6tables restore refused" >&2; exit 1')
     done = mesh_init(pod, "--ipv6=on", f"--iptables-backend={backend}", "--mode=tproxy", env=env)
     assert done.returncode == 1
     assert "shim: ip6tables restore refused" in done.stderr and "rolled back every change" in done.stderr

@@ -88,9 +88,7 @@ def test_policy_file_adds_exclusions(tmp_path: Path) -> None:
         "version: 1\ninbound:\n  exclude_ports: [8081]\noutbound:\n  exclude_ports: [5432]\n"
         "  exclude_cidrs: [169.254.0.0/16, 'fd00::/8']\n"
     )
-    config = config_from_args(
-        build_parser().parse_args(["--policy", str(policy), "--exclude-outbound-ports=22"])
-    )
+    config = config_from_args(build_parser().parse_args(["--policy", str(policy), "--exclude-outbound-ports=22"]))
     assert config.exclude_inbound_ports == (
         PortRange(first=15000, last=15000),
         PortRange(first=8081, last=8081),

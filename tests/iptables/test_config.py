@@ -113,9 +113,7 @@ def test_take_census() -> None:
     foreign = "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j RETURN\nCOMMIT\n"
     assert take_census([foreign, foreign]) == Census(rules=2, triomesh=False)
     assert take_census([foreign + ":TRIOMESH_OUTPUT - [0:0]\n"]).triomesh
-    assert take_census(['-A OUTPUT -m comment --comment "triomesh/x" -j RETURN']) == Census(
-        rules=1, triomesh=True
-    )
+    assert take_census(['-A OUTPUT -m comment --comment "triomesh/x" -j RETURN']) == Census(rules=1, triomesh=True)
 
 
 def test_capabilities() -> None:

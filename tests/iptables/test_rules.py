@@ -60,9 +60,7 @@ CASES["custom-tproxy-v4"] = (
     Family.IPV4,
 )
 CASES["custom-redirect-v6"] = (
-    FirewallConfig(
-        proxy_uid=0, proxy_mark=1, outbound_port=4140, inbound_port=4143, exclude_inbound_ports=()
-    ),
+    FirewallConfig(proxy_uid=0, proxy_mark=1, outbound_port=4140, inbound_port=4143, exclude_inbound_ports=()),
     Family.IPV6,
 )
 
@@ -176,9 +174,7 @@ def test_plan_replaces_changed_rules_and_drops_stale_chains() -> None:
     payload = plan_table(saved, wanted)
     assert payload is not None
     lines = payload.splitlines()
-    assert (
-        '-D PREROUTING -p tcp -m comment --comment "triomesh/install-prerouting" -j TRIOMESH_INBOUND' in lines
-    )
+    assert '-D PREROUTING -p tcp -m comment --comment "triomesh/install-prerouting" -j TRIOMESH_INBOUND' in lines
     assert '-D OUTPUT -p tcp -m comment --comment "triomesh/install-output" -j TRIOMESH_OUTPUT' in lines
     assert ":TRIOMESH_OUTPUT - [0:0]" in lines  # declaring flushes the old rules
     assert lines[-3:] == ["-F TRIOMESH_INBOUND", "-X TRIOMESH_INBOUND", "COMMIT"]

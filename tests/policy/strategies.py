@@ -50,9 +50,7 @@ def networks(draw: st.DrawFn) -> tuple[str, ...]:
                 (draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 32))), strict=False
             )
         else:
-            net = ipaddress.IPv6Network(
-                (draw(st.integers(0, 2**128 - 1)), draw(st.integers(0, 128))), strict=False
-            )
+            net = ipaddress.IPv6Network((draw(st.integers(0, 2**128 - 1)), draw(st.integers(0, 128))), strict=False)
         if any(net.overlaps(other) for other in kept if other.version == net.version):
             continue
         kept.append(net)
@@ -67,9 +65,7 @@ def policies(draw: st.DrawFn) -> Policy:
     return Policy(
         name=draw(names),
         timeouts=Timeouts(connect=draw(durations), idle=draw(durations)),
-        inbound=InboundPolicy(
-            default_protocol=draw(protocols), ports=inbound_ports, exclude_ports=inbound_excluded
-        ),
+        inbound=InboundPolicy(default_protocol=draw(protocols), ports=inbound_ports, exclude_ports=inbound_excluded),
         outbound=OutboundPolicy(
             default_protocol=draw(protocols),
             ports=outbound_ports,

@@ -266,8 +266,7 @@ def test_an_omitted_field_takes_its_default() -> None:
         (
             b"timeouts: {connect: 0s}",
             "timeouts.connect",
-            "must be longer than zero, got 0s: "
-            "a zero connect timeout would fail every connection before it starts",
+            "must be longer than zero, got 0s: a zero connect timeout would fail every connection before it starts",
         ),
         (
             b"timeouts: {idle: 0.0ms}",
@@ -277,8 +276,7 @@ def test_an_omitted_field_takes_its_default() -> None:
         (
             b"inbound: {ports: [{port: 80, connect_timeout: 0m}]}",
             "inbound.ports[0].connect_timeout",
-            "must be longer than zero, got 0m: "
-            "a zero connect timeout would fail every connection before it starts",
+            "must be longer than zero, got 0m: a zero connect timeout would fail every connection before it starts",
         ),
         (
             b"outbound: {ports: [{port: 80, idle_timeout: 0h}]}",
@@ -388,8 +386,7 @@ outbound:
     lines = str(error).splitlines()
     assert len(lines) == len(error.problems)
     assert lines[0] == (
-        "/etc/mesh/policy.yaml: timeouts.idle: "
-        "expected a duration such as 250ms, 10s, 5m or 1h, got 'forever'"
+        "/etc/mesh/policy.yaml: timeouts.idle: expected a duration such as 250ms, 10s, 5m or 1h, got 'forever'"
     )
     assert all(line.startswith("/etc/mesh/policy.yaml: ") for line in lines)
 
@@ -405,14 +402,11 @@ def test_yaml_aliases_are_not_expanded_by_the_check() -> None:
     # list, which is one problem, and nothing looks inside it.
     lines = ["a0: &a0 [80, 80, 80, 80, 80, 80, 80, 80, 80, 80]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
-    document = (
-        "x:\n" + "\n".join("  " + line for line in lines) + "\ninbound: {exclude_ports: *a9}\n"
-    ).encode()
+    document = ("x:\n" + "\n".join("  " + line for line in lines) + "\ninbound: {exclude_ports: *a9}\n").encode()
     problems = problems_of(document)
     assert problems[0].path == "x"  # the unknown field holding the anchors
     assert problems[1:] == [
-        Problem(f"inbound.exclude_ports[{i}]", "expected an integer from 1 to 65535, got a list")
-        for i in range(10)
+        Problem(f"inbound.exclude_ports[{i}]", "expected an integer from 1 to 65535, got a list") for i in range(10)
     ]
 
 

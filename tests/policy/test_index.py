@@ -34,15 +34,9 @@ outbound:
 )
 INDEX = PolicyIndex(POLICY)
 
-INBOUND_DEFAULT = PortSettings(
-    protocol=Protocol.DETECT, connect_timeout=2.0, idle_timeout=1800.0, excluded=False
-)
-OUTBOUND_DEFAULT = PortSettings(
-    protocol=Protocol.OPAQUE, connect_timeout=2.0, idle_timeout=1800.0, excluded=False
-)
-OUTBOUND_443 = PortSettings(
-    protocol=Protocol.DETECT, connect_timeout=5.0, idle_timeout=1800.0, excluded=False
-)
+INBOUND_DEFAULT = PortSettings(protocol=Protocol.DETECT, connect_timeout=2.0, idle_timeout=1800.0, excluded=False)
+OUTBOUND_DEFAULT = PortSettings(protocol=Protocol.OPAQUE, connect_timeout=2.0, idle_timeout=1800.0, excluded=False)
+OUTBOUND_443 = PortSettings(protocol=Protocol.DETECT, connect_timeout=5.0, idle_timeout=1800.0, excluded=False)
 
 
 def excluded(settings: PortSettings) -> PortSettings:
@@ -51,9 +45,7 @@ def excluded(settings: PortSettings) -> PortSettings:
 
 def test_the_default_policy_passes_everything_through_as_opaque() -> None:
     index = PolicyIndex(DEFAULT_POLICY)
-    expected = PortSettings(
-        protocol=Protocol.OPAQUE, connect_timeout=1.0, idle_timeout=3600.0, excluded=False
-    )
+    expected = PortSettings(protocol=Protocol.OPAQUE, connect_timeout=1.0, idle_timeout=3600.0, excluded=False)
     assert index.inbound(8080) == expected
     assert index.outbound("10.0.0.1", 443) == expected
     assert index.outbound("::1", 443) == expected
@@ -135,9 +127,7 @@ def test_lookups_agree_with_the_policy_they_index(policy: Policy, port: int, ip:
         assert settings.protocol == (
             entry.protocol if entry is not None and entry.protocol is not None else direction.default_protocol
         )
-        connect = (
-            entry.connect_timeout if entry is not None and entry.connect_timeout else policy.timeouts.connect
-        )
+        connect = entry.connect_timeout if entry is not None and entry.connect_timeout else policy.timeouts.connect
         idle = entry.idle_timeout if entry is not None and entry.idle_timeout else policy.timeouts.idle
         assert (settings.connect_timeout, settings.idle_timeout) == (connect.seconds, idle.seconds)
         network_excluded = in_cidr and direction is policy.outbound

@@ -36,9 +36,7 @@ def test_any_policy_written_as_yaml_decodes_back_equal(policy: Policy) -> None:
 @settings(max_examples=50)  # two policies per example: the slowest strategy here
 @given(policies(), policies())
 def test_the_version_differs_when_the_policy_does(first: Policy, second: Policy) -> None:
-    assert (policy_version(first) == policy_version(second)) == (
-        encode_policy(first) == encode_policy(second)
-    )
+    assert (policy_version(first) == policy_version(second)) == (encode_policy(first) == encode_policy(second))
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json", "toml"])
@@ -75,9 +73,7 @@ scalars = (
     | st.sampled_from([0, 1, 2, 80, 65535, 65536, -1])
     | st.integers()
     | st.floats(allow_nan=False)
-    | st.sampled_from(
-        ["opaque", "detect", "Detect", "10s", "0s", "1h30m", "x" * 300, "10.0.0.0/8", "fd00::/8", ""]
-    )
+    | st.sampled_from(["opaque", "detect", "Detect", "10s", "0s", "1h30m", "x" * 300, "10.0.0.0/8", "fd00::/8", ""])
     | st.text(max_size=5)
 )
 # Documents shaped like bundles (known field names, nested mappings and lists) with any values at any place.

@@ -25,9 +25,7 @@ TWO = b"name: two\n"
 SIX = b"name: six\n"  # same size as TWO: an in-place rewrite may keep size and mtime
 BAD = b"name: bad\ninbound: {ports: [{port: 0}]}\n"
 BAD_PROBLEM = Problem("inbound.ports[0].port", "expected an integer from 1 to 65535, got 0")
-LONG = b"name: long\ninbound:\n  ports:\n" + b"".join(
-    b"    - port: %d\n" % port for port in range(8000, 8100)
-)
+LONG = b"name: long\ninbound:\n  ports:\n" + b"".join(b"    - port: %d\n" % port for port in range(8000, 8100))
 
 # The longest a valid change may take to apply: poll interval + settle, with the defaults, plus one poll.
 APPLY_WITHIN = 0.6
@@ -84,9 +82,7 @@ async def start_watching(path: Path, nursery: trio.Nursery) -> Watched:
     return Watched(path, store)
 
 
-async def test_an_unchanged_file_is_left_alone(
-    watched: Watched, autojump_clock: trio.testing.MockClock
-) -> None:
+async def test_an_unchanged_file_is_left_alone(watched: Watched, autojump_clock: trio.testing.MockClock) -> None:
     await trio.sleep(10)
     assert watched.counts() == (1, 0, 0)
     assert watched.store.last_error is None
@@ -246,9 +242,7 @@ async def test_an_invalid_file_is_rejected_once_then_a_valid_one_applies(
     ]
 
 
-async def test_each_different_bad_state_counts_once(
-    watched: Watched, autojump_clock: trio.testing.MockClock
-) -> None:
+async def test_each_different_bad_state_counts_once(watched: Watched, autojump_clock: trio.testing.MockClock) -> None:
     replace_atomically(watched.path, BAD)
     await trio.sleep(3)
     replace_atomically(watched.path, b"inbound: {exclude_ports: [0]}\n")
