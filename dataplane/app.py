@@ -17,7 +17,6 @@ import signal
 import time
 from collections.abc import Sequence
 from importlib import metadata
-from typing import Final, NoReturn
 
 import trio
 
@@ -26,6 +25,7 @@ from dataplane.admin.schema import ListenerInfo
 from dataplane.admin.server import serve_admin
 from dataplane.connections import ConnectionTable
 from dataplane.handler import Side, handle_connection
+from dataplane.idle import sweep_idle
 from dataplane.inbound import InboundSide
 from dataplane.net.addr import SockAddr
 from dataplane.net.listener import IPv6UnavailableError, listener_address, open_listener
@@ -36,14 +36,11 @@ from dataplane.runtime import Runtime
 from dataplane.settings import ProxySettings
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
 from policy.load import load_policy_file
-from policy.model import DEFAULT_POLICY, Policy
+from policy.model import DEFAULT_POLICY
 from policy.store import PolicyStore
 from policy.watch import watch_policy
 
 log = logging.getLogger(__name__)
-
-SWEEP_MIN: Final = 0.05  # seconds; never poll the idle timers faster than this
-SWEEP_MAX: Final = 1.0  # seconds; idle closes happen at most this late
 
 
 def version() -> str:
@@ -120,7 +117,7 @@ class Proxy:
             if s.policy_path is not None:
                 await root.start(watch_policy, s.policy_path, self.store)
             admin = await root.start(serve_admin, s.admin, self.view, self.metrics.render)
-            root.start_soon(self._sweep_idle)
+            root.start_soon(sweep_idle, self.table, self.store)
             async with trio.open_nursery() as conns:
                 async with trio.open_nursery() as acceptors:
                     for _, side, listener in self.listeners:
@@ -153,22 +150,6 @@ class Proxy:
         closed = self.table.cancel_all("drain_timeout")
         if closed:
             log.warning("drain timeout: closing %d connections that are still open", closed)
-
-    async def _sweep_idle(self) -> NoReturn:
-        while True:
-            await trio.sleep(sweep_interval(min_idle_timeout(self.store.current.policy)))
-            self.table.sweep_idle(trio.current_time())
-
-
-def sweep_interval(shortest_idle_timeout: float) -> float:
-    """A quarter of the shortest idle timeout, clamped: idle closes land within 25% of their timeout."""
-    return min(SWEEP_MAX, max(SWEEP_MIN, shortest_idle_timeout / 4))
-
-
-def min_idle_timeout(policy: Policy) -> float:
-    ports = (*policy.inbound.ports, *policy.outbound.ports)
-    overrides = [p.idle_timeout.seconds for p in ports if p.idle_timeout is not None]
-    return min([policy.timeouts.idle.seconds, *overrides])
 
 
 async def _run(settings: ProxySettings) -> None:

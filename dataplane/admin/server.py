@@ -83,14 +83,14 @@ async def _handle(stream: trio.SocketStream, view: AdminView, render_metrics: Ca
 
 async def _read_head(stream: trio.SocketStream) -> bytes | None:
     buf = bytearray()
-    while b"\r\n\r\n" not in buf:
+    while (end := buf.find(b"\r\n\r\n")) < 0:
         if len(buf) > MAX_HEAD:
             return None
         chunk = await stream.receive_some(4096)
         if not chunk:
-            break
+            return bytes(buf)
         buf += chunk
-    return bytes(buf)
+    return None if end + 4 > MAX_HEAD else bytes(buf[: end + 4])
 
 
 def _route(request: AdminRequest, view: AdminView, render_metrics: Callable[[], bytes]) -> Response:

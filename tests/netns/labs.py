@@ -1,0 +1,89 @@
+"""Helpers for end-to-end tests in a real lab: pods as namespaces, mesh-init rules, mesh-proxy as UID 1337."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+
+from ctl.lab.lab import Lab, Pod
+from ctl.lab.topology import Mode
+from ctl.netns import netns_socket
+from dataplane.admin.schema import ConnectionInfo, ConnectionsReport
+
+UP_TIMEOUT = 60
+
+
+@asynccontextmanager
+async def lab(name: str, mode: Mode, pods: int = 2) -> AsyncIterator[Lab]:
+    """A lab with a per-test prefix (short: namespace and link names are limited to 15 characters)."""
+    prefix = f"tm{name}{os.getpid() % 1000}"
+    the_lab = Lab(prefix, pods, mode, ipv6=True)
+    with trio.fail_after(UP_TIMEOUT):
+        await the_lab.up()
+    try:
+        yield the_lab
+    finally:
+        with trio.CancelScope(shield=True), trio.fail_after(UP_TIMEOUT):
+            await the_lab.down()
+
+
+def bracket(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+async def listen_in(pod: Pod, ip: str, port: int) -> trio.SocketListener:
+    """A listening socket inside ``pod``, owned by this (root) test process: the pod's application."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    sock = netns_socket(pod.netns, family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((ip, port))
+    sock.listen(16)
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+
+async def connect_from(pod: Pod, ip: str, port: int) -> trio.SocketStream:
+    """Connect from inside ``pod`` as an application would (not UID 1337, no mark: intercepted)."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    sock = trio.socket.from_stdlib_socket(netns_socket(pod.netns, family))
+    try:
+        await sock.connect((ip, port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+async def connections(pod: Pod) -> ConnectionsReport:
+    return await trio.to_thread.run_sync(pod.admin().connections)
+
+
+def find(conns: list[ConnectionInfo], direction: str, original_dst: str) -> list[ConnectionInfo]:
+    return [c for c in conns if c.direction == direction and c.original_dst == original_dst]
+
+
+async def samples(pod: Pod, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Every sample of metric ``name`` (full sample name) from the pod's proxy, keyed by sorted labels."""
+    text = await trio.to_thread.run_sync(pod.admin().metrics)
+    found: dict[tuple[tuple[str, str], ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def tcp_labels(direction: str, peer: str, target: str, ip: str, port: int) -> tuple[tuple[str, str], ...]:
+    labels = {
+        "direction": direction,
+        "peer": peer,
+        "target_addr": target,
+        "target_ip": ip,
+        "target_port": str(port),
+        "tls": "no_identity",
+    }
+    return tuple(sorted(labels.items()))

@@ -1,0 +1,144 @@
+"""mesh-proxy as a process inside a pod: the redirect-loop guard, SIGTERM drain, drain timeout.
+
+Each test replaces pod a's lab proxy with one it starts itself, so it controls the flags and sees the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from ctl.lab.lab import Pod
+from ctl.lab.processes import stop
+from ctl.lab.topology import Mode
+from tests.netns.labs import connect_from, connections, lab, samples
+
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("require_netns")]
+
+APP_PORT = 8080
+
+
+@asynccontextmanager
+async def own_proxy(pod: Pod, log: Path, *flags: str) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Stop the lab's proxy in ``pod`` and run ``mesh-proxy FLAGS`` there as root instead."""
+    mesh_proxy = os.path.join(sys.prefix, "bin", "mesh-proxy")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(["ip", "netns", "exec", pod.netns, mesh_proxy, *flags], stdout=out, stderr=out)
+    try:
+        with trio.fail_after(20):
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"mesh-proxy exited {proc.returncode}: {log.read_text()}")
+                ok, _ = await trio.to_thread.run_sync(_ready, pod)
+                if ok:
+                    break
+                await trio.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _ready(pod: Pod) -> tuple[bool, str]:
+    try:
+        return pod.admin(timeout=1).ready()
+    except Exception as exc:  # not listening yet
+        return False, str(exc)
+
+
+@asynccontextmanager
+async def lab_without_proxy_in_a(name: str) -> AsyncIterator[tuple[Pod, Pod]]:
+    async with lab(name, Mode.REDIRECT) as the_lab:
+        assert the_lab.state is not None
+        pid = next(p.proxy_pid for p in the_lab.state.pods if p.name == "a")
+        assert pid is not None
+        await stop([pid])
+        yield the_lab.pod("a"), the_lab.pod("b")
+
+
+async def _greeting(stream: trio.SocketStream) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def test_proxy_whose_traffic_is_intercepted_refuses_the_loop(tmp_path: Path) -> None:
+    """Running as root with a mark mesh-init does not exempt, every upstream connect comes straight back."""
+    async with lab_without_proxy_in_a("lp") as (a, b):
+        log = tmp_path / "proxy.log"
+        async with own_proxy(a, log, "--mark", "0x7", "--drain-timeout", "1s"):
+            stream = await connect_from(a, b.address, APP_PORT)
+            with trio.fail_after(10):
+                try:
+                    got = await _greeting(stream)
+                except trio.BrokenResourceError:
+                    got = b""
+            # The application never reaches b: it sees a reset (or at worst an empty close), never a greeting.
+            assert b"hello" not in got
+            await stream.aclose()
+            await trio.sleep(0.5)  # a recursing proxy would open connection after connection meanwhile
+            report = await connections(a)
+            reasons = sorted(c.close_reason or "" for c in report.recent)
+            assert report.opened_total == 2, reasons
+            assert reasons == ["redirect_loop", "upstream_reset"]
+            closed = await samples(a, "triomesh_connections_closed_total")
+            assert closed[(("direction", "outbound"), ("reason", "redirect_loop"))] == 1
+        assert "intercepted again" in log.read_text()
+
+
+async def test_sigterm_drains_open_connections_and_exits_0(tmp_path: Path) -> None:
+    async with lab_without_proxy_in_a("dr") as (a, b):
+        log = tmp_path / "proxy.log"
+        async with own_proxy(a, log, "--drain-timeout", "30s") as proc:
+            stream = await connect_from(a, b.address, APP_PORT)
+            assert (await _greeting(stream)).startswith(b"hello from b")
+            proc.send_signal(signal.SIGTERM)
+            with trio.fail_after(5):
+                while (await trio.to_thread.run_sync(_ready, a))[0]:
+                    await trio.sleep(0.05)
+            assert "draining" in (await trio.to_thread.run_sync(_ready, a))[1]
+            # New connections are refused at once: the listener is closed.
+            with trio.fail_after(5), pytest.raises(OSError):
+                await connect_from(a, b.address, APP_PORT)
+            # The open one keeps working until its client is done.
+            await stream.send_all(b"still there?\n")
+            assert await _greeting(stream) == b"b echoes: still there?\n"
+            assert proc.poll() is None
+            await stream.send_eof()
+            await _greeting(stream)
+            await stream.aclose()
+            with trio.fail_after(10):
+                while proc.poll() is None:
+                    await trio.sleep(0.05)
+            assert proc.returncode == 0, log.read_text()
+        assert "drained; exiting" in log.read_text()
+
+
+async def test_drain_timeout_closes_what_is_left_and_exits_0(tmp_path: Path) -> None:
+    async with lab_without_proxy_in_a("dt") as (a, b):
+        log = tmp_path / "proxy.log"
+        async with own_proxy(a, log, "--drain-timeout", "1s") as proc:
+            stream = await connect_from(a, b.address, APP_PORT)
+            assert (await _greeting(stream)).startswith(b"hello from b")
+            start = trio.current_time()
+            proc.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                assert await stream.receive_some(100) == b""  # closed with a FIN at the deadline
+                while proc.poll() is None:
+                    await trio.sleep(0.05)
+            assert 0.9 <= trio.current_time() - start <= 5
+            assert proc.returncode == 0
+        assert "drain timeout: closing 1 connections" in log.read_text()
