@@ -65,7 +65,7 @@ async def measure(
     async with Services(run_dir) as services:
         if scenario.tool is Tool.IPERF3:
             upstream = await start_iperf3_server(services, SockAddr(LOOPBACK, free_port()))
-        elif scenario.h2c and layer is Layer.L4:
+        elif scenario.h2c and (layer is Layer.L4 or not peer.is_process):
             upstream = upstreams.h2c  # h2c end to end: a relay (or no proxy) needs an upstream that speaks it
         else:
             upstream = upstreams.http1  # an L7 proxy speaks HTTP/1.1 keep-alive to the upstream

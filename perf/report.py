@@ -166,7 +166,7 @@ def _section(
         cell = table.get((scenario.name, proxy))
         if cell is None:
             continue
-        label = proxy_label(proxy, cell.layer if cell.layer else scenario.layer.value)
+        label = proxy_label(proxy, scenario.layer.value)
         if cell.skipped is not None:
             lines.append(_row([label, *("skipped" for _ in scenario.figures), "0"]))
             notes.append(f"- {label}: skipped: {cell.skipped}")
