@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import resource
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TypeVar
@@ -31,6 +32,7 @@ SMOKE_DURATION: Final = 1
 IDLE_CONNECTIONS: Final = 10_000
 SMOKE_IDLE_CONNECTIONS: Final = 200
 FIXED_RATE: Final = 1_000
+EXIT_TERMINATED: Final = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 # Descriptors a proxy needs besides its connection pairs (listeners, admin, logs, libraries).
 _DESCRIPTOR_MARGIN: Final = 200
 
@@ -40,9 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         match args.command:
             case "run":
-                return trio.run(_run, args)
+                return trio.run(_until_sigterm, _run, args)
             case "lab":
-                return trio.run(_lab, args)
+                return trio.run(_until_sigterm, _lab, args)
             case _:
                 result = msgspec.json.decode(Path(args.result).read_bytes(), type=RunResult)
                 for path in write_report(result, Path(args.result).with_suffix("")):
@@ -57,6 +59,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("perf: interrupted; every process it started is stopped", file=sys.stderr)
         return 130
+
+
+async def _until_sigterm(main: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    """Runs ``main``; SIGTERM cancels it like Ctrl-C does, so every process it started is stopped (exit 143)."""
+    status = EXIT_TERMINATED
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def work() -> None:
+                nonlocal status
+                status = await main(args)
+                nursery.cancel_scope.cancel(reason="done")
+
+            async def watch() -> None:
+                async for _ in signals:
+                    print("perf: SIGTERM: stopping every process it started", file=sys.stderr)
+                    nursery.cancel_scope.cancel(reason="SIGTERM")
+
+            nursery.start_soon(work)
+            nursery.start_soon(watch)
+    return status
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from dataplane.net.addr import SockAddr
 from perf.probes import established_to
 from perf.processes import BenchError
 
+CLIENT_IP: Final = "127.0.0.2"  # loopback too (all of 127.0.0.0/8 is), but not the proxies' source address
 BATCH: Final = 250  # connections opened at once: well under every proxy's accept backlog
 PAIR_TIMEOUT: Final = 20.0  # seconds for the proxy to connect a batch upstream
 _POLL: Final = 0.02
@@ -42,10 +43,17 @@ class IdleConnections:
             await self._wait_paired(baseline + len(self.streams))
 
     async def _open_one(self) -> None:
-        stream = await trio.open_tcp_stream(self.target.ip, self.target.port)
-        # No delayed ACKs or buffers to grow: the connection only has to exist.
-        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        self.streams.append(stream)
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # From a source address of our own: the kernel reuses an ephemeral port for connections to different
+            # destinations, so with thousands of connections some of ours would share 127.0.0.1:port with a
+            # proxy's upstream socket, and triomesh's loop guard (keyed on that address alone) would refuse them.
+            await sock.bind((CLIENT_IP, 0))
+            await sock.connect((self.target.ip, self.target.port))
+        except BaseException:
+            sock.close()
+            raise
+        self.streams.append(trio.SocketStream(sock))
 
     async def _wait_paired(self, wanted: int) -> None:
         with trio.move_on_after(PAIR_TIMEOUT):

@@ -17,9 +17,9 @@ from dataplane.net.addr import SockAddr
 from perf import parse
 from perf.idle import IdleConnections
 from perf.peers import Layer
-from perf.probes import Memory, cpu_seconds, memory, process_tree
-from perf.processes import LOAD_CORE, BenchError, Services, free_port, run_tool, wait_listening
-from perf.proxies import LOOPBACK, start_proxy
+from perf.probes import Memory, cpu_seconds, established_to, memory, process_tree
+from perf.processes import LOAD_CORE, BenchError, Service, Services, free_port, run_tool, wait_listening
+from perf.proxies import LOOPBACK, start_proxy, start_upstream
 from perf.scenarios import Peer, Scenario, Tool
 
 FIXED_RATE_SCRIPT: Final = Path(__file__).with_name("fixed_rate.lua")
@@ -27,6 +27,8 @@ WRK_CONNECTIONS: Final = 50
 FIXED_RATE_CONNECTIONS: Final = 8  # enough that a slow reply never holds back the schedule at 1,000 req/s
 H2LOAD_CONNECTIONS: Final = 10
 H2LOAD_STREAMS: Final = 10
+TEARDOWN_TIMEOUT: Final = 10.0  # seconds for the proxy to pass the upstream's FINs on to the idle clients
+_POLL: Final = 0.05
 SETTLE: Final = 1.0  # seconds for a proxy's memory to settle before it is read
 _KIB_PER_MIB: Final = 1024
 _GB: Final = 1e9
@@ -55,6 +57,8 @@ class Target(NamedTuple):
     """The proxy processes whose CPU and memory are measured; empty with no proxy."""
     enter: tuple[str, ...] = ()
     """Prefix of the load generator's command line (``ip netns exec POD`` in the lab)."""
+    upstream_service: Service | None = None
+    """The idle scenario's own upstream, stopped first when its connections are torn down."""
 
 
 async def measure(
@@ -62,16 +66,24 @@ async def measure(
 ) -> dict[str, float]:
     """Start ``peer`` as ``layer``, run ``scenario``'s load through it, stop it; returns the figures."""
     await trio.Path(run_dir).mkdir(parents=True, exist_ok=True)
+    own_upstream: Service | None = None
     async with Services(run_dir) as services:
         if scenario.tool is Tool.IPERF3:
             upstream = await start_iperf3_server(services, SockAddr(LOOPBACK, free_port()))
+        elif scenario.tool is Tool.IDLE:
+            # An upstream of its own on fresh ports: the thousands of connections each idle run closes linger in
+            # TIME_WAIT, and the next run to the same upstream port would find the ephemeral ports used up.
+            own = run_dir / "upstream"
+            await trio.Path(own).mkdir(exist_ok=True)
+            upstream, _, own_upstream = await start_upstream(services, own)
         elif scenario.h2c and (layer is Layer.L4 or not peer.is_process):
             upstream = upstreams.h2c  # h2c end to end: a relay (or no proxy) needs an upstream that speaks it
         else:
             upstream = upstreams.http1  # an L7 proxy speaks HTTP/1.1 keep-alive to the upstream
         running = await start_proxy(services, peer, layer, upstream, run_dir, h2c=scenario.h2c)
         tree = process_tree(running.service.pid) if running.service is not None else []
-        figures = await run_load(scenario, Target(running.address, upstream.port, tree), load)
+        target = Target(running.address, upstream.port, tree, upstream_service=own_upstream)
+        figures = await run_load(scenario, target, load)
         if running.service is not None and not running.service.running():
             raise BenchError(f"{peer.name} exited during the run: {running.service.log_tail()}")
         return figures
@@ -118,24 +130,40 @@ async def run_load(scenario: Scenario, target: Target, load: Load) -> dict[str, 
         case Tool.IDLE:
             if enter:
                 raise BenchError("the idle scenario holds its connections from this process: loopback only")
-            return await _idle(addr, target.upstream_port, target.tree, load.idle_connections)
+            return await _idle(target, load.idle_connections)
         case Tool.REST:
             await trio.sleep(SETTLE)
             rest = memory(target.tree)
             return {"rss_mib": rest.rss_kib / _KIB_PER_MIB, "pss_mib": rest.pss_kib / _KIB_PER_MIB}
 
 
-async def _idle(target: SockAddr, upstream_port: int, tree: list[int], count: int) -> dict[str, float]:
+async def _idle(target: Target, count: int) -> dict[str, float]:
     await trio.sleep(SETTLE)
-    before = memory(tree)
-    holder = IdleConnections(target, upstream_port)
+    before = memory(target.tree)
+    holder = IdleConnections(target.address, target.upstream_port)
     try:
         await holder.hold(count)
         await trio.sleep(SETTLE)
-        grown: Memory = memory(tree) - before
+        grown: Memory = memory(target.tree) - before
     finally:
-        holder.close()
+        await _tear_down(holder, target)
     return {"rss_kib_per_conn": grown.rss_kib / count, "pss_kib_per_conn": grown.pss_kib / count}
+
+
+async def _tear_down(holder: IdleConnections, target: Target) -> None:
+    """Close the idle connections from the upstream's end first.
+
+    Whoever closes first keeps the connection in TIME_WAIT for a minute. The upstream's and the proxy's listening
+    ports are fixed, so TIME_WAITs there cost nothing; the holder's or the proxy's upstream-side ephemeral ports
+    would pile up by the ten thousand per run and starve the next proxy that binds before connecting (HAProxy).
+    """
+    with trio.CancelScope(shield=True):
+        if target.upstream_service is not None:
+            await target.upstream_service.stop()
+            with trio.move_on_after(TEARDOWN_TIMEOUT):
+                while established_to(target.upstream_port) > 0:  # noqa: ASYNC110 - polls a kernel table
+                    await trio.sleep(_POLL)
+        holder.close()
 
 
 class _CpuMeter:

@@ -1,15 +1,14 @@
 """Processes of a benchmark: proxies, upstreams and load generators, pinned, waited for, and always stopped.
 
 The proxy under test runs on core 0 and everything else (upstream, load generator, this harness) on core 1, so
-the proxy has its core to itself. Every child dies with the harness (PR_SET_PDEATHSIG), and ``Services`` stops
-the ones it started, last first, on every way out, Ctrl-C included.
+the proxy has its core to itself. ``Services`` stops the children it started, last first, on every way out:
+errors, Ctrl-C and SIGTERM (the CLI turns it into a cancellation). Not PR_SET_PDEATHSIG: it fires when the
+*thread* that forked exits, and trio forks from worker threads that retire after a few idle seconds.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Sequence
@@ -26,7 +25,6 @@ LOAD_CORE: Final = 1
 READY_TIMEOUT: Final = 15.0  # seconds; Envoy cold-starts in about 0.5 s, the Python proxy in about 0.3 s
 STOP_GRACE: Final = 5.0  # seconds between SIGTERM and SIGKILL
 _POLL: Final = 0.05  # seconds between readiness probes
-_PR_SET_PDEATHSIG: Final = 1
 
 
 class BenchError(Exception):
@@ -48,11 +46,6 @@ def pin_self(core: int = LOAD_CORE) -> None:
     """Keep the harness itself off the proxy's core (when there is more than one)."""
     if core in os.sched_getaffinity(0) and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {core})
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Service:
@@ -131,7 +124,6 @@ class Services:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd=cwd,
-                    preexec_fn=_die_with_parent,  # single-threaded fork: safe; the child must not outlive us
                 )
             except FileNotFoundError as exc:
                 raise BenchError(f"{name}: {exc.filename} not found") from None
@@ -163,7 +155,6 @@ async def run_tool(argv: Sequence[str], *, timeout: float, core: int = LOAD_CORE
                 capture_stdout=True,
                 capture_stderr=True,
                 check=False,
-                preexec_fn=_die_with_parent,
             )
     except trio.TooSlowError:
         raise BenchError(f"{argv[0]} did not finish within {timeout:g}s") from None

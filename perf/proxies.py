@@ -85,14 +85,15 @@ async def start_proxy(
     return Running(listen, service)
 
 
-async def start_upstream(services: Services, run_dir: Path) -> tuple[SockAddr, SockAddr]:
-    """Debian's nginx as the upstream of every HTTP scenario, on the load core: (HTTP/1.1 address, h2c address)."""
+async def start_upstream(services: Services, run_dir: Path) -> tuple[SockAddr, SockAddr, Service]:
+    """Debian's nginx as the upstream of every HTTP scenario, on the load core: its HTTP/1.1 address, its h2c
+    address, and its process."""
     http1, h2c = SockAddr(LOOPBACK, free_port()), SockAddr(LOOPBACK, free_port())
     config = _write(run_dir / "upstream.conf", peers.nginx_upstream(str(run_dir), http1, h2c))
     argv = ["nginx", "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", config]
     service = await services.start("upstream-nginx", argv, core=LOAD_CORE, ready=http1)
     await wait_listening(service, h2c)
-    return http1, h2c
+    return http1, h2c, service
 
 
 def _triomesh(listen: SockAddr, upstream: SockAddr) -> list[str]:

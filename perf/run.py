@@ -60,7 +60,8 @@ async def run(plan: Plan, progress: Callable[[str], None]) -> RunResult:
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     samples: list[Sample] = []
     async with Services(plan.work_dir) as upstream:
-        upstreams = Upstreams(*await start_upstream(upstream, plan.work_dir))
+        http1, h2c, _ = await start_upstream(upstream, plan.work_dir)
+        upstreams = Upstreams(http1, h2c)
         for round_no in range(1, plan.rounds + 1):
             for scenario in plan.scenarios:
                 for peer in plan.peers:
