@@ -142,3 +142,24 @@ async def test_drain_timeout_closes_what_is_left_and_exits_0(tmp_path: Path) -> 
             assert 0.9 <= trio.current_time() - start <= 5
             assert proc.returncode == 0
         assert "drain timeout: closing 1 connections" in log.read_text()
+
+
+async def test_connect_timeout_from_policy_resets_the_client(tmp_path: Path) -> None:
+    """An upstream that drops SYNs: the policy's connect timeout ends the attempt and the client sees a reset."""
+    async with lab_without_proxy_in_a("ct") as (a, b):
+        # raw PREROUTING: before pod b's own interception, so the SYN never reaches b's sidecar either.
+        drop = ["iptables", "-t", "raw", "-I", "PREROUTING", "-p", "tcp", "--dport", "9999", "-j", "DROP"]
+        subprocess.run(["ip", "netns", "exec", b.netns, *drop], check=True)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text("version: 1\ntimeouts:\n  connect: 300ms\n")
+        async with own_proxy(a, tmp_path / "proxy.log", "--policy", str(policy)):
+            stream = await connect_from(a, b.address, 9999)
+            start = trio.current_time()
+            with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as info:
+                await stream.receive_some(10)
+            waited = trio.current_time() - start
+            assert isinstance(info.value.__cause__, ConnectionResetError)
+            assert 0.3 - 0.05 <= waited <= 0.3 + 0.1  # within 100 ms of the configured value (reliability.md G5)
+            rec = (await connections(a)).recent[0]
+            assert (rec.close_reason, rec.errno) == ("connect_timeout", "ETIMEDOUT")
+            assert rec.original_dst == f"{b.address}:9999"
