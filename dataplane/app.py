@@ -34,6 +34,7 @@ from dataplane.net.sockopts import check_mark_permitted
 from dataplane.outbound import OutboundSide
 from dataplane.runtime import Runtime
 from dataplane.settings import ProxySettings
+from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
 from policy.load import load_policy_file
 from policy.model import DEFAULT_POLICY
@@ -63,12 +64,14 @@ class Proxy:
         self.store = PolicyStore(policy, source=source)
         self.table = ConnectionTable()
         self.guard = LoopGuard(frozenset({settings.outbound_port, settings.inbound_port, settings.admin.port}))
+        self.engine = RelayEngine()
         self.runtime = Runtime(
             table=self.table,
             store=self.store,
             guard=self.guard,
             mark=settings.mark,
             inbound_mode=settings.inbound_mode,
+            engine=self.engine,
         )
         self.metrics = ProxyMetrics(self.table, self.store, self.state, version())
         self.listeners = self._bind()
@@ -117,6 +120,7 @@ class Proxy:
             if s.policy_path is not None:
                 await root.start(watch_policy, s.policy_path, self.store)
             admin = await root.start(serve_admin, s.admin, self.view, self.metrics.render)
+            await root.start(self.engine.run)
             root.start_soon(sweep_idle, self.table, self.store)
             async with trio.open_nursery() as conns:
                 async with trio.open_nursery() as acceptors:
@@ -142,6 +146,8 @@ class Proxy:
                 self.state.draining = True
                 log.info("draining %d open connections for up to %gs", len(self.table.live), s.drain_timeout)
                 root.start_soon(self._force_close_after, s.drain_timeout)
+                # Handlers are done once their connection is in the relay engine; the engine's are not.
+                await self.table.wait_empty()
             log.info("drained; exiting")
             root.cancel_scope.cancel(reason="drained")
 

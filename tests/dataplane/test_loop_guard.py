@@ -8,12 +8,14 @@ POD = SockAddr("198.18.7.2", 15006)
 
 def test_connection_from_our_own_upstream_socket_is_a_loop() -> None:
     guard = LoopGuard(frozenset({15000, 15001, 15006}))
-    mine = SockAddr("198.18.7.2", 40000)
-    guard.add_upstream(mine)
-    reason = guard.check(mine, SockAddr("198.18.7.3", 8080), SockAddr("127.0.0.1", 15001))
+    mine, dst = SockAddr("198.18.7.2", 40000), SockAddr("198.18.7.3", 8080)
+    guard.add_upstream(mine, dst)
+    reason = guard.check(mine, dst, SockAddr("127.0.0.1", 15001))
     assert reason is not None and "intercepted again" in reason
-    guard.discard_upstream(mine)
-    assert guard.check(mine, SockAddr("198.18.7.3", 8080), SockAddr("127.0.0.1", 15001)) is None
+    # The kernel reuses a local port for other destinations: another client with that port is no loop.
+    assert guard.check(mine, SockAddr("198.18.7.4", 8080), SockAddr("127.0.0.1", 15001)) is None
+    guard.discard_upstream(mine, dst)
+    assert guard.check(mine, dst, SockAddr("127.0.0.1", 15001)) is None
 
 
 def test_original_destination_on_our_own_listener_is_a_loop() -> None:
