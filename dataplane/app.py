@@ -16,7 +16,6 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
-from importlib import metadata
 
 import trio
 
@@ -36,19 +35,13 @@ from dataplane.runtime import Runtime
 from dataplane.settings import ProxySettings
 from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
+from dataplane.version import VERSION
 from policy.load import load_policy_file
 from policy.model import DEFAULT_POLICY
 from policy.store import PolicyStore
 from policy.watch import watch_policy
 
 log = logging.getLogger(__name__)
-
-
-def version() -> str:
-    try:
-        return metadata.version("triomesh")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 class Proxy:
@@ -73,13 +66,13 @@ class Proxy:
             inbound_mode=settings.inbound_mode,
             engine=self.engine,
         )
-        self.metrics = ProxyMetrics(self.table, self.store, self.state, version())
+        self.metrics = ProxyMetrics(self.table, self.store, self.state, VERSION)
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,
             store=self.store,
             state=self.state,
-            version=version(),
+            version=VERSION,
             listeners=[ListenerInfo(name=name, address=str(listener_address(lst))) for name, _, lst in self.listeners],
         )
 
