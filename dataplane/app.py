@@ -11,15 +11,20 @@ Task tree (ARCHITECTURE.md has the picture):
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
+import os
 import signal
+import sys
 import time
 from collections.abc import Sequence
+from typing import Final
 
 import trio
 
 from dataplane.admin.documents import AdminView
+from dataplane.admin.local import LocalAdmin
 from dataplane.admin.schema import ListenerInfo
 from dataplane.admin.server import serve_admin
 from dataplane.connections import ConnectionTable
@@ -27,7 +32,12 @@ from dataplane.handler import Side, handle_connection
 from dataplane.idle import sweep_idle
 from dataplane.inbound import InboundSide
 from dataplane.net.addr import SockAddr
-from dataplane.net.listener import IPv6UnavailableError, listener_address, open_listener
+from dataplane.net.listener import (
+    IPv6UnavailableError,
+    listener_address,
+    open_abstract_unix_listener,
+    open_listener,
+)
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.net.sockopts import check_mark_permitted
 from dataplane.outbound import OutboundSide
@@ -43,6 +53,8 @@ from policy.watch import watch_policy
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+
 
 class Proxy:
     """One running proxy: listeners bound, policy loaded, ready to serve."""
@@ -55,7 +67,7 @@ class Proxy:
         else:
             policy, source = DEFAULT_POLICY, "embedded-default"
         self.store = PolicyStore(policy, source=source)
-        self.table = ConnectionTable()
+        self.table = ConnectionTable(worker=settings.worker_index or 0, workers=settings.workers)
         self.guard = LoopGuard(frozenset({settings.outbound_port, settings.inbound_port, settings.admin.port}))
         self.engine = RelayEngine()
         self.runtime = Runtime(
@@ -93,7 +105,8 @@ class Proxy:
         try:
             for name, side, addr, transparent in wanted:
                 try:
-                    bound.append((name, side, open_listener(addr, transparent=transparent)))
+                    listener = open_listener(addr, transparent=transparent, reuse_port=s.workers > 1)
+                    bound.append((name, side, listener))
                 except IPv6UnavailableError as exc:
                     if s.ipv6 == "on":
                         raise OSError(exc.errno, f"--ipv6 on, but {exc.strerror}") from None
@@ -112,7 +125,13 @@ class Proxy:
         async with trio.open_nursery() as root:
             if s.policy_path is not None:
                 await root.start(watch_policy, s.policy_path, self.store)
-            admin = await root.start(serve_admin, s.admin, self.view, self.metrics.render)
+            if s.worker_admin is not None:  # a worker: only the supervisor talks to it, over a private socket
+                admin_listener = open_abstract_unix_listener(s.worker_admin)
+                admin = s.admin
+            else:
+                admin_listener = open_listener(s.admin)
+                admin = listener_address(admin_listener)
+            await root.start(serve_admin, admin_listener, LocalAdmin(self.view, self.metrics.render))
             await root.start(self.engine.run)
             root.start_soon(sweep_idle, self.table, self.store)
             async with trio.open_nursery() as conns:
@@ -174,21 +193,41 @@ async def _watch_signals(shutdown: trio.Event, everything: trio.CancelScope) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from dataplane.settings import parse_args
+    from dataplane.supervisor import WorkerStartError, run_supervisor
     from dataplane.telemetry.logs import configure_logging
     from policy.load import PolicyError
 
-    settings = parse_args(argv)
-    configure_logging(settings.log_level)
+    args = list(sys.argv[1:] if argv is None else argv)
+    settings = parse_args(args)
+    configure_logging(settings.log_level, worker=settings.worker_index)
     problem = check_mark_permitted(settings.mark)
     if problem is not None:
         log.error("cannot start: %s", problem)
         return 1
     try:
-        trio.run(_run, settings)
+        if settings.worker_index is not None:
+            exit_with_parent()
+            trio.run(_run, settings)
+        elif settings.workers > 1:
+            load_policy_file(settings.policy_path) if settings.policy_path else None  # a bad file is fatal now
+            trio.run(run_supervisor, settings, args)
+        else:
+            trio.run(_run, settings)
     except PolicyError as exc:
         log.error("cannot start: invalid policy: %s", exc)
         return 1
     except OSError as exc:
         log.error("cannot start: %s", exc.strerror or exc)
         return 1
+    except WorkerStartError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     return 0
+
+
+def exit_with_parent() -> None:
+    """A worker drains and exits when its supervisor dies, even by SIGKILL (prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor was already gone before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

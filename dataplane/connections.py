@@ -136,7 +136,7 @@ class PeerTotals:
 
 
 class ConnectionTable:
-    def __init__(self, *, recent_limit: int = RECENT_LIMIT, worker: int = 0) -> None:
+    def __init__(self, *, recent_limit: int = RECENT_LIMIT, worker: int = 0, workers: int = 1) -> None:
         self.live: dict[int, ConnRecord] = {}
         self.recent: deque[ConnRecord] = deque(maxlen=recent_limit)
         self.worker = worker
@@ -145,12 +145,14 @@ class ConnectionTable:
         # Totals of closed connections, per metric key and peer; live ones are added at scrape time.
         self.closed_totals: dict[tuple[MetricKey, CloseSide], PeerTotals] = {}
         self.close_reasons: dict[tuple[Direction, str], int] = {}
-        self._next_id = 1
+        # Ids stay unique across worker processes without talking: worker w of n numbers w+1, w+1+n, ...
+        self._next_id = worker + 1
+        self._id_step = workers
         self._emptied: trio.Event | None = None
 
     def open(self, direction: Direction, client: SockAddr, local: SockAddr) -> ConnRecord:
         rec = ConnRecord(self._next_id, direction, client, local, trio.current_time())
-        self._next_id += 1
+        self._next_id += self._id_step
         self.live[rec.id] = rec
         self.opened_total += 1
         return rec
