@@ -85,7 +85,9 @@ def pod_spec(resources: list[Resource]) -> dict[str, Any]:
 
 def container(resources: list[Resource], name: str) -> dict[str, Any]:
     spec = pod_spec(resources)
-    found = [c for c in (*spec.get("initContainers", []), *spec["containers"]) if c["name"] == name]
+    found: list[dict[str, Any]] = [
+        c for c in (*spec.get("initContainers", []), *spec["containers"]) if c["name"] == name
+    ]
     assert len(found) == 1, f"expected one container named {name}, found {len(found)}"
     return found[0]
 

@@ -4,9 +4,7 @@ triomesh accepted by the real parsers and consistent between mesh-init, mesh-pro
 from __future__ import annotations
 
 import shlex
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -23,7 +21,6 @@ from policy.load import decode_policy, format_for_path
 from policy.model import Protocol
 from tests.containers.manifests import (
     K8S,
-    REPO_ROOT,
     Resource,
     Variant,
     argv,
@@ -35,19 +32,15 @@ from tests.containers.manifests import (
     relocate,
     rendered,
 )
+from tests.containers.project import ENTRY_POINTS, packages, pyproject, scripts
 
 # Native sidecars (restartPolicy: Always on an init container) are on by default from 1.29; the newest is the
 # last schema kubernetes-validate ships.
 OLDEST_SUPPORTED = "1.29"
 NEWEST = kubernetes_validate.latest_version()
 PROXY_UID = 1337
-TRIOMESH_COMMANDS = {"mesh-init", "mesh-proxy", "meshctl"}
 
 variants = pytest.mark.parametrize("variant", list(Variant), ids=lambda v: v.name.lower())
-
-
-def _pyproject() -> dict[str, Any]:
-    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 
 
 @variants
@@ -223,19 +216,13 @@ def test_drain_fits_in_the_grace_period(variant: Variant) -> None:
 @variants
 def test_every_command_is_a_console_script_of_this_image(variant: Variant) -> None:
     """The image version is the project's, and what each container runs is something the image installs."""
-    project = _pyproject()["project"]
-    scripts = project["scripts"]
-    assert TRIOMESH_COMMANDS <= set(scripts)
+    project = pyproject()["project"]
+    assert set(scripts()) >= ENTRY_POINTS
     spec = pod_spec(rendered(variant))
     for c in (*spec["initContainers"], *spec["containers"]):
         assert c["image"] == f"triomesh:{project['version']}", c["name"]
         program = argv(c)[0]
-        assert program in TRIOMESH_COMMANDS or program == "python", f"{c['name']} runs {shlex.join(argv(c))}"
+        assert program in ENTRY_POINTS or program == "python", f"{c['name']} runs {shlex.join(argv(c))}"
         if program == "python" and argv(c)[1] == "-m":
             module = argv(c)[2]
-            assert any(module.startswith(f"{pkg.rstrip('*')}.") for pkg in _packaged()), module
-
-
-def _packaged() -> list[str]:
-    found: list[str] = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
-    return found
+            assert module.split(".")[0] in packages(), module
