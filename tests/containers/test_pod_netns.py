@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import trio
 
+from ctl.lab.lines import LineReader
 from ctl.netns import netns_socket
 from tests.containers.kubelet import CLIENT_IP, POD_IP, POD_NAME, Pod, configmap_volume, pod_network
 from tests.containers.manifests import Variant, container, rendered
@@ -78,16 +79,6 @@ async def _open_from_client(network_client: str, port: int) -> trio.SocketStream
     return trio.SocketStream(sock)
 
 
-async def _line(stream: trio.SocketStream) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode()
-
-
 @pytest.mark.parametrize("variant", list(Variant), ids=lambda v: v.name.lower())
 async def test_pod_starts_serves_and_drains_as_the_manifest_says(variant: Variant, tmp_path: Path) -> None:
     resources = rendered(variant)
@@ -119,7 +110,7 @@ async def test_pod_starts_serves_and_drains_as_the_manifest_says(variant: Varian
 
             with trio.fail_after(20):
                 stream = await _open_from_client(network.client, app_port)
-                greeting = await _line(stream)
+                greeting = ((await LineReader(stream).readline()) or b"").decode()
             seen_as = POD_IP if variant is Variant.REDIRECT else CLIENT_IP
             assert greeting.startswith(f"hello from {POD_NAME} ({POD_IP}:{app_port}); you are {seen_as}:"), greeting
 
