@@ -14,6 +14,7 @@ from ctl.__main__ import build_parser as meshctl_parser
 from ctl.client import parse_admin_url
 from dataplane.net.addr import SockAddr
 from dataplane.settings import ProxySettings, parse_args
+from dataplane.version import VERSION
 from iptables.__main__ import build_parser as mesh_init_parser
 from iptables.__main__ import config_from_args
 from iptables.config import FirewallConfig, Mode
@@ -32,7 +33,7 @@ from tests.containers.manifests import (
     relocate,
     rendered,
 )
-from tests.containers.project import ENTRY_POINTS, packages, pyproject, scripts
+from tests.containers.project import ENTRY_POINTS, packages, scripts
 
 # Native sidecars (restartPolicy: Always on an init container) are on by default from 1.29; the newest is the
 # last schema kubernetes-validate ships.
@@ -216,11 +217,10 @@ def test_drain_fits_in_the_grace_period(variant: Variant) -> None:
 @variants
 def test_every_command_is_a_console_script_of_this_image(variant: Variant) -> None:
     """The image version is the project's, and what each container runs is something the image installs."""
-    project = pyproject()["project"]
     assert set(scripts()) >= ENTRY_POINTS
     spec = pod_spec(rendered(variant))
     for c in (*spec["initContainers"], *spec["containers"]):
-        assert c["image"] == f"triomesh:{project['version']}", c["name"]
+        assert c["image"] == f"triomesh:{VERSION}", c["name"]
         program = argv(c)[0]
         assert program in ENTRY_POINTS or program == "python", f"{c['name']} runs {shlex.join(argv(c))}"
         if program == "python" and argv(c)[1] == "-m":

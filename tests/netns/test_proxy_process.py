@@ -163,3 +163,38 @@ async def test_connect_timeout_from_policy_resets_the_client(tmp_path: Path) -> 
             rec = (await connections(a)).recent[0]
             assert (rec.close_reason, rec.errno) == ("connect_timeout", "ETIMEDOUT")
             assert rec.original_dst == f"{b.address}:9999"
+
+
+async def test_two_workers_share_the_traffic_and_report_it_as_one_proxy(tmp_path: Path) -> None:
+    """Intercepted connections spread over both workers; every byte arrives (half-close included); the
+    supervisor's /connections and /metrics add the workers up."""
+    async with lab_without_proxy_in_a("wk") as (a, b), own_proxy(a, tmp_path / "proxy.log", "--workers", "2"):
+        count = 24
+        for i in range(count):
+            stream = await connect_from(a, b.address, APP_PORT)
+            assert (await _greeting(stream)).startswith(b"hello from b")
+            line = f"message {i} " + "x" * 5000 + "\n"
+            await stream.send_all(line.encode())
+            await stream.send_eof()  # half-close: the echo still comes back
+            answer = b""
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+            assert answer == f"b echoes: {line}".encode()
+            await stream.aclose()
+        with trio.fail_after(10):
+            while (report := await connections(a)).open:
+                await trio.sleep(0.05)
+        target = f"{b.address}:{APP_PORT}"
+        ours = [c for c in report.recent if c.original_dst == target]
+        assert len(ours) == count and report.opened_total == count
+        assert {c.worker for c in ours} == {0, 1}, "SO_REUSEPORT never used the second worker"
+        assert len({c.id for c in ours}) == count
+        assert all(c.close_reason == "completed" for c in ours)
+        opened = await samples(a, "tcp_open_total")
+        key = (
+            ("direction", "outbound"), ("peer", "src"), ("target_addr", target), ("target_ip", b.address),
+            ("target_port", str(APP_PORT)), ("tls", "no_identity"),
+        )  # fmt: skip
+        assert opened[key] == count
+        running = await samples(a, "triomesh_workers")
+        assert running[(("state", "running"),)] == 2
