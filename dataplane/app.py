@@ -43,6 +43,7 @@ from dataplane.net.sockopts import check_mark_permitted
 from dataplane.outbound import OutboundSide
 from dataplane.runtime import Runtime
 from dataplane.settings import ProxySettings
+from dataplane.signals import watch_shutdown_signals
 from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
 from dataplane.version import VERSION
@@ -174,21 +175,17 @@ async def _run(settings: ProxySettings) -> None:
     proxy = Proxy(settings)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
+        nursery.start_soon(
+            functools.partial(
+                watch_shutdown_signals,
+                shutdown,
+                nursery.cancel_scope,
+                draining="no longer ready, closing listeners, draining",
+                stopping="stopping without waiting for connections",
+            )
+        )
         await proxy.serve(shutdown)
         nursery.cancel_scope.cancel(reason="proxy stopped")
-
-
-async def _watch_signals(shutdown: trio.Event, everything: trio.CancelScope) -> None:
-    """First SIGTERM/SIGINT: drain. A second one: stop now."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            if not shutdown.is_set():
-                log.info("%s: no longer ready, closing listeners, draining", signal.Signals(signum).name)
-                shutdown.set()
-            else:
-                log.warning("%s again: stopping without waiting for connections", signal.Signals(signum).name)
-                everything.cancel(reason="second signal")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

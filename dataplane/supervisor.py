@@ -8,7 +8,7 @@ and serves the admin endpoint on 15000 by asking every worker's private admin so
 
 Task tree:
     root nursery
-    ├── _watch_signals          first SIGTERM/SIGINT -> drain; second -> stop now
+    ├── watch_shutdown_signals  first SIGTERM/SIGINT -> drain; second -> stop now
     ├── serve_admin             merged answers (SupervisorAdmin)
     └── workers nursery
         └── _supervise (one per worker)     start, wait ready (first time), wait exit, restart
@@ -16,6 +16,7 @@ Task tree:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ from dataplane.admin.schema import ConnectionsReport, StatusReport
 from dataplane.admin.server import JSON, TEXT, Response, serve_admin
 from dataplane.net.listener import open_listener
 from dataplane.settings import ProxySettings
+from dataplane.signals import watch_shutdown_signals
 from dataplane.telemetry.aggregate import merge_expositions, supervisor_families
 from dataplane.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
@@ -84,6 +86,10 @@ class Supervisor:
         self.draining = False
         self.workers = [Worker(i, f"triomesh-{os.getpid()}-worker-{i}") for i in range(settings.workers)]
 
+    def _signal_all(self) -> None:
+        for worker in self.workers:
+            worker.signal(signal.SIGTERM)
+
     def command(self, worker: Worker) -> list[str]:
         return [
             sys.executable,
@@ -100,7 +106,16 @@ class Supervisor:
         admin_listener = open_listener(self.settings.admin)  # fails here, before any worker, if the port is taken
         async with trio.open_nursery() as root:
             shutdown = trio.Event()
-            root.start_soon(_watch_signals, self, shutdown, root.cancel_scope)
+            root.start_soon(
+                functools.partial(
+                    watch_shutdown_signals,
+                    shutdown,
+                    root.cancel_scope,
+                    draining="draining all workers",
+                    stopping="stopping workers now",
+                    before_stop=self._signal_all,
+                )
+            )
             await root.start(serve_admin, admin_listener, SupervisorAdmin(self))
             async with trio.open_nursery() as workers:
                 for worker in self.workers:
@@ -173,19 +188,6 @@ def _describe_exit(code: int | None) -> str:
     if code < 0:
         return f"signal {signal.Signals(-code).name}"
     return f"exit code {code}"
-
-
-async def _watch_signals(supervisor: Supervisor, shutdown: trio.Event, everything: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            if not shutdown.is_set():
-                log.info("%s: draining all workers", signal.Signals(signum).name)
-                shutdown.set()
-            else:
-                log.warning("%s again: stopping workers now", signal.Signals(signum).name)
-                for worker in supervisor.workers:
-                    worker.signal(signal.SIGTERM)
-                everything.cancel(reason="second signal")
 
 
 class SupervisorAdmin:
