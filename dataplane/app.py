@@ -11,15 +11,11 @@ Task tree (ARCHITECTURE.md has the picture):
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import logging
-import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Final
 
 import trio
 
@@ -53,8 +49,6 @@ from policy.store import PolicyStore
 from policy.watch import watch_policy
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 
 
 class Proxy:
@@ -175,6 +169,8 @@ async def _run(settings: ProxySettings) -> None:
     proxy = Proxy(settings)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
+        if settings.worker_lifeline is not None:
+            nursery.start_soon(_drain_when_supervisor_dies, settings.worker_lifeline, shutdown)
         nursery.start_soon(
             functools.partial(
                 watch_shutdown_signals,
@@ -186,6 +182,15 @@ async def _run(settings: ProxySettings) -> None:
         )
         await proxy.serve(shutdown)
         nursery.cancel_scope.cancel(reason="proxy stopped")
+
+
+async def _drain_when_supervisor_dies(lifeline: int, shutdown: trio.Event) -> None:
+    """A worker holds the read end of a pipe only its supervisor writes to: end of file means the supervisor
+    is gone (even by SIGKILL), and the worker drains and exits instead of serving on unsupervised."""
+    await trio.lowlevel.wait_readable(lifeline)
+    if not shutdown.is_set():
+        log.warning("supervisor is gone: draining and exiting")
+        shutdown.set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -203,7 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         if settings.worker_index is not None:
-            exit_with_parent()
             trio.run(_run, settings)
         elif settings.workers > 1:
             load_policy_file(settings.policy_path) if settings.policy_path else None  # a bad file is fatal now
@@ -220,11 +224,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot start: %s", exc)
         return 1
     return 0
-
-
-def exit_with_parent() -> None:
-    """A worker drains and exits when its supervisor dies, even by SIGKILL (prctl PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:  # the supervisor was already gone before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)

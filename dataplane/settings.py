@@ -40,6 +40,8 @@ class ProxySettings:
     """Set in a worker process started by the supervisor (--workers > 1); None in the supervisor or alone."""
     worker_admin: str | None = None
     """A worker's private admin endpoint: an abstract unix socket name the supervisor queries."""
+    worker_lifeline: int | None = None
+    """A worker's end of a pipe to its supervisor: end of file when the supervisor dies."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
@@ -60,6 +62,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
         workers=ns.workers,
         worker_index=ns.worker_index,
         worker_admin=ns.worker_admin,
+        worker_lifeline=ns.worker_lifeline,
     )
 
 
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Internal: how the supervisor starts its workers.
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-admin", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-lifeline", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
 

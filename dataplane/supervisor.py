@@ -85,6 +85,8 @@ class Supervisor:
         self.started_at = time.time()
         self.draining = False
         self.workers = [Worker(i, f"triomesh-{os.getpid()}-worker-{i}") for i in range(settings.workers)]
+        # Workers inherit the read end; only this process holds the write end, so it closes when we die.
+        self._lifeline, self._lifeline_w = os.pipe()
 
     def _signal_all(self) -> None:
         for worker in self.workers:
@@ -100,6 +102,8 @@ class Supervisor:
             str(worker.index),
             "--worker-admin",
             worker.admin_name,
+            "--worker-lifeline",
+            str(self._lifeline),
         ]
 
     async def run(self) -> None:
@@ -134,7 +138,9 @@ class Supervisor:
         backoff = BACKOFF_MIN
         first = True
         while not worker.stopping():
-            process = await trio.lowlevel.open_process(self.command(worker), stdin=subprocess.DEVNULL)
+            process = await trio.lowlevel.open_process(
+                self.command(worker), stdin=subprocess.DEVNULL, pass_fds=(self._lifeline,)
+            )
             worker.process = process
             began = trio.current_time()
             try:
