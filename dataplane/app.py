@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
+import sys
 import time
 from collections.abc import Sequence
-from importlib import metadata
 
 import trio
 
 from dataplane.admin.documents import AdminView
+from dataplane.admin.local import LocalAdmin
 from dataplane.admin.schema import ListenerInfo
 from dataplane.admin.server import serve_admin
 from dataplane.connections import ConnectionTable
@@ -29,26 +29,27 @@ from dataplane.handler import Side, handle_connection
 from dataplane.idle import sweep_idle
 from dataplane.inbound import InboundSide
 from dataplane.net.addr import SockAddr
-from dataplane.net.listener import IPv6UnavailableError, listener_address, open_listener
+from dataplane.net.listener import (
+    IPv6UnavailableError,
+    listener_address,
+    open_abstract_unix_listener,
+    open_listener,
+)
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.net.sockopts import check_mark_permitted
 from dataplane.outbound import OutboundSide
 from dataplane.runtime import Runtime
 from dataplane.settings import ProxySettings
+from dataplane.signals import watch_shutdown_signals
+from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
+from dataplane.version import VERSION
 from policy.load import load_policy_file
 from policy.model import DEFAULT_POLICY
 from policy.store import PolicyStore
 from policy.watch import watch_policy
 
 log = logging.getLogger(__name__)
-
-
-def version() -> str:
-    try:
-        return metadata.version("triomesh")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 class Proxy:
@@ -62,23 +63,25 @@ class Proxy:
         else:
             policy, source = DEFAULT_POLICY, "embedded-default"
         self.store = PolicyStore(policy, source=source)
-        self.table = ConnectionTable()
+        self.table = ConnectionTable(worker=settings.worker_index or 0, workers=settings.workers)
         own_ports = {settings.outbound_port, settings.inbound_port, settings.admin.port}
         self.guard = LoopGuard(frozenset(own_ports | {fwd.listen.port for fwd in settings.forwards}))
+        self.engine = RelayEngine()
         self.runtime = Runtime(
             table=self.table,
             store=self.store,
             guard=self.guard,
             mark=settings.mark,
             inbound_mode=settings.inbound_mode,
+            engine=self.engine,
         )
-        self.metrics = ProxyMetrics(self.table, self.store, self.state, version())
+        self.metrics = ProxyMetrics(self.table, self.store, self.state, VERSION)
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,
             store=self.store,
             state=self.state,
-            version=version(),
+            version=VERSION,
             listeners=[ListenerInfo(name=name, address=str(listener_address(lst))) for name, _, lst in self.listeners],
         )
 
@@ -101,7 +104,8 @@ class Proxy:
         try:
             for name, side, addr, transparent in wanted:
                 try:
-                    bound.append((name, side, open_listener(addr, transparent=transparent)))
+                    listener = open_listener(addr, transparent=transparent, reuse_port=s.workers > 1)
+                    bound.append((name, side, listener))
                 except IPv6UnavailableError as exc:
                     if s.ipv6 == "on" or isinstance(side, ForwardSide):
                         raise OSError(exc.errno, f"--ipv6 on, but {exc.strerror}") from None
@@ -120,7 +124,14 @@ class Proxy:
         async with trio.open_nursery() as root:
             if s.policy_path is not None:
                 await root.start(watch_policy, s.policy_path, self.store)
-            admin = await root.start(serve_admin, s.admin, self.view, self.metrics.render)
+            if s.worker_admin is not None:  # a worker: only the supervisor talks to it, over a private socket
+                admin_listener = open_abstract_unix_listener(s.worker_admin)
+                admin = s.admin
+            else:
+                admin_listener = open_listener(s.admin)
+                admin = listener_address(admin_listener)
+            await root.start(serve_admin, admin_listener, LocalAdmin(self.view, self.metrics.render))
+            await root.start(self.engine.run)
             root.start_soon(sweep_idle, self.table, self.store)
             async with trio.open_nursery() as conns:
                 async with trio.open_nursery() as acceptors:
@@ -146,6 +157,8 @@ class Proxy:
                 self.state.draining = True
                 log.info("draining %d open connections for up to %gs", len(self.table.live), s.drain_timeout)
                 root.start_soon(self._force_close_after, s.drain_timeout)
+                # Handlers are done once their connection is in the relay engine; the engine's are not.
+                await self.table.wait_empty()
             log.info("drained; exiting")
             root.cancel_scope.cancel(reason="drained")
 
@@ -160,40 +173,58 @@ async def _run(settings: ProxySettings) -> None:
     proxy = Proxy(settings)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
+        if settings.worker_lifeline is not None:
+            nursery.start_soon(_drain_when_supervisor_dies, settings.worker_lifeline, shutdown)
+        nursery.start_soon(
+            functools.partial(
+                watch_shutdown_signals,
+                shutdown,
+                nursery.cancel_scope,
+                draining="no longer ready, closing listeners, draining",
+                stopping="stopping without waiting for connections",
+            )
+        )
         await proxy.serve(shutdown)
         nursery.cancel_scope.cancel(reason="proxy stopped")
 
 
-async def _watch_signals(shutdown: trio.Event, everything: trio.CancelScope) -> None:
-    """First SIGTERM/SIGINT: drain. A second one: stop now."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            if not shutdown.is_set():
-                log.info("%s: no longer ready, closing listeners, draining", signal.Signals(signum).name)
-                shutdown.set()
-            else:
-                log.warning("%s again: stopping without waiting for connections", signal.Signals(signum).name)
-                everything.cancel(reason="second signal")
+async def _drain_when_supervisor_dies(lifeline: int, shutdown: trio.Event) -> None:
+    """A worker holds the read end of a pipe only its supervisor writes to: end of file means the supervisor
+    is gone (even by SIGKILL), and the worker drains and exits instead of serving on unsupervised."""
+    await trio.lowlevel.wait_readable(lifeline)
+    if not shutdown.is_set():
+        log.warning("supervisor is gone: draining and exiting")
+        shutdown.set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from dataplane.settings import parse_args
+    from dataplane.supervisor import WorkerStartError, run_supervisor
     from dataplane.telemetry.logs import configure_logging
     from policy.load import PolicyError
 
-    settings = parse_args(argv)
-    configure_logging(settings.log_level)
+    args = list(sys.argv[1:] if argv is None else argv)
+    settings = parse_args(args)
+    configure_logging(settings.log_level, worker=settings.worker_index)
     problem = check_mark_permitted(settings.mark)
     if problem is not None:
         log.error("cannot start: %s", problem)
         return 1
     try:
-        trio.run(_run, settings)
+        if settings.worker_index is not None:
+            trio.run(_run, settings)
+        elif settings.workers > 1:
+            load_policy_file(settings.policy_path) if settings.policy_path else None  # a bad file is fatal now
+            trio.run(run_supervisor, settings, args)
+        else:
+            trio.run(_run, settings)
     except PolicyError as exc:
         log.error("cannot start: invalid policy: %s", exc)
         return 1
     except OSError as exc:
         log.error("cannot start: %s", exc.strerror or exc)
+        return 1
+    except WorkerStartError as exc:
+        log.error("cannot start: %s", exc)
         return 1
     return 0

@@ -1,6 +1,6 @@
 """The connection table: every open connection and the recently closed ones.
 
-Each handler registers a ``ConnRecord`` with its CancelScope, so the table can close a connection from outside
+Each connection has a ``ConnRecord`` with a way to cancel it, so the table can close a connection from outside
 (idle sweep, drain deadline, later policy revocation) with a reason. The relay updates plain integer counters on
 the record; nothing on the per-chunk path touches a dict, a lock or a metrics library. Aggregates for /metrics
 are computed at scrape time from the closed-connection totals plus the live records.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final, Literal
 
 import trio
@@ -49,11 +49,11 @@ class ConnRecord:
         "idle_timeout",
         "last_activity",
         "local",
+        "on_cancel",
         "opened_at",
         "original_dst",
         "policy_version",
         "protocol",
-        "scope",
         "src_errno",
         "state",
         "tls",
@@ -83,7 +83,9 @@ class ConnRecord:
         self.idle_timeout = float("inf")
         self.last_activity = now
         self._swept_bytes = 0
-        self.scope: trio.CancelScope | None = None
+        # How to close this connection from outside: its handler's CancelScope while the handler runs, the
+        # relay engine's close once the engine owns the sockets; None once closed.
+        self.on_cancel: Callable[[str], None] | None = None
 
     @property
     def target(self) -> SockAddr:
@@ -94,8 +96,8 @@ class ConnRecord:
         """Close this connection from outside; the first reason given wins."""
         if self.close_reason is None:
             self.close_reason = reason
-        if self.scope is not None:
-            self.scope.cancel(reason=reason)
+        if self.on_cancel is not None:
+            self.on_cancel(reason)
 
     def info(self, worker: int = 0) -> ConnectionInfo:
         return ConnectionInfo(
@@ -134,7 +136,7 @@ class PeerTotals:
 
 
 class ConnectionTable:
-    def __init__(self, *, recent_limit: int = RECENT_LIMIT, worker: int = 0) -> None:
+    def __init__(self, *, recent_limit: int = RECENT_LIMIT, worker: int = 0, workers: int = 1) -> None:
         self.live: dict[int, ConnRecord] = {}
         self.recent: deque[ConnRecord] = deque(maxlen=recent_limit)
         self.worker = worker
@@ -143,11 +145,14 @@ class ConnectionTable:
         # Totals of closed connections, per metric key and peer; live ones are added at scrape time.
         self.closed_totals: dict[tuple[MetricKey, CloseSide], PeerTotals] = {}
         self.close_reasons: dict[tuple[Direction, str], int] = {}
-        self._next_id = 1
+        # Ids stay unique across worker processes without talking: worker w of n numbers w+1, w+1+n, ...
+        self._next_id = worker + 1
+        self._id_step = workers
+        self._emptied: trio.Event | None = None
 
     def open(self, direction: Direction, client: SockAddr, local: SockAddr) -> ConnRecord:
         rec = ConnRecord(self._next_id, direction, client, local, trio.current_time())
-        self._next_id += 1
+        self._next_id += self._id_step
         self.live[rec.id] = rec
         self.opened_total += 1
         return rec
@@ -157,7 +162,7 @@ class ConnectionTable:
             return
         rec.state = "closed"
         rec.closed_at = time.time()
-        rec.scope = None
+        rec.on_cancel = None
         if rec.close_reason is None:
             rec.close_reason = "completed"
         self.closed_total += 1
@@ -168,6 +173,14 @@ class ConnectionTable:
             _add_closed(self._totals(key, "dst"), rec.down.received, rec.up.sent, rec.dst_errno)
         reason_key = (rec.direction, rec.close_reason)
         self.close_reasons[reason_key] = self.close_reasons.get(reason_key, 0) + 1
+        if not self.live and self._emptied is not None:
+            self._emptied.set()
+
+    async def wait_empty(self) -> None:
+        """Return once no connection is open (the drain waits on this)."""
+        while self.live:
+            self._emptied = trio.Event()
+            await self._emptied.wait()
 
     def _totals(self, key: MetricKey, peer: CloseSide) -> PeerTotals:
         totals = self.closed_totals.get((key, peer))

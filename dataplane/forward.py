@@ -19,6 +19,9 @@ from policy.store import Snapshot
 
 class ForwardSide:
     direction: Final[Direction] = "outbound"
+    # Clients dial a forward listener themselves: one may share a local port with one of our upstream sockets
+    # (the kernel reuses ports across 4-tuples), which the own-upstream loop check would take for a loop.
+    intercepted: Final = False
 
     def __init__(self, upstream: SockAddr) -> None:
         self.upstream = upstream

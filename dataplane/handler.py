@@ -12,6 +12,7 @@ otherwise). trio's ``serve_listeners`` would let a handler exception crash the s
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import struct
@@ -40,6 +41,11 @@ class Side(Protocol):
     @property
     def direction(self) -> Direction: ...
 
+    @property
+    def intercepted(self) -> bool:
+        """Whether connections arrive by interception (and so could be our own upstreams redirected back)."""
+        ...
+
     def original_dst(self, stream: trio.SocketStream, local: SockAddr) -> SockAddr: ...
 
     def port_settings(self, snapshot: Snapshot, dst: SockAddr) -> PortSettings: ...
@@ -59,7 +65,7 @@ async def handle_connection(stream: trio.SocketStream, side: Side, rt: Runtime) 
     legs = _Legs(stream, rt)
     try:
         with trio.CancelScope() as scope:
-            rec.scope = scope
+            rec.on_cancel = scope.cancel
             await _proxy(legs, rec, side, rt)
     except ProxyError as exc:
         rec.close_reason = exc.reason
@@ -74,15 +80,15 @@ async def handle_connection(stream: trio.SocketStream, side: Side, rt: Runtime) 
             rec.close_reason = "shutdown"
         raise
     finally:
-        legs.close()
-        rt.table.close(rec)
-        _log_close(rec)
+        if not legs.handed_off:
+            legs.close()
+            _closed(rt, rec)
 
 
 async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     dst = side.original_dst(legs.client, rec.local)
     rec.original_dst = dst
-    loop = rt.guard.check(rec.client, dst, rec.local)
+    loop = rt.guard.check(rec.client, dst, rec.local, intercepted=side.intercepted)
     if loop is not None:
         raise RedirectLoopError(loop)
     snapshot = rt.store.current
@@ -90,14 +96,21 @@ async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     rec.policy_version = snapshot.version
     rec.idle_timeout = settings.idle_timeout
     rec.upstream = dst
-    legs.upstream = await open_upstream(
+    upstream = await open_upstream(
         dst,
         timeout=settings.connect_timeout,
         mark=rt.mark,
         source_ip=side.source_ip(rec.client),
-        on_local_address=legs.remember_upstream_local,
+        on_local_address=functools.partial(_remember, legs, dst),
     )
     rec.dst_opened = True
+    if rt.engine is not None:
+        # From here the engine owns both sockets and finishes the record; this task ends.
+        client = socket.socket(fileno=legs.client.socket.detach())
+        legs.handed_off = True
+        rt.engine.add(client, upstream, rec, functools.partial(_engine_done, rt, legs.upstream_key))
+        return
+    legs.upstream = trio.SocketStream(trio.socket.from_stdlib_socket(upstream))
     rec.state = "open"
     outcome = await relay(legs.client, legs.upstream, rec)
     if outcome is not Outcome.COMPLETED:
@@ -106,24 +119,44 @@ async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
         legs.reset_upstream = outcome is Outcome.CLIENT_RESET
 
 
+def _remember(legs: _Legs, remote: SockAddr, local: SockAddr) -> None:
+    legs.remember_upstream(local, remote)
+
+
+def _engine_done(
+    rt: Runtime, upstream_key: tuple[SockAddr, SockAddr] | None, rec: ConnRecord, outcome: Outcome
+) -> None:
+    if upstream_key is not None:
+        rt.guard.discard_upstream(*upstream_key)
+    if rec.close_reason is None and outcome is not Outcome.COMPLETED:
+        rec.close_reason = outcome.value
+    _closed(rt, rec)
+
+
+def _closed(rt: Runtime, rec: ConnRecord) -> None:
+    rt.table.close(rec)
+    _log_close(rec)
+
+
 class _Legs:
     """The two sockets of one proxied connection and how each must be closed."""
 
     def __init__(self, client: trio.SocketStream, rt: Runtime) -> None:
         self.client = client
         self.upstream: trio.SocketStream | None = None
-        self.upstream_local: SockAddr | None = None
+        self.upstream_key: tuple[SockAddr, SockAddr] | None = None  # (local, remote), known to the loop guard
         self.reset_client = False
         self.reset_upstream = False
+        self.handed_off = False
         self._guard = rt.guard
 
-    def remember_upstream_local(self, addr: SockAddr) -> None:
-        self.upstream_local = addr
-        self._guard.add_upstream(addr)
+    def remember_upstream(self, local: SockAddr, remote: SockAddr) -> None:
+        self.upstream_key = (local, remote)
+        self._guard.add_upstream(local, remote)
 
     def close(self) -> None:
-        if self.upstream_local is not None:
-            self._guard.discard_upstream(self.upstream_local)
+        if self.upstream_key is not None:
+            self._guard.discard_upstream(*self.upstream_key)
         if self.upstream is not None:
             _close(self.upstream, reset=self.reset_upstream)
         _close(self.client, reset=self.reset_client)

@@ -18,6 +18,8 @@ DEFAULT_MARK: Final = 0x539  # 1337, the mark mesh-init exempts by default (ztun
 # Under Kubernetes' default 30 s termination grace period, so the proxy finishes draining before SIGKILL.
 DEFAULT_DRAIN_TIMEOUT: Final = Duration(25.0)
 
+MAX_WORKERS: Final = 64  # far above any core count a sidecar gets; catches typos like 1000
+
 IPv6Mode = Literal["auto", "on", "off"]
 InboundMode = Literal["redirect", "tproxy"]
 
@@ -46,6 +48,13 @@ class ProxySettings:
     drain_timeout: float
     log_level: str
     forwards: tuple[Forward, ...] = ()
+    workers: int = 1
+    worker_index: int | None = None
+    """Set in a worker process started by the supervisor (--workers > 1); None in the supervisor or alone."""
+    worker_admin: str | None = None
+    """A worker's private admin endpoint: an abstract unix socket name the supervisor queries."""
+    worker_lifeline: int | None = None
+    """A worker's end of a pipe to its supervisor: end of file when the supervisor dies."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
@@ -68,6 +77,10 @@ def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
         drain_timeout=ns.drain_timeout.seconds,
         log_level=ns.log_level,
         forwards=forwards,
+        workers=ns.workers,
+        worker_index=ns.worker_index,
+        worker_admin=ns.worker_admin,
+        worker_lifeline=ns.worker_lifeline,
     )
 
 
@@ -141,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
         'direction="outbound", listener forward-<port>',
     )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the listeners (SO_REUSEPORT), supervised and restarted when they die; "
+        "admin, metrics and connections cover all of them (default 1: one process)",
+    )
+    # Internal: how the supervisor starts its workers.
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-admin", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-lifeline", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -178,6 +203,12 @@ def _forward_conflict(forwards: Sequence[Forward], proxy_ports: set[int]) -> str
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a worker count (1-{MAX_WORKERS})")
     return int(text)
 
 

@@ -1,9 +1,8 @@
 """Reads the exclusions mesh-init takes from a policy bundle (``--policy FILE``).
 
-The bundle is decoded with msgspec straight into ``policy.model.Policy`` (YAML, which also reads JSON), so the
-same schema checks apply as in the proxy; mesh-init then only uses ``inbound.exclude_ports``,
-``outbound.exclude_ports`` and ``outbound.exclude_cidrs``. CIDR syntax, which the schema leaves to the loader,
-is checked here.
+The bundle goes through the same loader as the proxy's (``policy.load``: YAML, JSON or TOML by extension, every
+problem reported with its path), so a bundle mesh-init accepts is one the proxy accepts too. mesh-init then uses
+only ``inbound.exclude_ports``, ``outbound.exclude_ports`` and ``outbound.exclude_cidrs``.
 """
 
 from __future__ import annotations
@@ -11,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
-import msgspec.yaml
 
-from iptables.config import ConfigError, PortRange, parse_cidr
-from policy.model import Policy
+from iptables.config import ConfigError, PortRange
+from policy.load import PolicyError, load_policy_file
 
 
 class PolicyExclusions(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,22 +22,15 @@ class PolicyExclusions(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def read_policy_exclusions(path: Path) -> PolicyExclusions:
-    """Raises ConfigError whose field is the policy path (``outbound.exclude_cidrs[1]``) or the file."""
+    """Raises ConfigError whose field is the first problem's path (``outbound.exclude_cidrs[1]``) or the file."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read the policy file: {exc.strerror}") from None
-    try:
-        policy = msgspec.yaml.decode(data, type=Policy)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(str(path), f"invalid policy: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ConfigError(str(path), f"not valid YAML/JSON: {exc}") from None
-    cidrs = []
-    for index, cidr in enumerate(policy.outbound.exclude_cidrs):
-        cidrs.append(parse_cidr(f"{path}: outbound.exclude_cidrs[{index}]", cidr).with_prefixlen)
+        policy = load_policy_file(path)
+    except PolicyError as exc:
+        first = exc.problems[0] if exc.problems else None
+        field = f"{path}: {first.path}" if first is not None and first.path else str(path)
+        raise ConfigError(field, f"invalid policy:\n{exc}") from None
     return PolicyExclusions(
         inbound_ports=tuple(PortRange(first=p, last=p) for p in policy.inbound.exclude_ports),
         outbound_ports=tuple(PortRange(first=p, last=p) for p in policy.outbound.exclude_ports),
-        outbound_cidrs=tuple(cidrs),
+        outbound_cidrs=policy.outbound.exclude_cidrs,
     )

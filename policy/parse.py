@@ -8,14 +8,15 @@ silently by keeping the last one. msgspec then converts the checked data into th
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Iterator
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
-import yaml
 
 from policy.problems import Problem, field_path, item_path
+
+if TYPE_CHECKING:
+    import yaml
 
 Format = Literal["yaml", "json", "toml"]
 
@@ -108,6 +109,8 @@ def _json_plain(value: object, path: str, problems: list[Problem]) -> object:
 
 
 def _parse_yaml(text: str) -> Parsed:
+    import yaml  # only when a bundle is YAML: the parser costs the proxy about 1 MiB resident
+
     try:
         # The reader rejects non-printable characters already in the constructor.
         loader = yaml.SafeLoader(text)
@@ -137,6 +140,8 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
 
 
 def _repeated_yaml_keys(node: yaml.Node, path: str, seen: set[int]) -> Iterator[Problem]:
+    import yaml
+
     # Aliases make the node graph shared (even cyclic): visit each node once.
     if id(node) in seen:
         return
@@ -164,6 +169,8 @@ def _repeated_yaml_keys(node: yaml.Node, path: str, seen: set[int]) -> Iterator[
 
 
 def _parse_toml(text: str) -> Parsed:
+    import tomllib
+
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -86,7 +86,7 @@ def _section(tp: mi.StructType, where: list[str]) -> str:
     return f"### {tp.cls.__name__}\n\nAt {' and '.join(where)}. {doc}\n\n" + "\n".join(rows)
 
 
-def type_label(tp: mi.Type) -> str:  # noqa: PLR0911 - one return per type kind
+def type_label(tp: mi.Type) -> str:
     """A field's type for the table: "integer, 1 to 65535", "list of [PortPolicy](#portpolicy)"."""
     match tp:
         case mi.Metadata():

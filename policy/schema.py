@@ -59,7 +59,7 @@ class _SchemaBuilder:
     def __init__(self) -> None:
         self.defs: dict[str, object] = {}
 
-    def schema(self, tp: mi.Type) -> dict[str, object]:  # noqa: PLR0911 - one return per type kind
+    def schema(self, tp: mi.Type) -> dict[str, object]:
         match tp:
             case mi.Metadata():
                 return {**self.schema(tp.type), **(tp.extra_json_schema or {})}

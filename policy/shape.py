@@ -8,7 +8,6 @@ well-formed parts and report their problems in the same pass.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import re
 from collections.abc import Sequence
@@ -264,6 +263,8 @@ def _not_one_of(value: object, allowed: Sequence[object]) -> str:
     if isinstance(value, str):
         texts = [option for option in allowed if isinstance(option, str)]
         by_lower = {text.lower(): text for text in texts}
+        import difflib  # only for a misspelt value: not worth its memory in every proxy
+
         close = difflib.get_close_matches(value, texts, n=1)
         guess = by_lower.get(value.strip().lower()) or (close[0] if close else None)
         if guess is not None:
@@ -272,6 +273,8 @@ def _not_one_of(value: object, allowed: Sequence[object]) -> str:
 
 
 def _unknown_field(key: str, known: list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(key, known, n=1)
     guess = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown field {key!r}{guess} (known fields: {', '.join(known)})"

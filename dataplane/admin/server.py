@@ -7,17 +7,11 @@ size and a read timeout, and a slow or hostile client cannot hold more than its 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Final, NoReturn
+from typing import Final, NoReturn, Protocol
 
-import msgspec
 import trio
 
-from dataplane.admin.documents import AdminView, config_report, connections_report, status_report
 from dataplane.admin.request import MAX_HEAD, AdminRequest, BadRequestError, parse_request_head
-from dataplane.net.addr import SockAddr
-from dataplane.net.listener import open_listener
-from dataplane.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +30,38 @@ _REASONS: Final = {
 }
 
 Response = tuple[int, str, bytes]
+JSON: Final = _JSON
+TEXT: Final = _TEXT
+
+
+class AdminBackend(Protocol):
+    """Answers admin paths: the proxy's own state, or (with --workers) the merged state of its workers."""
+
+    paths: tuple[str, ...]
+
+    async def answer(self, path: str) -> Response | None:
+        """The response for ``path``; None when there is no such endpoint."""
 
 
 async def serve_admin(
-    addr: SockAddr,
-    view: AdminView,
-    render_metrics: Callable[[], bytes],
+    listener: trio.SocketListener,
+    backend: AdminBackend,
     *,
-    task_status: trio.TaskStatus[SockAddr] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Serve the admin endpoint on ``addr`` until cancelled; ``started`` with the bound address."""
-    listener = open_listener(addr)
-    bound = SockAddr.from_sockname(listener.socket.getsockname())
+    """Serve the admin endpoint on ``listener`` until cancelled."""
 
     async def handle(stream: trio.SocketStream) -> None:
-        await _handle(stream, view, render_metrics)
+        await _handle(stream, backend)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, [listener])
-        task_status.started(bound)
+        task_status.started()
         await trio.sleep_forever()
     raise AssertionError("unreachable")
 
 
-async def _handle(stream: trio.SocketStream, view: AdminView, render_metrics: Callable[[], bytes]) -> None:
+async def _handle(stream: trio.SocketStream, backend: AdminBackend) -> None:
     try:
         with trio.move_on_after(READ_TIMEOUT) as timeout:
             head = await _read_head(stream)
@@ -74,7 +76,7 @@ async def _handle(stream: trio.SocketStream, view: AdminView, render_metrics: Ca
         except BadRequestError as exc:
             await _send(stream, "GET", (exc.status, _TEXT, f"{exc}\n".encode()))
             return
-        await _send(stream, request.method, _route(request, view, render_metrics))
+        await _send(stream, request.method, await _route(request, backend))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     finally:
@@ -93,50 +95,14 @@ async def _read_head(stream: trio.SocketStream) -> bytes | None:
     return None if end + 4 > MAX_HEAD else bytes(buf[: end + 4])
 
 
-def _route(request: AdminRequest, view: AdminView, render_metrics: Callable[[], bytes]) -> Response:
-    handler = _ROUTES.get(request.path)
-    if handler is None:
-        return 404, _TEXT, f"no such endpoint {request.path}; try {' '.join(sorted(_ROUTES))}\n".encode()
+async def _route(request: AdminRequest, backend: AdminBackend) -> Response:
+    if request.path not in backend.paths:
+        return 404, _TEXT, f"no such endpoint {request.path}; try {' '.join(backend.paths)}\n".encode()
     if request.method not in ("GET", "HEAD"):
         return 405, _TEXT, b"only GET and HEAD\n"
-    return handler(view, render_metrics)
-
-
-def _live(view: AdminView, _: Callable[[], bytes]) -> Response:
-    return 200, _TEXT, b"live\n"
-
-
-def _ready(view: AdminView, _: Callable[[], bytes]) -> Response:
-    state = view.state
-    if state.ready and not state.draining:
-        return 200, _TEXT, b"ready\n"
-    return 503, _TEXT, f"not ready: {'draining' if state.draining else state.not_ready_reason}\n".encode()
-
-
-def _metrics(view: AdminView, render_metrics: Callable[[], bytes]) -> Response:
-    return 200, METRICS_CONTENT_TYPE, render_metrics()
-
-
-def _connections(view: AdminView, _: Callable[[], bytes]) -> Response:
-    return 200, _JSON, msgspec.json.encode(connections_report(view))
-
-
-def _status(view: AdminView, _: Callable[[], bytes]) -> Response:
-    return 200, _JSON, msgspec.json.encode(status_report(view))
-
-
-def _config(view: AdminView, _: Callable[[], bytes]) -> Response:
-    return 200, _JSON, msgspec.json.encode(config_report(view))
-
-
-_ROUTES: Final[dict[str, Callable[[AdminView, Callable[[], bytes]], Response]]] = {
-    "/live": _live,
-    "/ready": _ready,
-    "/metrics": _metrics,
-    "/connections": _connections,
-    "/status": _status,
-    "/config": _config,
-}
+    response = await backend.answer(request.path)
+    assert response is not None
+    return response
 
 
 async def _send(stream: trio.SocketStream, method: str, response: Response) -> None:

@@ -20,8 +20,8 @@ async def open_upstream(
     mark: int,
     source_ip: str | None = None,
     on_local_address: Callable[[SockAddr], None] | None = None,
-) -> trio.SocketStream:
-    """Connect to ``dst`` and return the stream.
+) -> socket.socket:
+    """Connect to ``dst`` and return the connected, non-blocking socket.
 
     ``mark`` (SO_MARK, 0 for none) keeps the connection out of mesh-init's interception. ``source_ip`` binds the
     socket transparently to a non-local address (the client's, under TPROXY) so the application sees the real
@@ -62,4 +62,4 @@ async def open_upstream(
     except BaseException:
         sock.close()
         raise
-    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    return sock

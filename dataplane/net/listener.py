@@ -56,3 +56,15 @@ def open_listener(addr: SockAddr, *, transparent: bool = False, reuse_port: bool
 
 def listener_address(listener: trio.SocketListener) -> SockAddr:
     return SockAddr.from_sockname(listener.socket.getsockname())
+
+
+def open_abstract_unix_listener(name: str) -> trio.SocketListener:
+    """Listen on an abstract unix socket (Linux: no file, gone with the process, private to the namespace)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind("\0" + name)
+        sock.listen(64)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))

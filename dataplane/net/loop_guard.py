@@ -4,7 +4,9 @@ If the proxy's own upstream traffic is not exempt from interception (it runs und
 is not exempt), every upstream connect is redirected straight back to the outbound listener, and the proxy
 would recurse until it runs out of file descriptors. Two checks catch that on accept, before any connect:
 
-- the client is one of our own upstream sockets (its address is the local address of a connect we made);
+- the client is one of our own upstream sockets: its address and original destination are the two ends of a
+  connect we made (the full pair matters: the same local port is reused for other destinations, and a client on
+  this host may well have it);
 - the original destination is one of our own listeners (a client dialled the proxy port directly).
 """
 
@@ -20,17 +22,20 @@ class LoopGuard:
 
     def __init__(self, proxy_ports: frozenset[int]) -> None:
         self._proxy_ports = proxy_ports
-        self._own_upstreams: set[SockAddr] = set()
+        self._own_upstreams: set[tuple[SockAddr, SockAddr]] = set()
 
-    def add_upstream(self, local: SockAddr) -> None:
-        self._own_upstreams.add(local)
+    def add_upstream(self, local: SockAddr, remote: SockAddr) -> None:
+        self._own_upstreams.add((local, remote))
 
-    def discard_upstream(self, local: SockAddr) -> None:
-        self._own_upstreams.discard(local)
+    def discard_upstream(self, local: SockAddr, remote: SockAddr) -> None:
+        self._own_upstreams.discard((local, remote))
 
-    def check(self, client: SockAddr, original_dst: SockAddr, local: SockAddr) -> str | None:
-        """None when the connection may proceed, else the reason it is a loop."""
-        if client in self._own_upstreams:
+    def check(
+        self, client: SockAddr, original_dst: SockAddr, local: SockAddr, *, intercepted: bool = True
+    ) -> str | None:
+        """None when the connection may proceed, else the reason it is a loop. Only an intercepted connection can
+        be one of our own upstreams come back."""
+        if intercepted and (client, original_dst) in self._own_upstreams:
             return (
                 f"connection from the proxy's own upstream socket {client}: the proxy's traffic is being "
                 "intercepted again (run it as the --proxy-uid given to mesh-init, or with its --proxy-mark)"

@@ -25,6 +25,7 @@ class Outcome(enum.Enum):
     COMPLETED = "completed"  # both directions saw EOF and passed it on
     CLIENT_RESET = "client_reset"  # reading from or writing to the client failed
     UPSTREAM_RESET = "upstream_reset"  # reading from or writing to the upstream failed
+    CANCELLED = "cancelled"  # closed from outside; the record carries the reason (relay engine only)
 
 
 class _Abort(Exception):

@@ -21,6 +21,7 @@ from dataplane.idle import sweep_idle
 from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.runtime import Runtime
+from dataplane.tcp.engine import RelayEngine
 from policy.index import PortSettings
 from policy.model import Policy
 from policy.store import PolicyStore, Snapshot
@@ -30,6 +31,7 @@ from policy.store import PolicyStore, Snapshot
 class FixedSide:
     dst: SockAddr
     direction: Direction = "outbound"
+    intercepted: bool = True
 
     def original_dst(self, stream: trio.SocketStream, local: SockAddr) -> SockAddr:
         return self.dst
@@ -53,14 +55,25 @@ class Harness:
 
 
 @asynccontextmanager
-async def running_proxy(dst: SockAddr, policy: Policy | None = None) -> AsyncIterator[Harness]:
+async def running_proxy(dst: SockAddr, policy: Policy | None = None, *, engine: bool = True) -> AsyncIterator[Harness]:
+    """The handler behind a loopback listener; ``engine`` False relays with trio tasks instead of the engine."""
     table = ConnectionTable()
     store = PolicyStore(policy or Policy(), source="test")
-    rt = Runtime(table=table, store=store, guard=LoopGuard(frozenset()), mark=0, inbound_mode="redirect")
+    relay_engine = RelayEngine() if engine else None
+    rt = Runtime(
+        table=table,
+        store=store,
+        guard=LoopGuard(frozenset()),
+        mark=0,
+        inbound_mode="redirect",
+        engine=relay_engine,
+    )
     side = FixedSide(dst)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     addr = SockAddr.from_sockname(listeners[0].socket.getsockname())
     async with trio.open_nursery() as nursery:
+        if relay_engine is not None:
+            await nursery.start(relay_engine.run)
         handler = functools.partial(handle_connection, side=side, rt=rt)
         await nursery.start(trio.serve_listeners, handler, listeners)
         nursery.start_soon(sweep_idle, table, store)

@@ -13,6 +13,12 @@ from policy.model import Policy, Timeouts
 from tests.dataplane.proxy_harness import echo_server, free_port, running_proxy
 
 
+@pytest.fixture(params=[True, False], ids=["engine", "tasks"])
+def engine(request: pytest.FixtureRequest) -> bool:
+    """Every handler test runs with the relay engine and with the per-connection trio relay."""
+    return bool(request.param)
+
+
 async def _read_all(stream: trio.SocketStream) -> bytes:
     data = b""
     while chunk := await stream.receive_some(65536):
@@ -20,8 +26,8 @@ async def _read_all(stream: trio.SocketStream) -> bytes:
     return data
 
 
-async def test_echo_through_the_proxy_is_recorded() -> None:
-    async with echo_server() as upstream, running_proxy(upstream) as h:
+async def test_echo_through_the_proxy_is_recorded(engine: bool) -> None:
+    async with echo_server() as upstream, running_proxy(upstream, engine=engine) as h:
         client = await h.connect()
         await client.send_all(b"x" * 100_000)
         await client.send_eof()
@@ -40,9 +46,9 @@ async def test_echo_through_the_proxy_is_recorded() -> None:
     assert info.state == "closed" and info.closed_at is not None and info.errno is None
 
 
-async def test_refused_upstream_resets_the_client() -> None:
+async def test_refused_upstream_resets_the_client(engine: bool) -> None:
     dst = SockAddr("127.0.0.1", free_port())
-    async with running_proxy(dst) as h:
+    async with running_proxy(dst, engine=engine) as h:
         client = await h.connect()
         with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as info:
             await client.receive_some(10)
@@ -53,7 +59,7 @@ async def test_refused_upstream_resets_the_client() -> None:
     assert not rec.dst_opened
 
 
-async def test_upstream_reset_mid_stream_resets_the_client() -> None:
+async def test_upstream_reset_mid_stream_resets_the_client(engine: bool) -> None:
     import socket
     import struct
 
@@ -67,7 +73,7 @@ async def test_upstream_reset_mid_stream_resets_the_client() -> None:
     dst = SockAddr.from_sockname(listeners[0].socket.getsockname())
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, reset_after_first_bytes, listeners)
-        async with running_proxy(dst) as h:
+        async with running_proxy(dst, engine=engine) as h:
             client = await h.connect()
             await client.send_all(b"hello")
             received = b""
@@ -85,10 +91,10 @@ async def test_upstream_reset_mid_stream_resets_the_client() -> None:
     assert rec.dst_errno == "ECONNRESET"
 
 
-async def test_idle_connection_is_closed_with_a_fin(mock_clock: trio.testing.MockClock) -> None:
+async def test_idle_connection_is_closed_with_a_fin(mock_clock: trio.testing.MockClock, engine: bool) -> None:
     mock_clock.autojump_threshold = 0.02  # real sockets: let the kernel deliver before virtual time jumps
     policy = Policy(timeouts=Timeouts(idle=Duration.parse("10s")))
-    async with echo_server() as upstream, running_proxy(upstream, policy) as h:
+    async with echo_server() as upstream, running_proxy(upstream, policy, engine=engine) as h:
         client = await h.connect()
         await client.send_all(b"ping")
         assert await client.receive_some(10) == b"ping"
@@ -100,8 +106,8 @@ async def test_idle_connection_is_closed_with_a_fin(mock_clock: trio.testing.Moc
     assert h.table.recent[0].close_reason == "idle_timeout"
 
 
-async def test_metrics_carry_linkerd_tcp_families_with_labels() -> None:
-    async with echo_server() as upstream, running_proxy(upstream) as h:
+async def test_metrics_carry_linkerd_tcp_families_with_labels(engine: bool) -> None:
+    async with echo_server() as upstream, running_proxy(upstream, engine=engine) as h:
         metrics = ProxyMetrics(h.table, h.store, ProxyState(started_at=0.0), "test")
         client = await h.connect()
         await client.send_all(b"12345")

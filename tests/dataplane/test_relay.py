@@ -11,28 +11,13 @@ import trio.testing
 from dataplane.connections import ConnectionTable, ConnRecord
 from dataplane.net.addr import SockAddr
 from dataplane.tcp.relay import CHUNK, Outcome, relay
+from tests.dataplane.sockets import tcp_pair
 
 
 def _record() -> ConnRecord:
     rec = ConnectionTable().open("outbound", SockAddr("127.0.0.1", 1), SockAddr("127.0.0.1", 2))
     rec.state = "open"
     return rec
-
-
-async def _tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
-    """A real loopback TCP connection: (client end, server end)."""
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
-    async with trio.open_nursery() as nursery:
-        accepted: list[trio.SocketStream] = []
-
-        async def accept() -> None:
-            accepted.append(await listeners[0].accept())
-
-        nursery.start_soon(accept)
-        client = await trio.open_tcp_stream("127.0.0.1", port)
-    await listeners[0].aclose()
-    return client, accepted[0]
 
 
 async def test_copies_both_ways_and_counts_bytes() -> None:
@@ -87,8 +72,8 @@ async def test_half_close_keeps_the_other_direction_flowing() -> None:
 
 async def test_half_close_over_real_sockets() -> None:
     """shutdown(SHUT_WR) on the client reaches the server as EOF; the server's reply comes back in full."""
-    app, proxy_client = await _tcp_pair()
-    proxy_upstream, server = await _tcp_pair()
+    app, proxy_client = await tcp_pair()
+    proxy_upstream, server = await tcp_pair()
     rec = _record()
     payload = bytes(range(256)) * 4096  # 1 MiB
     async with trio.open_nursery() as nursery:
@@ -143,8 +128,8 @@ async def test_backpressure_bounds_bytes_in_flight() -> None:
 
 
 async def test_upstream_reset_is_reported_and_ends_both_directions() -> None:
-    app, proxy_client = await _tcp_pair()
-    proxy_upstream, server = await _tcp_pair()
+    app, proxy_client = await tcp_pair()
+    proxy_upstream, server = await tcp_pair()
     rec = _record()
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
@@ -163,8 +148,8 @@ async def test_upstream_reset_is_reported_and_ends_both_directions() -> None:
 
 
 async def test_client_reset_is_reported() -> None:
-    app, proxy_client = await _tcp_pair()
-    proxy_upstream, server = await _tcp_pair()
+    app, proxy_client = await tcp_pair()
+    proxy_upstream, server = await tcp_pair()
     rec = _record()
     app.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     app.socket.close()

@@ -142,3 +142,59 @@ async def test_drain_timeout_closes_what_is_left_and_exits_0(tmp_path: Path) -> 
             assert 0.9 <= trio.current_time() - start <= 5
             assert proc.returncode == 0
         assert "drain timeout: closing 1 connections" in log.read_text()
+
+
+async def test_connect_timeout_from_policy_resets_the_client(tmp_path: Path) -> None:
+    """An upstream that drops SYNs: the policy's connect timeout ends the attempt and the client sees a reset."""
+    async with lab_without_proxy_in_a("ct") as (a, b):
+        # raw PREROUTING: before pod b's own interception, so the SYN never reaches b's sidecar either.
+        drop = ["iptables", "-t", "raw", "-I", "PREROUTING", "-p", "tcp", "--dport", "9999", "-j", "DROP"]
+        subprocess.run(["ip", "netns", "exec", b.netns, *drop], check=True)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text("version: 1\ntimeouts:\n  connect: 300ms\n")
+        async with own_proxy(a, tmp_path / "proxy.log", "--policy", str(policy)):
+            stream = await connect_from(a, b.address, 9999)
+            start = trio.current_time()
+            with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as info:
+                await stream.receive_some(10)
+            waited = trio.current_time() - start
+            assert isinstance(info.value.__cause__, ConnectionResetError)
+            assert 0.3 - 0.05 <= waited <= 0.3 + 0.1  # within 100 ms of the configured value (reliability.md G5)
+            rec = (await connections(a)).recent[0]
+            assert (rec.close_reason, rec.errno) == ("connect_timeout", "ETIMEDOUT")
+            assert rec.original_dst == f"{b.address}:9999"
+
+
+async def test_two_workers_share_the_traffic_and_report_it_as_one_proxy(tmp_path: Path) -> None:
+    """Intercepted connections spread over both workers; every byte arrives (half-close included); the
+    supervisor's /connections and /metrics add the workers up."""
+    async with lab_without_proxy_in_a("wk") as (a, b), own_proxy(a, tmp_path / "proxy.log", "--workers", "2"):
+        count = 24
+        for i in range(count):
+            stream = await connect_from(a, b.address, APP_PORT)
+            assert (await _greeting(stream)).startswith(b"hello from b")
+            line = f"message {i} " + "x" * 5000 + "\n"
+            await stream.send_all(line.encode())
+            await stream.send_eof()  # half-close: the echo still comes back
+            answer = b""
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+            assert answer == f"b echoes: {line}".encode()
+            await stream.aclose()
+        with trio.fail_after(10):
+            while (report := await connections(a)).open:
+                await trio.sleep(0.05)
+        target = f"{b.address}:{APP_PORT}"
+        ours = [c for c in report.recent if c.original_dst == target]
+        assert len(ours) == count and report.opened_total == count
+        assert {c.worker for c in ours} == {0, 1}, "SO_REUSEPORT never used the second worker"
+        assert len({c.id for c in ours}) == count
+        assert all(c.close_reason == "completed" for c in ours)
+        opened = await samples(a, "tcp_open_total")
+        key = (
+            ("direction", "outbound"), ("peer", "src"), ("target_addr", target), ("target_ip", b.address),
+            ("target_port", str(APP_PORT)), ("tls", "no_identity"),
+        )  # fmt: skip
+        assert opened[key] == count
+        running = await samples(a, "triomesh_workers")
+        assert running[(("state", "running"),)] == 2
