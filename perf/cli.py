@@ -1,5 +1,6 @@
-"""``python -m perf``: run the benchmark on loopback (``run``), through the lab's sidecars (``lab``), or
-re-render a report from its raw JSON (``report``). Bad flags exit 2, failures exit 1, both without a traceback."""
+"""``python -m perf``: run the benchmark on loopback (``run``), through the lab's sidecars (``lab``), one worker
+against two (``scaling``), or re-render a report from its raw JSON (``report``). Bad flags exit 2, failures exit
+1, both without a traceback."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return trio.run(_until_sigterm, _run, args)
             case "lab":
                 return trio.run(_until_sigterm, _lab, args)
+            case "scaling":
+                return trio.run(_until_sigterm, _scaling, args)
             case _:
                 result = msgspec.json.decode(Path(args.result).read_bytes(), type=RunResult)
                 for path in write_report(result, Path(args.result).with_suffix("")):
@@ -121,6 +124,26 @@ async def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _scaling(args: argparse.Namespace) -> int:
+    from perf.scaling import ScalingResult, render_markdown, run_scaling
+
+    _raise_descriptor_limit()
+    out: Path = args.out
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    smoke: bool = args.smoke
+    rounds = args.rounds or (1 if smoke else FULL_ROUNDS)
+    duration = args.duration or (SMOKE_DURATION if smoke else FULL_DURATION)
+    result: ScalingResult = await run_scaling(rounds, duration, out / "tmp" / f"scaling-{stamp}", _progress)
+    directory = out / "tmp" if smoke else out
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = directory / f"{result.started_at[:10]}-scaling-{result.machine.name}"
+    stem.with_suffix(".json").write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
+    stem.with_suffix(".md").write_text(render_markdown(result))
+    print(stem.with_suffix(".json"))
+    print(stem.with_suffix(".md"))
+    return 0
+
+
 def _write(result: RunResult, out: Path, *, smoke: bool) -> None:
     directory = out / "tmp" if smoke else out
     directory.mkdir(parents=True, exist_ok=True)
@@ -149,7 +172,7 @@ def _raise_descriptor_limit() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m perf", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{run,lab,report}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,lab,scaling,report}")
 
     r = sub.add_parser("run", help="every scenario x every proxy on loopback, in one interleaved run")
     r.add_argument("--smoke", action="store_true", help="seconds, one round: proves every scenario still works")
@@ -189,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--rate", type=_positive, default=FIXED_RATE, help="requests/s of the latency run")
     lab.add_argument("--prefix", type=_lab_prefix, default="tmpfbench", help="lab prefix (default tmpfbench)")
     lab.add_argument("--out", type=Path, default=RESULTS, help="results directory (default perf/results)")
+
+    sc = sub.add_parser("scaling", help="one worker against two (triomesh --workers, Envoy --concurrency), all cores")
+    sc.add_argument("--smoke", action="store_true", help="seconds, one round: proves the scaling run still works")
+    sc.add_argument("--rounds", type=_positive, help=f"interleaved rounds (default {FULL_ROUNDS})")
+    sc.add_argument("--duration", type=_positive, metavar="S", help=f"seconds per load (default {FULL_DURATION})")
+    sc.add_argument("--out", type=Path, default=RESULTS, help="results directory (default perf/results)")
 
     rep = sub.add_parser("report", help="re-render the markdown and chart of a run from its raw JSON")
     rep.add_argument("result", metavar="RESULT.json")

@@ -29,11 +29,12 @@ class Layer(enum.Enum):
     L4 = "L4"
 
 
-def nginx_upstream(run_dir: str, http1: SockAddr, h2c: SockAddr) -> str:
+def nginx_upstream(run_dir: str, http1: SockAddr, h2c: SockAddr, *, workers: int = 1) -> str:
     """The upstream server for every HTTP scenario: HTTP/1.1 keep-alive on ``http1``, h2c (prior knowledge)
-    on ``h2c``, one worker, the fixed body. Timeouts are long so idle connections stay open while measured."""
+    on ``h2c``, one worker (unless told otherwise), the fixed body. Timeouts are long so idle connections stay
+    open while measured."""
     return f"""\
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {run_dir}/nginx.pid;
 error_log {run_dir}/error.log warn;

@@ -31,7 +31,7 @@ class BenchError(Exception):
     """An expected failure of a benchmark step (a tool missing, a process that would not start)."""
 
 
-def pinned(core: int, argv: Sequence[str]) -> list[str]:
+def pinned(core: int | str, argv: Sequence[str]) -> list[str]:
     return ["taskset", "-c", str(core), *argv]
 
 
@@ -109,7 +109,7 @@ class Services:
         name: str,
         argv: Sequence[str],
         *,
-        core: int,
+        core: int | str,
         ready: SockAddr | None = None,
         cwd: Path | None = None,
     ) -> Service:
@@ -146,7 +146,7 @@ async def wait_listening(service: Service, addr: SockAddr, timeout: float = READ
     raise BenchError(f"{service.name} did not listen on {addr[0]}:{addr[1]} within {timeout:g}s")
 
 
-async def run_tool(argv: Sequence[str], *, timeout: float, core: int = LOAD_CORE) -> str:
+async def run_tool(argv: Sequence[str], *, timeout: float, core: int | str = LOAD_CORE) -> str:
     """Run a load generator to completion on ``core``; its stdout, or BenchError with the end of its output."""
     try:
         with trio.fail_after(timeout):

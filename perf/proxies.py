@@ -57,21 +57,30 @@ def missing_tool(peer: Peer) -> str | None:
 
 
 async def start_proxy(
-    services: Services, peer: Peer, layer: Layer, upstream: SockAddr, run_dir: Path, *, h2c: bool = False
+    services: Services,
+    peer: Peer,
+    layer: Layer,
+    upstream: SockAddr,
+    run_dir: Path,
+    *,
+    h2c: bool = False,
+    workers: int = 1,
+    core: int | str = PROXY_CORE,
 ) -> Running:
-    """Start ``peer`` as ``layer`` in front of ``upstream``; returns once it listens."""
+    """Start ``peer`` as ``layer`` in front of ``upstream`` on ``core`` (a taskset CPU list) with ``workers``
+    workers (triomesh ``--workers``, Envoy ``--concurrency``; others: one); returns once it listens."""
     if not peer.is_process:
         return Running(upstream, None)
     listen = SockAddr(LOOPBACK, free_port())
     match peer.name:
         case "triomesh":
-            argv = _triomesh(listen, upstream)
+            argv = [*_triomesh(listen, upstream), "--workers", str(workers)]
         case "envoy":
             binary = envoy_binary()
             if binary is None:
                 raise BenchError("envoy not installed")
             config = _write(run_dir / "envoy.yaml", peers.envoy(listen, upstream, _free_addr(), layer))
-            argv = [binary, "-c", config, "--concurrency", "1", "--disable-hot-restart", "-l", "warning"]
+            argv = [binary, "-c", config, "--concurrency", str(workers), "--disable-hot-restart", "-l", "warning"]
         case "nginx":
             config = _write(run_dir / "nginx.conf", peers.nginx_proxy(str(run_dir), listen, upstream, layer, h2c=h2c))
             argv = ["nginx", "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", config]
@@ -81,7 +90,7 @@ async def start_proxy(
             argv = ["haproxy", "-db", "-f", config]
         case _:
             raise BenchError(f"unknown proxy {peer.name!r}")
-    service = await services.start(peer.name, argv, core=PROXY_CORE, ready=listen, cwd=REPO)
+    service = await services.start(peer.name, argv, core=core, ready=listen, cwd=REPO)
     return Running(listen, service)
 
 

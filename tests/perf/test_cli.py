@@ -22,7 +22,7 @@ from perf.cli import main
         (["lab", "--mode", "nat"], "--mode"),
         (["lab", "--prefix", "tmlab"], "--prefix"),
         (["lab", "--prefix", "tmpf-bad"], "--prefix"),
-        ([], "run,lab,report"),
+        ([], "run,lab,scaling,report"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:

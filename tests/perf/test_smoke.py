@@ -16,6 +16,7 @@ import pytest
 
 from perf.proxies import REPO
 from perf.results import RunResult
+from perf.scaling import PROXIES, WORKERS, ScalingResult
 from perf.scenarios import BY_NAME, PEER_BY_NAME, PEERS, SCENARIOS, skip_reason
 from tests.perf.conftest import need
 
@@ -98,4 +99,27 @@ def test_lab_smoke_sidecars(tmp_path: Path) -> None:
     _assert_complete(result, result.settings.scenarios, ["sidecars", "inbound"])
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert prefix not in namespaces
+    assert not _leftovers(str(tmp_path))
+
+
+def test_scaling_smoke_one_and_two_workers(tmp_path: Path) -> None:
+    for tool in ("envoy", "nginx", "wrk", "taskset"):
+        need(tool)
+    done = subprocess.run(
+        [sys.executable, "-m", "perf", "scaling", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = [Path(line) for line in done.stdout.split()]
+    result = msgspec.json.decode(next(p for p in written if p.suffix == ".json").read_bytes(), type=ScalingResult)
+    assert {(s.proxy, s.workers) for s in result.samples} == {(p, w) for p in PROXIES for w in WORKERS}
+    for sample in result.samples:
+        assert sample.error is None, f"{sample.proxy} x{sample.workers}: {sample.error}"
+        assert sample.rps > 0 and sample.cpu_us_per_req > 0
+    report = next(p for p in written if p.suffix == ".md").read_text()
+    assert report.count("| triomesh |") == len(WORKERS)
     assert not _leftovers(str(tmp_path))
