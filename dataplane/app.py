@@ -24,6 +24,7 @@ from dataplane.admin.local import LocalAdmin
 from dataplane.admin.schema import ListenerInfo
 from dataplane.admin.server import serve_admin
 from dataplane.connections import ConnectionTable
+from dataplane.forward import ForwardSide
 from dataplane.handler import Side, handle_connection
 from dataplane.idle import sweep_idle
 from dataplane.inbound import InboundSide
@@ -63,7 +64,8 @@ class Proxy:
             policy, source = DEFAULT_POLICY, "embedded-default"
         self.store = PolicyStore(policy, source=source)
         self.table = ConnectionTable(worker=settings.worker_index or 0, workers=settings.workers)
-        self.guard = LoopGuard(frozenset({settings.outbound_port, settings.inbound_port, settings.admin.port}))
+        own_ports = {settings.outbound_port, settings.inbound_port, settings.admin.port}
+        self.guard = LoopGuard(frozenset(own_ports | {fwd.listen.port for fwd in settings.forwards}))
         self.engine = RelayEngine()
         self.runtime = Runtime(
             table=self.table,
@@ -96,6 +98,8 @@ class Proxy:
                 ("outbound-ipv6", outbound, SockAddr("::1", s.outbound_port), False),
                 ("inbound-ipv6", inbound, SockAddr("::", s.inbound_port), tproxy),
             ]
+        # Asked for explicitly, so bound whatever --ipv6 says: a forward that cannot be bound fails the start.
+        wanted += [(fwd.name, ForwardSide(fwd.upstream), fwd.listen, False) for fwd in s.forwards]
         bound: list[tuple[str, Side, trio.SocketListener]] = []
         try:
             for name, side, addr, transparent in wanted:
@@ -103,7 +107,7 @@ class Proxy:
                     listener = open_listener(addr, transparent=transparent, reuse_port=s.workers > 1)
                     bound.append((name, side, listener))
                 except IPv6UnavailableError as exc:
-                    if s.ipv6 == "on":
+                    if s.ipv6 == "on" or isinstance(side, ForwardSide):
                         raise OSError(exc.errno, f"--ipv6 on, but {exc.strerror}") from None
                     log.info("no IPv6 in this namespace (%s): serving IPv4 only", exc.strerror)
         except BaseException:

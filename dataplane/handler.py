@@ -41,6 +41,11 @@ class Side(Protocol):
     @property
     def direction(self) -> Direction: ...
 
+    @property
+    def intercepted(self) -> bool:
+        """Whether connections arrive by interception (and so could be our own upstreams redirected back)."""
+        ...
+
     def original_dst(self, stream: trio.SocketStream, local: SockAddr) -> SockAddr: ...
 
     def port_settings(self, snapshot: Snapshot, dst: SockAddr) -> PortSettings: ...
@@ -83,7 +88,7 @@ async def handle_connection(stream: trio.SocketStream, side: Side, rt: Runtime) 
 async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     dst = side.original_dst(legs.client, rec.local)
     rec.original_dst = dst
-    loop = rt.guard.check(rec.client, dst, rec.local)
+    loop = rt.guard.check(rec.client, dst, rec.local, intercepted=side.intercepted)
     if loop is not None:
         raise RedirectLoopError(loop)
     snapshot = rt.store.current

@@ -22,6 +22,7 @@ from policy.store import Snapshot
 
 class InboundSide:
     direction: Final[Direction] = "inbound"
+    intercepted: Final = True
 
     def __init__(self, mode: InboundMode) -> None:
         self._tproxy = mode == "tproxy"

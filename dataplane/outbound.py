@@ -15,6 +15,7 @@ from policy.store import Snapshot
 
 class OutboundSide:
     direction: Final[Direction] = "outbound"
+    intercepted: Final = True
 
     def original_dst(self, stream: trio.SocketStream, local: SockAddr) -> SockAddr:
         return original_dst(stream.socket)

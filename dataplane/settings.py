@@ -6,7 +6,7 @@ import argparse
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from dataplane.net.addr import SockAddr
 from policy.duration import Duration
@@ -24,6 +24,18 @@ IPv6Mode = Literal["auto", "on", "off"]
 InboundMode = Literal["redirect", "tproxy"]
 
 
+class Forward(NamedTuple):
+    """A static forward listener: every connection accepted on ``listen`` is relayed to ``upstream``."""
+
+    listen: SockAddr
+    upstream: SockAddr
+
+    @property
+    def name(self) -> str:
+        """The listener's name in /status and logs: ``forward-<port>``, ``forward-ipv6-<port>``."""
+        return f"forward-ipv6-{self.listen.port}" if self.listen.is_ipv6 else f"forward-{self.listen.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class ProxySettings:
     policy_path: str | None
@@ -35,6 +47,7 @@ class ProxySettings:
     ipv6: IPv6Mode
     drain_timeout: float
     log_level: str
+    forwards: tuple[Forward, ...] = ()
     workers: int = 1
     worker_index: int | None = None
     """Set in a worker process started by the supervisor (--workers > 1); None in the supervisor or alone."""
@@ -49,6 +62,10 @@ def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
     ns = parser.parse_args(argv)
     if len({ns.outbound_port, ns.inbound_port, ns.admin.port}) != 3:
         parser.error("--outbound-port, --inbound-port and --admin must use three different ports")
+    forwards: tuple[Forward, ...] = tuple(ns.forward or ())
+    problem = _forward_conflict(forwards, {ns.outbound_port, ns.inbound_port, ns.admin.port})
+    if problem is not None:
+        parser.error(f"--forward: {problem}")
     return ProxySettings(
         policy_path=ns.policy,
         admin=ns.admin,
@@ -59,6 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
         ipv6=ns.ipv6,
         drain_timeout=ns.drain_timeout.seconds,
         log_level=ns.log_level,
+        forwards=forwards,
         workers=ns.workers,
         worker_index=ns.worker_index,
         worker_admin=ns.worker_admin,
@@ -126,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="after SIGTERM, how long open connections may finish (default 25s)",
     )
+    p.add_argument(
+        "--forward",
+        type=_forward,
+        action="append",
+        metavar="LISTEN=UPSTREAM",
+        help="a static forward listener (repeatable): relay every connection accepted on LISTEN (HOST:PORT) to "
+        "UPSTREAM (HOST:PORT), for ingress-style or non-transparent use without iptables; counted as "
+        'direction="outbound", listener forward-<port>',
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.add_argument(
         "--workers",
@@ -140,6 +167,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-admin", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-lifeline", type=int, default=None, help=argparse.SUPPRESS)
     return p
+
+
+def _forward(text: str) -> Forward:
+    listen_text, sep, upstream_text = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LISTEN=UPSTREAM (e.g. 127.0.0.1:8000=127.0.0.1:8080)")
+    addrs: list[SockAddr] = []
+    for role, part in (("listen", listen_text), ("upstream", upstream_text)):
+        try:
+            addr = SockAddr.parse(part)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{role} address {exc}") from None
+        if addr.port == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: the {role} port must be 1-65535")
+        addrs.append(addr)
+    listen, upstream = addrs
+    if listen == upstream:
+        raise argparse.ArgumentTypeError(f"{text!r}: the upstream is the listener itself")
+    return Forward(listen, upstream)
+
+
+def _forward_conflict(forwards: Sequence[Forward], proxy_ports: set[int]) -> str | None:
+    """Why these forward listeners cannot all be bound next to the proxy's own ports, or None."""
+    seen: set[SockAddr] = set()
+    for fwd in forwards:
+        if fwd.listen.port in proxy_ports:
+            return f"{fwd.listen} uses a port of the outbound, inbound or admin listener"
+        if fwd.listen in seen:
+            return f"{fwd.listen} is given twice"
+        seen.add(fwd.listen)
+    return None
 
 
 def _port(text: str) -> int:

@@ -30,9 +30,12 @@ class LoopGuard:
     def discard_upstream(self, local: SockAddr, remote: SockAddr) -> None:
         self._own_upstreams.discard((local, remote))
 
-    def check(self, client: SockAddr, original_dst: SockAddr, local: SockAddr) -> str | None:
-        """None when the connection may proceed, else the reason it is a loop."""
-        if (client, original_dst) in self._own_upstreams:
+    def check(
+        self, client: SockAddr, original_dst: SockAddr, local: SockAddr, *, intercepted: bool = True
+    ) -> str | None:
+        """None when the connection may proceed, else the reason it is a loop. Only an intercepted connection can
+        be one of our own upstreams come back."""
+        if intercepted and (client, original_dst) in self._own_upstreams:
             return (
                 f"connection from the proxy's own upstream socket {client}: the proxy's traffic is being "
                 "intercepted again (run it as the --proxy-uid given to mesh-init, or with its --proxy-mark)"

@@ -31,6 +31,7 @@ from policy.store import PolicyStore, Snapshot
 class FixedSide:
     dst: SockAddr
     direction: Direction = "outbound"
+    intercepted: bool = True
 
     def original_dst(self, stream: trio.SocketStream, local: SockAddr) -> SockAddr:
         return self.dst

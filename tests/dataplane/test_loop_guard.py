@@ -27,3 +27,16 @@ def test_original_destination_on_our_own_listener_is_a_loop() -> None:
     # The same port on another host is an ordinary destination.
     assert guard.check(client, SockAddr("198.18.7.3", 15006), POD) is None
     assert guard.check(client, SockAddr("198.18.7.2", 8080), POD) is None
+
+
+def test_a_forward_listener_client_sharing_an_upstream_port_is_no_loop() -> None:
+    # A forward listener's client dials it directly; on loopback the kernel can give that client the very local
+    # port of one of our upstream sockets (a different 4-tuple), so only intercepted connections get that check.
+    guard = LoopGuard(frozenset({15000, 15001, 15006, 9000}))
+    shared, upstream = SockAddr("127.0.0.1", 40000), SockAddr("127.0.0.1", 8080)
+    guard.add_upstream(shared, upstream)
+    forward_listener = SockAddr("127.0.0.1", 9000)
+    assert guard.check(shared, upstream, forward_listener, intercepted=False) is None
+    assert guard.check(shared, upstream, forward_listener) is not None
+    # Forwarding to one of our own listeners is still refused.
+    assert guard.check(shared, SockAddr("127.0.0.1", 15001), forward_listener, intercepted=False) is not None

