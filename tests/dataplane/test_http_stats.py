@@ -97,7 +97,10 @@ def test_workers_histograms_and_counters_add_up() -> None:
         ("target_ip", "10.0.0.7"), ("target_port", "8080"), ("tls", "no_identity"),
     )  # fmt: skip
     assert merged[("request_total", base)] == 2
-    le = lambda bound: tuple(sorted((*base, ("status_code", "200"), ("le", bound))))  # noqa: E731
+
+    def le(bound: str) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((*base, ("status_code", "200"), ("le", bound))))
+
     assert merged[("response_latency_ms_bucket", le("3"))] == 1
     assert merged[("response_latency_ms_bucket", le("30"))] == 2
     assert merged[("response_latency_ms_bucket", le("+Inf"))] == 2
