@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -89,10 +89,8 @@ async def test_proxy_whose_traffic_is_intercepted_refuses_the_loop(tmp_path: Pat
                 except ConnectionResetError:
                     pass
                 else:
-                    try:
+                    with suppress(trio.BrokenResourceError):
                         got = await _greeting(stream)
-                    except trio.BrokenResourceError:
-                        pass
                     await stream.aclose()
             assert b"hello" not in got
             await trio.sleep(0.5)  # a recursing proxy would open connection after connection meanwhile
