@@ -97,7 +97,6 @@ async def _run(args: argparse.Namespace) -> int:
     idle = min(wanted_idle, (limit - _DESCRIPTOR_MARGIN) // 2)
     if idle < wanted_idle:
         _progress(f"idle: {idle} connections, not {wanted_idle}: the descriptor limit is {limit} (2 per pair)")
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out: Path = args.out
     plan = Plan(
         scenarios=tuple(args.only),
@@ -105,7 +104,7 @@ async def _run(args: argparse.Namespace) -> int:
         rounds=args.rounds or (1 if smoke else FULL_ROUNDS),
         load=Load(duration=duration, fixed_rate=args.rate, idle_connections=idle),
         smoke=smoke,
-        work_dir=out / "tmp" / f"run-{stamp}",
+        work_dir=_work_dir(out, "run"),
     )
     result = await run(plan, _progress)
     _write(result, out, smoke=smoke)
@@ -117,9 +116,9 @@ async def _lab(args: argparse.Namespace) -> int:
 
     pin_self()
     out: Path = args.out
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    work_dir = out / "tmp" / f"lab-{stamp}"
-    result = await run_lab(args.prefix, args.mode, args.rounds, args.duration, args.rate, work_dir, _progress)
+    result = await run_lab(
+        args.prefix, args.mode, args.rounds, args.duration, args.rate, _work_dir(out, "lab"), _progress
+    )
     _write(result, out, smoke=False)
     return 0
 
@@ -129,14 +128,11 @@ async def _scaling(args: argparse.Namespace) -> int:
 
     _raise_descriptor_limit()
     out: Path = args.out
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     smoke: bool = args.smoke
     rounds = args.rounds or (1 if smoke else FULL_ROUNDS)
     duration = args.duration or (SMOKE_DURATION if smoke else FULL_DURATION)
-    result: ScalingResult = await run_scaling(rounds, duration, out / "tmp" / f"scaling-{stamp}", _progress)
-    directory = out / "tmp" if smoke else out
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = directory / f"{result.started_at[:10]}-scaling-{result.machine.name}"
+    result: ScalingResult = await run_scaling(rounds, duration, _work_dir(out, "scaling"), _progress)
+    stem = _stem(out, smoke, result.started_at[:10], "scaling", result.machine.name)
     stem.with_suffix(".json").write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
     stem.with_suffix(".md").write_text(render_markdown(result))
     print(stem.with_suffix(".json"))
@@ -144,15 +140,25 @@ async def _scaling(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(result: RunResult, out: Path, *, smoke: bool) -> None:
+def _work_dir(out: Path, kind: str) -> Path:
+    """Where a run keeps its configs and logs (ignored by git)."""
+    return out / "tmp" / f"{kind}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+def _stem(out: Path, smoke: bool, date: str, mode: str, machine: str) -> Path:
+    """``<out>/<date>-<mode>-<machine>`` (smoke runs under tmp/), with -2, -3, ... for later runs that day."""
     directory = out / "tmp" if smoke else out
     directory.mkdir(parents=True, exist_ok=True)
-    date = result.started_at[:10]
-    stem = directory / f"{date}-{result.settings.mode}-{result.machine.name}"
+    stem = directory / f"{date}-{mode}-{machine}"
     n = 2
     while stem.with_suffix(".json").exists():
-        stem = directory / f"{date}-{result.settings.mode}-{result.machine.name}-{n}"
+        stem = directory / f"{date}-{mode}-{machine}-{n}"
         n += 1
+    return stem
+
+
+def _write(result: RunResult, out: Path, *, smoke: bool) -> None:
+    stem = _stem(out, smoke, result.started_at[:10], result.settings.mode, result.machine.name)
     stem.with_suffix(".json").write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
     for path in [stem.with_suffix(".json"), *write_report(result, stem)]:
         print(path)

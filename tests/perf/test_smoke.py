@@ -26,6 +26,16 @@ SMOKE_TIMEOUT = 600  # seconds; the smoke run takes about a minute
 
 
 def _run(argv: list[str], out: Path) -> RunResult:
+    written = _perf(argv, out)
+    assert {path.suffix for path in written} == {".json", ".md", ".png"}
+    assert all(path.stat().st_size > 0 for path in written)
+    result = msgspec.json.decode(next(p for p in written if p.suffix == ".json").read_bytes(), type=RunResult)
+    assert next(p for p in written if p.suffix == ".png").read_bytes().startswith(b"\x89PNG")
+    return result
+
+
+def _perf(argv: list[str], out: Path) -> list[Path]:
+    """Run ``python -m perf ARGV --out OUT``; the files it wrote."""
     done = subprocess.run(
         [sys.executable, "-m", "perf", *argv, "--out", str(out)],
         cwd=REPO,
@@ -35,12 +45,7 @@ def _run(argv: list[str], out: Path) -> RunResult:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    written = [Path(line) for line in done.stdout.split()]
-    assert {path.suffix for path in written} == {".json", ".md", ".png"}
-    assert all(path.stat().st_size > 0 for path in written)
-    result = msgspec.json.decode(next(p for p in written if p.suffix == ".json").read_bytes(), type=RunResult)
-    assert next(p for p in written if p.suffix == ".png").read_bytes().startswith(b"\x89PNG")
-    return result
+    return [Path(line) for line in done.stdout.split()]
 
 
 def _leftovers(marker: str) -> list[str]:
@@ -105,16 +110,7 @@ def test_lab_smoke_sidecars(tmp_path: Path) -> None:
 def test_scaling_smoke_one_and_two_workers(tmp_path: Path) -> None:
     for tool in ("envoy", "nginx", "wrk", "taskset"):
         need(tool)
-    done = subprocess.run(
-        [sys.executable, "-m", "perf", "scaling", "--smoke", "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=SMOKE_TIMEOUT,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    written = [Path(line) for line in done.stdout.split()]
+    written = _perf(["scaling", "--smoke"], tmp_path)
     result = msgspec.json.decode(next(p for p in written if p.suffix == ".json").read_bytes(), type=ScalingResult)
     assert {(s.proxy, s.workers) for s in result.samples} == {(p, w) for p in PROXIES for w in WORKERS}
     for sample in result.samples:
