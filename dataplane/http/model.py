@@ -130,6 +130,9 @@ class Framing(msgspec.Struct, frozen=True):
 
     kind: BodyKind
     length: int = 0
+    codings: bytes = b""
+    """CHUNKED only: transfer codings applied before chunked (``b"gzip"`` for ``gzip, chunked``). The proxy
+    does not decode them; it passes them on in the framing header."""
 
 
 NO_BODY: Final = Framing(BodyKind.NONE)

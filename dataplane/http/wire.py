@@ -15,11 +15,12 @@ from dataplane.http.tokens import is_token
 
 _CONTENT_LENGTH: Final = b"content-length"
 _TRANSFER_ENCODING: Final = b"transfer-encoding"
+_CHUNKED_LINE: Final = b"Transfer-Encoding: chunked"
 _FRAMING_FIELDS: Final = frozenset({_CONTENT_LENGTH, _TRANSFER_ENCODING})
 
 # Request-line pieces re-checked here because heads may come from HTTP/2, whose library accepts a space in
 # :path or :method (reliability.md A7): written out as HTTP/1.1 that would be request-line injection.
-_TARGET: Final = re.compile(rb"[\x21-\x7e]+")
+_TARGET: Final = re.compile(rb"[\x21-\x7e\x80-\xff]+")
 
 
 def serialise_request_head(head: RequestHead, framing: Framing) -> bytes:
@@ -31,7 +32,7 @@ def serialise_request_head(head: RequestHead, framing: Framing) -> bytes:
     if not is_token(head.method):
         raise ValueError(f"method {head.method!r} is not a token")
     if _TARGET.fullmatch(head.target) is None:
-        raise ValueError(f"request target {head.target!r} contains a space, a control or a non-ASCII byte")
+        raise ValueError(f"request target {head.target!r} contains a space or a control byte")
     lines = [b"%s %s HTTP/1.1" % (head.method, head.target)]
     return _finish(lines, head.headers, framing)
 
@@ -54,7 +55,7 @@ def _finish(lines: list[bytes], headers: Headers, framing: Framing) -> bytes:
     if kind is BodyKind.LENGTH:
         framing_line: bytes | None = b"Content-Length: %d" % framing.length
     elif kind is BodyKind.CHUNKED:
-        framing_line = b"Transfer-Encoding: chunked"
+        framing_line = b"Transfer-Encoding: %s, chunked" % framing.codings if framing.codings else _CHUNKED_LINE
     else:
         framing_line = None
     for name, value in headers:

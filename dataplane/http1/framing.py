@@ -7,6 +7,7 @@ must end in exactly one ``chunked``, and Content-Length must be plain decimal di
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from dataplane.http.model import CHUNKED, NO_BODY, UNTIL_CLOSE, BodyKind, Framing
@@ -16,6 +17,12 @@ from dataplane.http1.errors import Http1Error, Reason
 _MAX_CONTENT_LENGTH: Final = 2**63 - 1
 """Longer than any real body; a value past it overflows signed 64-bit parsers downstream (http-garden)."""
 _CHUNKED: Final = b"chunked"
+_KNOWN_CODINGS: Final = frozenset({b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress", b"identity"})
+"""The registered codings other than chunked (RFC 9110 8.4.1), and "identity" (withdrawn, harmless)."""
+# What may follow a coding: parameters (RFC 9110 10.1.4), and the empty ones real clients send ("chunked;").
+_PARAMETERS: Final = re.compile(
+    rb"(?:[ \t]*;[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?)?)*[ \t]*"
+)
 
 
 def request_framing(method: bytes, version: bytes, lengths: list[bytes], codings: list[bytes]) -> Framing:
@@ -29,10 +36,10 @@ def request_framing(method: bytes, version: bytes, lengths: list[bytes], codings
         if version == b"1.0":
             # RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
             raise Http1Error(Reason.BAD_TRANSFER_ENCODING, "Transfer-Encoding in an HTTP/1.0 request")
-        _check_codings(codings, status=400)
+        outer = _chunked_codings(codings, status=400)
         if method == b"CONNECT":
             raise Http1Error(Reason.BAD_TRANSFER_ENCODING, "CONNECT request with a body")
-        return CHUNKED
+        return Framing(BodyKind.CHUNKED, codings=outer) if outer else CHUNKED
     if lengths:
         length = content_length(lengths, status=400)
         if method == b"CONNECT" and length:
@@ -52,7 +59,7 @@ def response_framing(
             raise Http1Error(Reason.TE_AND_CL, "both Transfer-Encoding and Content-Length", status=502)
         if version == b"1.0":
             raise Http1Error(Reason.BAD_TRANSFER_ENCODING, "Transfer-Encoding in an HTTP/1.0 response", status=502)
-        _check_codings(codings, status=502)
+        outer = _chunked_codings(codings, status=502)
     no_body = (
         request_method == b"HEAD"
         or status < 200
@@ -65,7 +72,7 @@ def response_framing(
             raise Http1Error(Reason.BAD_CONTENT_LENGTH, f"a {status} response declares a body", status=502)
         return NO_BODY
     if codings:
-        return CHUNKED
+        return Framing(BodyKind.CHUNKED, codings=outer) if outer else CHUNKED
     if lengths:
         return Framing(BodyKind.LENGTH, length)
     return UNTIL_CLOSE
@@ -78,6 +85,11 @@ def downstream_response_framing(upstream: Framing, client_version: bytes) -> Fra
     until-close body re-framed as chunked, so its connection can stay open.
     """
     if upstream.kind is BodyKind.CHUNKED and client_version == b"1.0":
+        if upstream.codings:
+            # Only a Transfer-Encoding header can carry gzip-under-chunked, and HTTP/1.0 has none.
+            raise Http1Error(
+                Reason.UNSUPPORTED_TRANSFER_CODING, "transfer-coded response for an HTTP/1.0 client", status=502
+            )
         return UNTIL_CLOSE
     if upstream.kind is BodyKind.UNTIL_CLOSE and client_version != b"1.0":
         return CHUNKED
@@ -101,8 +113,23 @@ def content_length(values: list[bytes], *, status: int) -> int:
     return length
 
 
-def _check_codings(values: list[bytes], *, status: int) -> None:
-    codings = [item.strip(b" \t").lower() for value in values for item in value.split(b",")]
+def _chunked_codings(values: list[bytes], *, status: int) -> bytes:
+    """Check a Transfer-Encoding list; return the codings applied before the final ``chunked`` (b"" if none).
+
+    The list must end in exactly one ``chunked`` (in a request RFC 9112 6.1 requires 400 otherwise; a response
+    read until close instead is refused too); the codings before it must be registered ones, else 501.
+    """
+    codings: list[bytes] = []
+    for value in values:
+        for item in value.split(b","):
+            coding, semicolon, parameters = item.strip(b" \t").partition(b";")
+            coding = coding.rstrip(b" \t").lower()
+            # Parameters are dropped: the forwarded header is written canonically, without them.
+            if semicolon and _PARAMETERS.fullmatch(semicolon + parameters) is None:
+                raise Http1Error(
+                    Reason.BAD_TRANSFER_ENCODING, f"bad transfer coding parameters {item[:32]!r}", status=status
+                )
+            codings.append(coding)
     for coding in codings:
         if not is_token(coding):
             raise Http1Error(
@@ -112,10 +139,11 @@ def _check_codings(values: list[bytes], *, status: int) -> None:
         raise Http1Error(Reason.BAD_TRANSFER_ENCODING, "chunked applied more than once", status=status)
     if codings[-1] != _CHUNKED:
         raise Http1Error(Reason.BAD_TRANSFER_ENCODING, "the final transfer coding is not chunked", status=status)
-    if len(codings) > 1:
-        # gzip/deflate/... under chunked: well-formed, but the proxy does not decode them (RFC 9112 6.1: 501).
-        raise Http1Error(
-            Reason.UNSUPPORTED_TRANSFER_CODING,
-            f"unsupported transfer coding {codings[0][:32]!r}",
-            status=501 if status == 400 else status,
-        )
+    for coding in codings[:-1]:
+        if coding not in _KNOWN_CODINGS:
+            raise Http1Error(
+                Reason.UNSUPPORTED_TRANSFER_CODING,
+                f"unknown transfer coding {coding[:32]!r}",
+                status=501 if status == 400 else status,
+            )
+    return b", ".join(codings[:-1])

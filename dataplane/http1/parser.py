@@ -168,15 +168,24 @@ def _keep_alive(version: bytes, tokens: set[bytes]) -> bool:
     return b"close" not in tokens
 
 
-def _drop_repeated_length(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    # Identical Content-Length fields (already checked equal) become one: the canonical form has one.
+def _canonical_framing_fields(fields: list[tuple[bytes, bytes]], framing: Framing) -> list[tuple[bytes, bytes]]:
+    """One Content-Length (identical duplicates were checked equal) and one Transfer-Encoding in canonical
+    spelling (``gzip, chunked``, no parameters), each where the first one was: the head the proxy reasons
+    about is exactly the head it forwards."""
+    te_value = b"%s, chunked" % framing.codings if framing.codings else b"chunked"
     out: list[tuple[bytes, bytes]] = []
-    seen = False
+    seen_cl = seen_te = False
     for name, value in fields:
-        if name.lower() == _CONTENT_LENGTH:
-            if seen:
+        lname = name.lower()
+        if lname == _CONTENT_LENGTH:
+            if seen_cl:
                 continue
-            seen = True
+            seen_cl = True
+        elif lname == _TRANSFER_ENCODING:
+            if seen_te:
+                continue
+            seen_te = True
+            value = te_value
         out.append((name, value))
     return out
 
@@ -238,9 +247,10 @@ class RequestParser(_MessageReader):
         fields, noted = parse_fields(lines, 1, self._limits, _REQUEST_NOTED)
         check_host(target, noted.get(b"host", []), version)
         lengths = noted.get(_CONTENT_LENGTH, [])
-        framing = request_framing(method, version, lengths, noted.get(_TRANSFER_ENCODING, []))
-        if len(lengths) > 1:
-            fields = _drop_repeated_length(fields)
+        codings = noted.get(_TRANSFER_ENCODING, [])
+        framing = request_framing(method, version, lengths, codings)
+        if len(lengths) > 1 or codings:
+            fields = _canonical_framing_fields(fields, framing)
         connection = _tokens(noted.get(_CONNECTION, []))
         upgrade = None
         if version == b"1.1" and b"upgrade" in noted and b"upgrade" in connection:
@@ -319,9 +329,10 @@ class ResponseParser(_MessageReader):
         status, reason, version = parse_status_line(lines[0])
         fields, noted = parse_fields(lines, 1, self._limits, _RESPONSE_NOTED)
         lengths = noted.get(_CONTENT_LENGTH, [])
-        framing = response_framing(self._method, status, version, lengths, noted.get(_TRANSFER_ENCODING, []))
-        if len(lengths) > 1:
-            fields = _drop_repeated_length(fields)
+        codings = noted.get(_TRANSFER_ENCODING, [])
+        framing = response_framing(self._method, status, version, lengths, codings)
+        if len(lengths) > 1 or (codings and framing.kind is BodyKind.CHUNKED):
+            fields = _canonical_framing_fields(fields, framing)
         keep_alive = framing.kind is not BodyKind.UNTIL_CLOSE and _keep_alive(
             version, _tokens(noted.get(_CONNECTION, []))
         )
