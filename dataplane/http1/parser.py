@@ -185,7 +185,8 @@ def _canonical_framing_fields(fields: list[tuple[bytes, bytes]], framing: Framin
             if seen_te:
                 continue
             seen_te = True
-            value = te_value
+            out.append((name, te_value))
+            continue
         out.append((name, value))
     return out
 

@@ -107,9 +107,8 @@ def test_summary_per_tier(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print("\nhttp-desync-guardian corpus (one encoding per case):")
         for tier in ("Severe", "Ambiguous", "Acceptable", "Compliant"):
-            print(
-                f"  {tier:<10} refused {outcome[tier, 'refused']:>3}  forwarded canonically {outcome[tier, 'forwarded']:>3}"
-            )
+            refused, forwarded = outcome[tier, "refused"], outcome[tier, "forwarded"]
+            print(f"  {tier:<10} refused {refused:>3}  forwarded canonically {forwarded:>3}")
     assert outcome["Severe", "forwarded"] == 0
     assert outcome["Severe", "refused"] == 58
     assert outcome["Compliant", "refused"] == len(REFUSED_COMPLIANT)
