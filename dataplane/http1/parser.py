@@ -93,7 +93,10 @@ class _MessageReader:
         self._error = exc
         return exc
 
-    def _head_lines(self, first_line_error: Http1Error) -> list[bytes] | None:
+    def _first_line_too_long(self) -> Http1Error:
+        raise NotImplementedError
+
+    def _head_lines(self) -> list[bytes] | None:
         """The lines of the next complete head (consumed from the buffer), or None if it is not all here yet."""
         buf = self._buf
         end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
@@ -101,7 +104,7 @@ class _MessageReader:
         limit = self._limits.max_head_bytes
         if end < 0:
             if len(buf) > self._limits.max_request_line and buf.find(b"\r\n", 0, self._limits.max_request_line + 2) < 0:
-                raise first_line_error
+                raise self._first_line_too_long()
             if len(buf) > limit:
                 raise Http1Error(Reason.HEADERS_TOO_LARGE, f"head larger than {limit} bytes", status=431)
             if self._eof:
@@ -226,6 +229,10 @@ class RequestParser(_MessageReader):
             return PAUSED
         return ConnectionClosed()
 
+    def _first_line_too_long(self) -> Http1Error:
+        limit = self._limits.max_request_line
+        return Http1Error(Reason.REQUEST_LINE_TOO_LONG, f"request line longer than {limit} bytes", status=414)
+
     def _head_event(self) -> RequestReceived | ConnectionClosed | Pending:
         buf = self._buf
         if self._scanned == 0:
@@ -238,10 +245,7 @@ class RequestParser(_MessageReader):
                 self._state = _State.CLOSED
                 return ConnectionClosed()
             return NEED_DATA
-        too_long = Http1Error(
-            Reason.REQUEST_LINE_TOO_LONG, f"request line longer than {self._limits.max_request_line}", status=414
-        )
-        lines = self._head_lines(too_long)
+        lines = self._head_lines()
         if lines is None:
             return NEED_DATA
         method, target, version = parse_request_line(lines[0], self._limits)
@@ -320,11 +324,13 @@ class ResponseParser(_MessageReader):
             return NEED_DATA if state is _State.IDLE else PAUSED
         return ConnectionClosed()
 
+    def _first_line_too_long(self) -> Http1Error:
+        return Http1Error(Reason.BAD_STATUS_LINE, "status line too long", status=502)
+
     def _head_event(self) -> ResponseReceived | Pending:
         if not self._buf and self._eof:
             raise Http1Error(Reason.INCOMPLETE_MESSAGE, "upstream closed before sending a response")
-        too_long = Http1Error(Reason.BAD_STATUS_LINE, "status line too long")
-        lines = self._head_lines(too_long)
+        lines = self._head_lines()
         if lines is None:
             return NEED_DATA
         status, reason, version = parse_status_line(lines[0])
