@@ -1,0 +1,382 @@
+"""Proxying one client connection's HTTP/1.1 requests, with keep-alive on both sides.
+
+Theory of operation: the client's bytes go through the strict ``RequestParser``; each request is rewritten
+(hop-by-hop fields removed, ``x-forwarded-*`` set, ``x-request-id`` ensured), written upstream in canonical form
+on a connection from the keep-alive pool, and its response comes back through the ``ResponseParser`` the same
+way. Bodies stream in both directions with backpressure: a chunk is read from one side only after the previous
+one was written to the other. A request whose body is not all here yet gets a pump task so the response can start
+before the body ends (``Expect: 100-continue``, early 413s). After a 101 to an Upgrade, or a 2xx to CONNECT, the
+connection becomes a raw relay, starting with whatever either parser had buffered.
+
+Errors users see: a malformed request is answered with the parser's status (400, 414, 431, 501, 505) and the
+connection closed; nothing reaches the upstream. No upstream connection: 503. A malformed, reset or missing
+response: 502, and the upstream connection is discarded. No response head within ``response_timeout``: 504.
+Each error response carries ``x-triomesh-error`` with one line saying why. A response already started is never
+completed by us: the client connection is closed without the final chunk (or short of its Content-Length).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from dataplane.connections import ConnRecord
+from dataplane.errors import ConnectError
+from dataplane.http.forwarding import ensure_request_id, set_forwarded, strip_hop_by_hop
+from dataplane.http.model import BodyKind, Framing, RequestHead, ResponseHead
+from dataplane.http.request_id import RequestIds
+from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_request_head, serialise_response_head
+from dataplane.http1.errors import Http1Error
+from dataplane.http1.events import (
+    NEED_DATA,
+    ConnectionClosed,
+    DataReceived,
+    MessageEnded,
+    Pending,
+    RequestReceived,
+    ResponseEvent,
+    ResponseReceived,
+)
+from dataplane.http1.framing import downstream_response_framing
+from dataplane.http1.parser import RequestParser, ResponseParser
+from dataplane.net.addr import SockAddr
+from dataplane.tcp.relay import relay
+from dataplane.telemetry.http_stats import HttpStats, RequestKey
+from dataplane.upstream.pool import ConnectionPool, PooledStream
+
+READ_SIZE: Final = 65536
+LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 1 << 20
+_REASONS: Final = {
+    400: b"Bad Request",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
+}
+
+UpstreamKey = SockAddr
+"""Where a request goes: the connection's original destination (services and balancing come later)."""
+
+
+@dataclass
+class Http1Context:
+    """What one client connection's HTTP/1.1 proxying needs from the proxy."""
+
+    rec: ConnRecord
+    upstream: SockAddr
+    pool: ConnectionPool[UpstreamKey]
+    stats: HttpStats
+    ids: RequestIds
+    response_timeout: float | None = None
+    """Seconds from the request's end to the response head before answering 504 (None: wait)."""
+    requests: int = 0
+    on_request: Callable[[], None] | None = field(default=None, repr=False)
+
+
+class _ResponseFailed(Exception):
+    """The upstream side failed; ``status`` and ``why`` go to the client if it has no response head yet."""
+
+    def __init__(self, status: int, why: str, *, error: str) -> None:
+        super().__init__(why)
+        self.status = status
+        self.why = why
+        self.error = error  # the metric's error label
+
+
+async def serve_http1(client: trio.SocketStream, ctx: Http1Context) -> None:
+    """Proxy requests from ``client`` until it closes, an error closes the connection, or an upgrade is done."""
+    session = _Session(client, ctx)
+    await session.run()
+
+
+class _Session:
+    def __init__(self, client: trio.SocketStream, ctx: Http1Context) -> None:
+        self.client = client
+        self.ctx = ctx
+        self.rec = ctx.rec
+        self.parser = RequestParser()
+        self.client_ip = ctx.rec.client.ip.encode()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                event = await self._next_request_event()
+            except Http1Error as exc:
+                await self._refuse(exc.status, f"bad request: {exc.reason.value}", close=True)
+                self.rec.close_reason = f"http_{exc.reason.value}"
+                return
+            if isinstance(event, ConnectionClosed):
+                return
+            assert isinstance(event, RequestReceived), event
+            keep_going = await self._exchange(event)
+            if not keep_going:
+                return
+            self.parser.start_next()
+
+    async def _read_client(self) -> None:
+        data = await self.client.receive_some(READ_SIZE)
+        self.rec.up.received += len(data)
+        self.parser.receive_data(data)
+
+    async def _next_request_event(self) -> RequestReceived | DataReceived | MessageEnded | ConnectionClosed:
+        while True:
+            event = self.parser.next_event()
+            if not isinstance(event, Pending):
+                return event
+            assert event is NEED_DATA, "asked for the next request before start_next()"
+            await self._read_client()
+
+    async def _send_client(self, data: bytes) -> None:
+        await self.client.send_all(data)
+        self.rec.down.sent += len(data)
+
+    async def _exchange(self, request: RequestReceived) -> bool:
+        """One request and its response; True when the client connection carries on with the next request."""
+        ctx = self.ctx
+        ctx.requests += 1
+        if ctx.on_request is not None:
+            ctx.on_request()
+        started = trio.current_time()
+        head = request.head
+        authority = (head.headers.get(b"host") or b"").decode("latin-1")
+        key = ctx.stats.request(self.rec.direction, authority, ctx.upstream, self.rec.tls)
+        headers = strip_hop_by_hop(head.headers, upgrade=request.upgrade)
+        set_forwarded(headers, client=self.client_ip, proto=b"http")
+        ensure_request_id(headers, ctx.ids)
+        forwarded = serialise_request_head(RequestHead(head.method, head.target, b"HTTP/1.1", headers), request.framing)
+        try:
+            upstream = await ctx.pool.acquire(ctx.upstream)
+        except ConnectError as exc:
+            status = 503  # unreachable, refused or a connect timeout alike (Envoy: 503 UF); 504 is for responses
+            ctx.stats.response(key, status=status, latency_ms=_ms(started), error=exc.reason)
+            # The request body (if any) was not read: the connection cannot carry another request.
+            body_pending = request.framing.kind is not BodyKind.NONE
+            if not body_pending:
+                ended = self.parser.next_event()
+                assert isinstance(ended, MessageEnded), ended
+            await self._refuse(status, f"upstream {ctx.upstream} unreachable: {exc.reason}", close=body_pending)
+            return not body_pending and request.keep_alive
+        self.rec.dst_opened = True
+        exchange = _Exchange(self, upstream, request, key, started)
+        try:
+            await exchange.run(forwarded)
+        except _ResponseFailed as exc:
+            ctx.pool.release(upstream, reusable=False)
+            if not exchange.recorded:
+                ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.error)
+            if exchange.responded:
+                self.rec.close_reason = "upstream_reset"
+                return False  # a started response is never faked complete: close without its end
+            await self._refuse(exc.status, exc.why, close=True)
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            ctx.pool.release(upstream, reusable=False)
+            self.rec.close_reason = "client_reset"
+            return False
+        if exchange.switched:
+            return False
+        ctx.pool.release(upstream, reusable=exchange.upstream_reusable)
+        return request.keep_alive and exchange.response_keep_alive and exchange.request_done
+
+    async def _refuse(self, status: int, why: str, *, close: bool) -> None:
+        body = f"{status} {_REASONS.get(status, b'Error').decode()}: {why}\n".encode()
+        lines = [
+            b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Error")),
+            b"content-type: text/plain",
+            b"x-triomesh-error: " + why.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" "),
+            b"content-length: %d" % len(body),
+        ]
+        if close:
+            lines.append(b"connection: close")
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._send_client(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+            if close:
+                await self._linger()
+
+    async def _linger(self) -> None:
+        """Close gracefully after refusing a request the client may still be sending: closing a socket with
+        unread input sends a reset, which can destroy our error response before the client reads it. So pass our
+        FIN, then read and discard what still comes (bounded in bytes and time) until the client's FIN."""
+        await self.client.send_eof()
+        discarded = 0
+        with trio.move_on_after(LINGER_SECONDS):
+            while discarded < LINGER_BYTES and (data := await self.client.receive_some(READ_SIZE)):
+                discarded += len(data)
+
+
+class _Exchange:
+    """One request/response on one upstream connection."""
+
+    def __init__(
+        self,
+        session: _Session,
+        upstream: PooledStream[UpstreamKey],
+        request: RequestReceived,
+        key: RequestKey,
+        started: float,
+    ) -> None:
+        self.s = session
+        self.upstream = upstream
+        self.request = request
+        self.key = key
+        self.started = started
+        self.rparser = ResponseParser()
+        self.responded = False  # a response head went to the client
+        self.recorded = False  # the response is counted in the metrics
+        self.request_done = False  # set once the parser gave MessageEnded (at once for a request without a body)
+        self.response_keep_alive = False
+        self.upstream_reusable = False
+        self.switched = False
+
+    async def _send_upstream(self, data: bytes) -> None:
+        try:
+            await self.upstream.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise _ResponseFailed(502, "upstream reset while sending the request", error="upstream_reset") from exc
+        self.s.rec.up.sent += len(data)
+
+    async def run(self, forwarded_head: bytes) -> None:
+        self.rparser.expect(self.request.head.method, upgrade=self.request.upgrade is not None)
+        chunked = self.request.framing.kind is BodyKind.CHUNKED
+        # Send the head plus whatever of the body is already parsed, in as few writes as possible.
+        out = bytearray(forwarded_head)
+        while not self.request_done:
+            event = self.s.parser.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, DataReceived):
+                out += encode_chunk(event.data) if chunked else event.data
+            elif isinstance(event, MessageEnded):
+                if chunked:
+                    out += encode_last_chunk(event.trailers)
+                self.request_done = True
+        await self._send_upstream(bytes(out))
+        if self.request_done:
+            await self._relay_response()
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump_request_body, chunked)
+            await self._relay_response()
+            if not self.request_done:
+                # The response ended before the body: the upstream did not want it. Neither connection can
+                # carry another message now.
+                nursery.cancel_scope.cancel()
+                self.response_keep_alive = False
+                self.upstream_reusable = False
+
+    async def _pump_request_body(self, chunked: bool) -> None:
+        while True:
+            event = await self.s._next_request_event()
+            if isinstance(event, DataReceived):
+                await self._send_upstream(encode_chunk(event.data) if chunked else event.data)
+            elif isinstance(event, MessageEnded):
+                if chunked:
+                    await self._send_upstream(encode_last_chunk(event.trailers))
+                self.request_done = True
+                return
+
+    async def _read_upstream(self) -> None:
+        stream = self.upstream.stream
+        try:
+            data = await stream.receive_some(READ_SIZE)
+        except trio.BrokenResourceError as exc:
+            raise _ResponseFailed(502, "upstream reset the connection", error="upstream_reset") from exc
+        self.s.rec.down.received += len(data)
+        self.rparser.receive_data(data)
+
+    def _parse(self) -> ResponseEvent:
+        try:
+            return self.rparser.next_event()
+        except Http1Error as exc:
+            raise _ResponseFailed(502, f"bad response from upstream: {exc.reason.value}", error="bad_response") from exc
+
+    async def _response_event(self) -> ResponseReceived | DataReceived | MessageEnded | ConnectionClosed:
+        while True:
+            event = self._parse()
+            if not isinstance(event, Pending):
+                return event
+            await self._read_upstream()
+
+    async def _relay_response(self) -> None:
+        timeout = self.s.ctx.response_timeout
+        with trio.move_on_after(timeout if timeout is not None else math.inf) as scope:
+            head_event = await self._final_head()
+        if scope.cancelled_caught:
+            raise _ResponseFailed(504, f"no response from upstream within {timeout:g}s", error="response_timeout")
+        head = head_event.head
+        self.s.ctx.stats.response(self.key, status=head.status, latency_ms=_ms(self.started))
+        self.recorded = True
+        self.response_keep_alive = head_event.keep_alive
+        if head.status == 101 or (self.request.is_connect and 200 <= head.status < 300):
+            await self._switch(head_event)
+            return
+        framing = downstream_response_framing(head_event.framing, self.request.head.version)
+        headers = strip_hop_by_hop(head.headers)
+        version = b"HTTP/1.1" if self.request.head.version == b"HTTP/1.1" else b"HTTP/1.0"
+        # Body bytes already parsed go out with the head; then one write per read from the upstream.
+        out = bytearray(serialise_response_head(ResponseHead(head.status, head.reason, version, headers), framing))
+        chunked = framing.kind is BodyKind.CHUNKED
+        self.responded = True
+        while True:
+            event = self._parse()
+            if isinstance(event, Pending):
+                if out:
+                    await self.s._send_client(bytes(out))
+                    out.clear()
+                await self._read_upstream()
+            elif isinstance(event, DataReceived):
+                out += encode_chunk(event.data) if chunked else event.data
+            elif isinstance(event, MessageEnded):
+                if chunked:
+                    out += encode_last_chunk(event.trailers)
+                await self.s._send_client(bytes(out))
+                self.upstream_reusable = head_event.keep_alive and self.rparser.buffered == 0
+                return
+            else:
+                if out:
+                    await self.s._send_client(bytes(out))
+                raise _ResponseFailed(502, "upstream closed in the middle of the response", error="upstream_reset")
+
+    async def _final_head(self) -> ResponseReceived:
+        """Forward 1xx responses (100 Continue, 103) and return the final head (or a 101)."""
+        while True:
+            event = await self._response_event()
+            if isinstance(event, ConnectionClosed):
+                raise _ResponseFailed(502, "upstream closed without a response", error="upstream_reset")
+            assert isinstance(event, ResponseReceived), event
+            if not event.informational:
+                return event
+            head = event.head
+            informational = ResponseHead(head.status, head.reason, b"HTTP/1.1", strip_hop_by_hop(head.headers))
+            if self.request.head.version == b"HTTP/1.1":
+                await self.s._send_client(serialise_response_head(informational, Framing(BodyKind.NONE)))
+
+    async def _switch(self, head_event: ResponseReceived) -> None:
+        """101 Switching Protocols or CONNECT's 2xx: pass the head on, then relay raw bytes both ways."""
+        head = head_event.head
+        headers = strip_hop_by_hop(head.headers, upgrade=self.request.upgrade) if head.status == 101 else head.headers
+        out = serialise_response_head(
+            ResponseHead(head.status, head.reason, b"HTTP/1.1", headers), Framing(BodyKind.NONE)
+        )
+        self.responded = True
+        self.switched = True
+        await self.s._send_client(out + self.rparser.take_buffered())
+        early = self.s.parser.take_buffered()
+        if early:
+            await self._send_upstream(early)
+        self.s.rec.protocol = "http1-upgraded"
+        await relay(self.s.client, self.upstream.stream, self.s.rec)
+        self.upstream.close()
+
+
+def _ms(started: float) -> float:
+    return (trio.current_time() - started) * 1000
