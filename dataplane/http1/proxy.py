@@ -95,7 +95,12 @@ class _ResponseFailed(Exception):
 async def serve_http1(client: trio.SocketStream, ctx: Http1Context) -> None:
     """Proxy requests from ``client`` until it closes, an error closes the connection, or an upgrade is done."""
     session = _Session(client, ctx)
-    await session.run()
+    try:
+        await session.run()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        # The client reset or vanished between or during requests: nothing to answer.
+        if ctx.rec.close_reason is None:
+            ctx.rec.close_reason = "client_reset"
 
 
 class _Session:
@@ -177,6 +182,14 @@ class _Session:
                 self.rec.close_reason = "upstream_reset"
                 return False  # a started response is never faked complete: close without its end
             await self._refuse(exc.status, exc.why, close=True)
+            return False
+        except Http1Error as exc:  # the request body turned out malformed (a bad chunk)
+            ctx.pool.release(upstream, reusable=False)
+            if not exchange.recorded:
+                ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.reason.value)
+            if not exchange.responded:
+                await self._refuse(exc.status, f"bad request: {exc.reason.value}", close=True)
+            self.rec.close_reason = f"http_{exc.reason.value}"
             return False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             ctx.pool.release(upstream, reusable=False)
@@ -263,8 +276,9 @@ class _Exchange:
         if self.request_done:
             await self._relay_response()
             return
+        self.pump_failed: Exception | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump_request_body, chunked)
+            nursery.start_soon(self._pump_request_body, chunked, nursery.cancel_scope)
             await self._relay_response()
             if not self.request_done:
                 # The response ended before the body: the upstream did not want it. Neither connection can
@@ -272,17 +286,25 @@ class _Exchange:
                 nursery.cancel_scope.cancel()
                 self.response_keep_alive = False
                 self.upstream_reusable = False
+        if self.pump_failed is not None:
+            raise self.pump_failed
 
-    async def _pump_request_body(self, chunked: bool) -> None:
-        while True:
-            event = await self.s._next_request_event()
-            if isinstance(event, DataReceived):
-                await self._send_upstream(encode_chunk(event.data) if chunked else event.data)
-            elif isinstance(event, MessageEnded):
-                if chunked:
-                    await self._send_upstream(encode_last_chunk(event.trailers))
-                self.request_done = True
-                return
+    async def _pump_request_body(self, chunked: bool, exchange: trio.CancelScope) -> None:
+        """Client -> upstream body bytes while the response is awaited. Its failures end the whole exchange
+        and are re-raised by ``run`` (not as an exception group from the nursery)."""
+        try:
+            while True:
+                event = await self.s._next_request_event()
+                if isinstance(event, DataReceived):
+                    await self._send_upstream(encode_chunk(event.data) if chunked else event.data)
+                elif isinstance(event, MessageEnded):
+                    if chunked:
+                        await self._send_upstream(encode_last_chunk(event.trailers))
+                    self.request_done = True
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, Http1Error, _ResponseFailed) as exc:
+            self.pump_failed = exc
+            exchange.cancel(reason="the request body failed")
 
     async def _read_upstream(self) -> None:
         stream = self.upstream.stream

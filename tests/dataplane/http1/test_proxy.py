@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +193,32 @@ async def test_websocket_upgrade_becomes_a_raw_relay() -> None:
             assert await ws_echo.echo_many(f"ws://{proxy.address}/", 10_000) == 10_000
             assert proxy.contexts[0].rec.protocol == "http1-upgraded"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_reset_mid_request_ends_quietly() -> None:
+    with origin.running_origin() as (host, port):
+        async with http1_proxy(SockAddr(host, port)) as proxy:
+            stream = await trio.open_tcp_stream(proxy.address.ip, proxy.address.port)
+            await stream.send_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\npartial")
+            await trio.sleep(0.1)
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            stream.socket.close()
+            with trio.fail_after(5):
+                while proxy.contexts[0].rec.close_reason is None:
+                    await trio.sleep(0.01)
+            assert proxy.contexts[0].rec.close_reason == "client_reset"
+
+
+async def test_a_bad_chunk_after_the_head_is_400_and_the_upstream_connection_discarded() -> None:
+    with origin.running_origin() as (host, port):
+        async with http1_proxy(SockAddr(host, port)) as proxy:
+            stream = await trio.open_tcp_stream(proxy.address.ip, proxy.address.port)
+            await stream.send_all(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            await trio.sleep(0.1)  # the head and a good chunk are forwarded while the body streams
+            await stream.send_all(b"zz\r\n")  # not a chunk size
+            got = b""
+            with trio.move_on_after(5):
+                while chunk := await stream.receive_some(65536):
+                    got += chunk
+            assert got.startswith(b"HTTP/1.1 400 ") and b"bad request: " in got
+            assert proxy.pool.idle == 0
