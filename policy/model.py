@@ -1,7 +1,8 @@
 """The policy bundle schema: frozen msgspec Structs, decoded once by ``policy.load`` and replaced whole.
 
-Pure: no I/O. Every field has a default so an empty document is the embedded default policy (protocol detection
-in both directions, except Linkerd's default opaque ports). Field docs here are the source of ``docs/policy.md`` and the exported JSON Schema.
+Pure: no I/O. Every field has a default so an empty document is the embedded default policy (protocol
+detection in both directions, except Linkerd's default opaque ports). Field docs here are the source of
+``docs/policy.md`` and the exported JSON Schema.
 """
 
 from __future__ import annotations

@@ -34,9 +34,15 @@ outbound:
 )
 INDEX = PolicyIndex(POLICY)
 
-INBOUND_DEFAULT = PortSettings(protocol=Protocol.DETECT, connect_timeout=2.0, idle_timeout=1800.0, detect_timeout=10.0, excluded=False)
-OUTBOUND_DEFAULT = PortSettings(protocol=Protocol.DETECT, connect_timeout=2.0, idle_timeout=1800.0, detect_timeout=10.0, excluded=False)
-OUTBOUND_443 = PortSettings(protocol=Protocol.DETECT, connect_timeout=5.0, idle_timeout=1800.0, detect_timeout=10.0, excluded=False)
+INBOUND_DEFAULT = PortSettings(
+    protocol=Protocol.DETECT, connect_timeout=2.0, idle_timeout=1800.0, detect_timeout=10.0, excluded=False
+)
+OUTBOUND_DEFAULT = PortSettings(
+    protocol=Protocol.DETECT, connect_timeout=2.0, idle_timeout=1800.0, detect_timeout=10.0, excluded=False
+)
+OUTBOUND_443 = PortSettings(
+    protocol=Protocol.DETECT, connect_timeout=5.0, idle_timeout=1800.0, detect_timeout=10.0, excluded=False
+)
 
 
 def excluded(settings: PortSettings) -> PortSettings:
@@ -83,11 +89,15 @@ inbound:
         (8080, INBOUND_DEFAULT),
         (
             5432,
-            PortSettings(protocol=Protocol.OPAQUE, connect_timeout=2.0, idle_timeout=28800.0, detect_timeout=10.0, excluded=False),
+            PortSettings(
+                protocol=Protocol.OPAQUE, connect_timeout=2.0, idle_timeout=28800.0, detect_timeout=10.0, excluded=False
+            ),
         ),
         (
             9090,
-            PortSettings(protocol=Protocol.DETECT, connect_timeout=0.25, idle_timeout=1800.0, detect_timeout=10.0, excluded=False),
+            PortSettings(
+                protocol=Protocol.DETECT, connect_timeout=0.25, idle_timeout=1800.0, detect_timeout=10.0, excluded=False
+            ),
         ),
         (22, excluded(INBOUND_DEFAULT)),
     ],
