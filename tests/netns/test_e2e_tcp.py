@@ -207,7 +207,7 @@ async def test_mesh_init_cleanup_leaves_no_triomesh_rule(mode: Mode) -> None:
         assert "lookup 133" not in _ip_rules(pod.netns)
 
 
-HTTP_PORT = 8080
+HTTP_PORT = 8088  # the lab's own demo app listens on 8080
 BANNER_PORT = 9025  # not one of the default opaque ports: the banner must get through detection itself
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
 BANNER = b"220 banner.test ESMTP ready\r\n"
