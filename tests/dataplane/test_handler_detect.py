@@ -10,11 +10,10 @@ import trio
 import trio.testing
 
 from dataplane.detect.sniff import H2_PREFACE
-from dataplane.net.addr import SockAddr
 from policy.duration import Duration
 from policy.model import OutboundPolicy, Policy, Timeouts
 from tests.dataplane.detect.hellos import client_hello
-from tests.dataplane.proxy_harness import Harness, echo_server, running_proxy
+from tests.dataplane.proxy_harness import Harness, echo_server, loopback_server, running_proxy
 
 
 @pytest.fixture(params=[True, False], ids=["engine", "tasks"])
@@ -108,19 +107,14 @@ async def test_a_banner_from_the_server_arrives_without_detection_delay(engine: 
             assert await stream.receive_some(100) == b"a1 LOGOUT\r\n"
             await stream.send_all(b"* BYE\r\n")
 
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    dst = SockAddr.from_sockname(listeners[0].socket.getsockname())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, greet, listeners)
-        async with running_proxy(dst, engine=engine) as h:
-            client = await h.connect()
-            with trio.fail_after(2):  # the detect timeout is 10 s
-                assert await _read_exactly(client, len(banner)) == banner
-                await client.send_all(b"a1 LOGOUT\r\n")
-                assert await _read_exactly(client, 7) == b"* BYE\r\n"
-            await client.aclose()
-            await _closed(h)
-        nursery.cancel_scope.cancel()
+    async with loopback_server(greet) as dst, running_proxy(dst, engine=engine) as h:
+        client = await h.connect()
+        with trio.fail_after(2):  # the detect timeout is 10 s
+            assert await _read_exactly(client, len(banner)) == banner
+            await client.send_all(b"a1 LOGOUT\r\n")
+            assert await _read_exactly(client, 7) == b"* BYE\r\n"
+        await client.aclose()
+        await _closed(h)
     rec = h.table.recent[0]
     assert (rec.protocol, rec.detect_result) == ("opaque", "server_first")
 

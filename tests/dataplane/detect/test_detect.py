@@ -34,6 +34,16 @@ class Legs:
     async def detect(self, timeout: float = 10.0) -> Detection:
         return await detect(self.accepted, self.upstream.fileno(), timeout=timeout)
 
+    def detect_soon(self, nursery: trio.Nursery) -> list[Detection]:
+        """Start detection in the background; the list gets its result."""
+        found: list[Detection] = []
+
+        async def run() -> None:
+            found.append(await self.detect())
+
+        nursery.start_soon(run)
+        return found
+
     async def still_queued(self, n: int) -> bytes:
         """What the proxy can still read from the client: detection must have consumed nothing."""
         data = b""
@@ -80,12 +90,7 @@ async def test_an_http1_request_is_decided_on_the_first_segment_and_left_unread(
 
 async def test_an_h2_preface_split_over_two_segments() -> None:
     async with legs() as lg, trio.open_nursery() as nursery:
-        found: list[Detection] = []
-
-        async def run() -> None:
-            found.append(await lg.detect())
-
-        nursery.start_soon(run)
+        found = lg.detect_soon(nursery)
         await lg.app.send_all(H2_PREFACE[:10])
         await trio.testing.wait_all_tasks_blocked()
         assert not found  # ten bytes of the preface: still waiting, and waiting (not spinning)
@@ -106,12 +111,7 @@ async def test_a_tls_client_hello_gives_its_server_name() -> None:
 async def test_a_tls_hello_in_pieces_is_waited_for_until_its_record_is_whole() -> None:
     hello = client_hello("db.internal")
     async with legs() as lg, trio.open_nursery() as nursery:
-        found: list[Detection] = []
-
-        async def run() -> None:
-            found.append(await lg.detect())
-
-        nursery.start_soon(run)
+        found = lg.detect_soon(nursery)
         await lg.app.send_all(hello[:6])  # already TLS, but the server name is further on
         await trio.testing.wait_all_tasks_blocked()
         assert not found
@@ -141,12 +141,7 @@ async def test_a_server_that_speaks_first_makes_it_opaque_without_waiting() -> N
 
 async def test_a_client_that_speaks_while_the_server_is_silent_is_still_detected() -> None:
     async with legs() as lg, trio.open_nursery() as nursery:
-        found: list[Detection] = []
-
-        async def run() -> None:
-            found.append(await lg.detect())
-
-        nursery.start_soon(run)
+        found = lg.detect_soon(nursery)
         await trio.testing.wait_all_tasks_blocked()
         await lg.app.send_all(REQUEST)
     assert found[0].protocol is Protocol.HTTP1
