@@ -63,13 +63,22 @@ def _connection_row(conn: ConnectionInfo, now: float) -> list[str]:
         conn.client,
         conn.original_dst,
         conn.upstream or _NONE,
-        conn.protocol,
+        _protocol(conn),
         conn.state,
         format_duration(end - conn.opened_at),
         format_bytes(conn.bytes_to_upstream),
         format_bytes(conn.bytes_to_client),
         reason,
     ]
+
+
+def _protocol(conn: ConnectionInfo) -> str:
+    """What detection found, with what explains it: the TLS server name, or why it fell back to opaque."""
+    if conn.sni is not None:
+        return f"{conn.protocol}({conn.sni})"
+    if conn.protocol == "opaque" and conn.detect_result not in (None, "not_http"):
+        return f"opaque({conn.detect_result})"  # server_first, read_timeout, client_eof, ...
+    return conn.protocol
 
 
 def render_status(report: StatusReport, *, now: float, not_ready_because: str = "") -> str:

@@ -11,12 +11,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import trio
 
 from dataplane.admin.schema import ConnectionInfo, ConnState, Direction
+from dataplane.detect.totals import DetectTotals
 from dataplane.net.addr import SockAddr
+
+if TYPE_CHECKING:
+    from dataplane.detect.detect import Detection
 
 RECENT_LIMIT: Final = 512  # closed connections kept for /connections: enough to explain a burst, bounded memory
 
@@ -41,6 +45,8 @@ class ConnRecord:
         "client",
         "close_reason",
         "closed_at",
+        "detect_result",
+        "detect_seconds",
         "direction",
         "down",
         "dst_errno",
@@ -54,6 +60,7 @@ class ConnRecord:
         "original_dst",
         "policy_version",
         "protocol",
+        "sni",
         "src_errno",
         "state",
         "tls",
@@ -69,6 +76,9 @@ class ConnRecord:
         self.original_dst: SockAddr | None = None
         self.upstream: SockAddr | None = None
         self.protocol = "opaque"
+        self.detect_result: str | None = None  # None: not detected (an opaque or excluded port)
+        self.detect_seconds: float | None = None
+        self.sni: str | None = None
         self.state: ConnState = "connecting"
         self.opened_at = time.time()
         self.closed_at: float | None = None
@@ -92,6 +102,12 @@ class ConnRecord:
         """The ``target_addr`` of metrics: the original destination, or our own address before it is known."""
         return self.original_dst if self.original_dst is not None else self.local
 
+    def detected(self, detection: Detection) -> None:
+        self.protocol = detection.protocol.value
+        self.detect_result = detection.result
+        self.detect_seconds = detection.seconds
+        self.sni = detection.sni
+
     def cancel(self, reason: str) -> None:
         """Close this connection from outside; the first reason given wins."""
         if self.close_reason is None:
@@ -107,6 +123,9 @@ class ConnRecord:
             original_dst=str(self.target),
             upstream=str(self.upstream) if self.upstream is not None else None,
             protocol=self.protocol,
+            detect_result=self.detect_result,
+            detect_seconds=self.detect_seconds,
+            sni=self.sni,
             state=self.state,
             opened_at=self.opened_at,
             closed_at=self.closed_at,
@@ -145,6 +164,7 @@ class ConnectionTable:
         # Totals of closed connections, per metric key and peer; live ones are added at scrape time.
         self.closed_totals: dict[tuple[MetricKey, CloseSide], PeerTotals] = {}
         self.close_reasons: dict[tuple[Direction, str], int] = {}
+        self.detections = DetectTotals()
         # Ids stay unique across worker processes without talking: worker w of n numbers w+1, w+1+n, ...
         self._next_id = worker + 1
         self._id_step = workers

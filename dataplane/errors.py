@@ -31,6 +31,12 @@ class RedirectLoopError(ProxyError):
     reason = "redirect_loop"
 
 
+class ClientResetError(ProxyError):
+    """The client reset the connection before the proxy relayed anything (during protocol detection)."""
+
+    reason = "client_reset"
+
+
 class ConnectError(ProxyError):
     reason = "connect_error"
 

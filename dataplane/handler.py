@@ -1,6 +1,8 @@
 """The per-connection error boundary shared by both directions.
 
-Stages: accept -> original destination -> loop guard -> policy -> connect -> relay -> close. The direction-
+Stages: accept -> original destination -> loop guard -> policy -> connect -> detect -> protocol handler -> close.
+Detection runs only on ``detect`` ports (never on ``opaque`` or excluded ones) and picks the protocol handler
+from ``PROTOCOL_HANDLERS``; until the HTTP proxies land every protocol is relayed as opaque bytes. The direction-
 specific parts (how the original destination is recovered, which policy applies, the source address of the
 upstream connection) come from a ``Side``; everything else is the same for inbound and outbound.
 
@@ -16,18 +18,22 @@ import functools
 import logging
 import socket
 import struct
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, Protocol
 
 import trio
 
 from dataplane.admin.schema import Direction
 from dataplane.connections import ConnRecord
-from dataplane.errors import ProxyError, RedirectLoopError
+from dataplane.detect.detect import detect
+from dataplane.detect.sniff import Protocol as DetectedProtocol
+from dataplane.errors import ClientResetError, ProxyError, RedirectLoopError
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.runtime import Runtime
 from dataplane.tcp.relay import Outcome, relay
 from policy.index import PortSettings
+from policy.model import Protocol as PortProtocol
 from policy.store import Snapshot
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,11 @@ async def handle_connection(stream: trio.SocketStream, side: Side, rt: Runtime) 
         with trio.CancelScope() as scope:
             rec.on_cancel = scope.cancel
             await _proxy(legs, rec, side, rt)
+    except ClientResetError as exc:
+        rec.close_reason = exc.reason
+        rec.src_errno = exc.errno_name
+        legs.reset_upstream = True  # pass the reset on: the upstream must not take it for a clean end
+        log.info("conn=%d %s %s -> %s: %s", rec.id, rec.direction, client, rec.target, exc)
     except ProxyError as exc:
         rec.close_reason = exc.reason
         rec.dst_errno = exc.errno_name
@@ -103,7 +114,23 @@ async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
         source_ip=side.source_ip(rec.client),
         on_local_address=functools.partial(_remember, legs, dst),
     )
+    legs.upstream_socket = upstream
     rec.dst_opened = True
+    protocol = DetectedProtocol.OPAQUE
+    if settings.protocol is PortProtocol.DETECT and not settings.excluded:
+        # After the connect on purpose: the client's first bytes arrive meanwhile, so the common case is one peek.
+        detection = await detect(legs.client.socket, upstream.fileno(), timeout=settings.detect_timeout)
+        rec.detected(detection)
+        rt.table.detections.record(rec.direction, detection.result, detection.seconds)
+        protocol = detection.protocol
+    await PROTOCOL_HANDLERS[protocol](legs, rec, rt)
+
+
+async def _relay_opaque(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
+    """Relay bytes untouched: with the relay engine when there is one, else with two trio tasks."""
+    upstream = legs.upstream_socket
+    assert upstream is not None
+    legs.upstream_socket = None
     if rt.engine is not None:
         # From here the engine owns both sockets and finishes the record; this task ends.
         client = socket.socket(fileno=legs.client.socket.detach())
@@ -117,6 +144,18 @@ async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
         rec.close_reason = outcome.value
         legs.reset_client = outcome is Outcome.UPSTREAM_RESET
         legs.reset_upstream = outcome is Outcome.CLIENT_RESET
+
+
+ProtocolHandler = Callable[["_Legs", ConnRecord, Runtime], Awaitable[None]]
+
+# The dispatch point after detection: where the HTTP/1 and HTTP/2 proxies plug in. Until they land, every
+# detected protocol is relayed as opaque bytes (TLS stays opaque for good: the mesh does not terminate it here).
+PROTOCOL_HANDLERS: Final[Mapping[DetectedProtocol, ProtocolHandler]] = {
+    DetectedProtocol.HTTP1: _relay_opaque,
+    DetectedProtocol.H2: _relay_opaque,
+    DetectedProtocol.TLS: _relay_opaque,
+    DetectedProtocol.OPAQUE: _relay_opaque,
+}
 
 
 def _remember(legs: _Legs, remote: SockAddr, local: SockAddr) -> None:
@@ -144,6 +183,7 @@ class _Legs:
     def __init__(self, client: trio.SocketStream, rt: Runtime) -> None:
         self.client = client
         self.upstream: trio.SocketStream | None = None
+        self.upstream_socket: socket.socket | None = None  # connected, not yet given to a relay
         self.upstream_key: tuple[SockAddr, SockAddr] | None = None  # (local, remote), known to the loop guard
         self.reset_client = False
         self.reset_upstream = False
@@ -157,6 +197,8 @@ class _Legs:
     def close(self) -> None:
         if self.upstream_key is not None:
             self._guard.discard_upstream(*self.upstream_key)
+        if self.upstream_socket is not None:
+            _close_socket(self.upstream_socket, reset=self.reset_upstream)
         if self.upstream is not None:
             _close(self.upstream, reset=self.reset_upstream)
         _close(self.client, reset=self.reset_client)
@@ -164,7 +206,10 @@ class _Legs:
 
 def _close(stream: trio.SocketStream, *, reset: bool) -> None:
     """Close synchronously (safe inside a cancelled scope), with RST when ``reset``."""
-    sock = stream.socket
+    _close_socket(stream.socket, reset=reset)
+
+
+def _close_socket(sock: socket.socket | trio.socket.SocketType, *, reset: bool) -> None:
     if reset:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)

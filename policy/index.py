@@ -27,6 +27,8 @@ class PortSettings(msgspec.Struct, frozen=True):
     """Seconds to wait for the upstream TCP handshake."""
     idle_timeout: float
     """Seconds without bytes in either direction before the connection is closed."""
+    detect_timeout: float
+    """Seconds to wait for the client's first bytes on a ``detect`` port before relaying it as opaque."""
     excluded: bool
     """The destination is in ``exclude_ports``/``exclude_cidrs``: relay it untouched."""
 
@@ -63,12 +65,18 @@ class _PortTable:
             protocol=direction.default_protocol,
             connect_timeout=timeouts.connect.seconds,
             idle_timeout=timeouts.idle.seconds,
+            detect_timeout=timeouts.detect.seconds,
             excluded=False,
         )
         self._default = (default, msgspec.structs.replace(default, excluded=True))
         self._by_port: dict[int, tuple[PortSettings, PortSettings]] = {}
+        opaque = msgspec.structs.replace(default, protocol=Protocol.OPAQUE)
+        for port in direction.opaque_ports:
+            self._by_port[port] = (opaque, msgspec.structs.replace(opaque, excluded=True))
         for entry in direction.ports:
-            settings = _port_settings(entry, default)
+            # An entry that names no protocol keeps the one opaque_ports gave its port.
+            base = self._by_port.get(entry.port, self._default)[0]
+            settings = _port_settings(entry, msgspec.structs.replace(default, protocol=base.protocol))
             self._by_port[entry.port] = (settings, msgspec.structs.replace(settings, excluded=True))
         for port in direction.exclude_ports:
             excluded = self._by_port.get(port, self._default)[1]
@@ -84,6 +92,7 @@ def _port_settings(entry: PortPolicy, default: PortSettings) -> PortSettings:
         protocol=entry.protocol if entry.protocol is not None else default.protocol,
         connect_timeout=_seconds(entry.connect_timeout, default.connect_timeout),
         idle_timeout=_seconds(entry.idle_timeout, default.idle_timeout),
+        detect_timeout=_seconds(entry.detect_timeout, default.detect_timeout),
         excluded=False,
     )
 

@@ -1,7 +1,8 @@
 """The policy bundle schema: frozen msgspec Structs, decoded once by ``policy.load`` and replaced whole.
 
-Pure: no I/O. Every field has a default so an empty document is the embedded default policy (everything passes
-through as opaque TCP). Field docs here are the source of ``docs/policy.md`` and the exported JSON Schema.
+Pure: no I/O. Every field has a default so an empty document is the embedded default policy (protocol
+detection in both directions, except Linkerd's default opaque ports). Field docs here are the source of
+``docs/policy.md`` and the exported JSON Schema.
 """
 
 from __future__ import annotations
@@ -29,8 +30,13 @@ class Protocol(enum.Enum):
 
     # Relay bytes without looking at them: for server-speaks-first and non-HTTP protocols.
     OPAQUE = "opaque"
-    # Peek at the first bytes and pick HTTP/1.1, HTTP/2 or opaque (falls back to opaque until HTTP lands).
+    # Peek at the first bytes and pick HTTP/1.1, HTTP/2, TLS or opaque (all relayed opaquely until HTTP lands).
     DETECT = "detect"
+
+
+# Linkerd's default opaquePorts: SMTP, SMTP submission, MySQL, Galera, PostgreSQL, Redis, Elasticsearch
+# transport, memcached. Server-speaks-first (or binary client-first) protocols detection can only delay.
+DEFAULT_OPAQUE_PORTS: Final = (25, 587, 3306, 4444, 5432, 6379, 9300, 11211)
 
 
 class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -43,6 +49,7 @@ class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 DEFAULT_CONNECT_TIMEOUT: Final = Duration(1.0)  # Linkerd's outbound connect timeout
 DEFAULT_IDLE_TIMEOUT: Final = Duration(3600.0)  # Envoy tcp_proxy's default idle timeout
+DEFAULT_DETECT_TIMEOUT: Final = Duration(10.0)  # Linkerd's detect timeout, inbound and outbound
 
 
 class Timeouts(_Struct, frozen=True):
@@ -52,6 +59,8 @@ class Timeouts(_Struct, frozen=True):
     """How long to wait for the upstream TCP handshake before giving up."""
     idle: Duration = DEFAULT_IDLE_TIMEOUT
     """Close a connection after this long with no bytes in either direction."""
+    detect: Duration = DEFAULT_DETECT_TIMEOUT
+    """On ``detect`` ports, how long to wait for the client's first bytes before relaying the connection as opaque."""
 
 
 class PortPolicy(_Struct, frozen=True):
@@ -65,13 +74,18 @@ class PortPolicy(_Struct, frozen=True):
     """Overrides ``timeouts.connect`` for this port."""
     idle_timeout: Duration | None = None
     """Overrides ``timeouts.idle`` for this port."""
+    detect_timeout: Duration | None = None
+    """Overrides ``timeouts.detect`` for this port."""
 
 
 class InboundPolicy(_Struct, frozen=True):
     """Connections arriving for the pod (intercepted to the inbound port, 15006)."""
 
-    default_protocol: Protocol = Protocol.OPAQUE
-    """How connections to ports not listed in ``ports`` are treated."""
+    default_protocol: Protocol = Protocol.DETECT
+    """How connections to ports not listed in ``ports`` or ``opaque_ports`` are treated."""
+    opaque_ports: tuple[Port, ...] = DEFAULT_OPAQUE_PORTS
+    """Ports relayed as opaque TCP without detection (server-speaks-first protocols); a ``ports`` entry that sets
+    ``protocol`` overrides this list."""
     ports: tuple[PortPolicy, ...] = ()
     """Per-port overrides of the protocol and timeouts, keyed by the pod's listening port."""
     exclude_ports: tuple[Port, ...] = ()
@@ -81,8 +95,11 @@ class InboundPolicy(_Struct, frozen=True):
 class OutboundPolicy(_Struct, frozen=True):
     """Connections the pod's applications open (intercepted to the outbound port, 15001)."""
 
-    default_protocol: Protocol = Protocol.OPAQUE
-    """How connections to ports not listed in ``ports`` are treated."""
+    default_protocol: Protocol = Protocol.DETECT
+    """How connections to ports not listed in ``ports`` or ``opaque_ports`` are treated."""
+    opaque_ports: tuple[Port, ...] = DEFAULT_OPAQUE_PORTS
+    """Ports relayed as opaque TCP without detection (server-speaks-first protocols); a ``ports`` entry that sets
+    ``protocol`` overrides this list."""
     ports: tuple[PortPolicy, ...] = ()
     """Per-port overrides of the protocol and timeouts, keyed by the destination port."""
     exclude_ports: tuple[Port, ...] = ()
@@ -99,7 +116,7 @@ class Policy(_Struct, frozen=True):
     name: Annotated[str, msgspec.Meta(max_length=253)] = ""
     """A free-form label shown by ``meshctl status`` and ``/config``."""
     timeouts: Timeouts = Timeouts()
-    """Connect and idle timeouts for every connection, in both directions."""
+    """Connect, idle and detection timeouts for every connection, in both directions."""
     inbound: InboundPolicy = InboundPolicy()
     """Connections arriving for the pod."""
     outbound: OutboundPolicy = OutboundPolicy()
@@ -107,4 +124,4 @@ class Policy(_Struct, frozen=True):
 
 
 DEFAULT_POLICY: Final = Policy(name="embedded-default")
-"""What ``mesh-proxy`` runs with no ``--policy``: every connection passes through as opaque TCP."""
+"""What ``mesh-proxy`` runs with no ``--policy``: detection on every port but ``DEFAULT_OPAQUE_PORTS``."""

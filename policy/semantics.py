@@ -21,6 +21,7 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ZERO_EFFECT: Final = {
     "connect": "fail every connection before it starts",
     "idle": "close every connection at once",
+    "detect": "give up detection before any byte can arrive (use protocol: opaque for that)",
 }
 _DIRECTIONS: Final = ("inbound", "outbound")
 
@@ -30,7 +31,7 @@ def check_semantics(document: object) -> list[Problem]:
     doc = _fields(document)
     problems = list(_check_name(doc.get("name")))
     timeouts = _fields(doc.get("timeouts"))
-    for kind in ("connect", "idle"):
+    for kind in _ZERO_EFFECT:
         problems += _check_timeout(timeouts.get(kind), field_path("timeouts", kind), kind)
     for direction in _DIRECTIONS:
         problems += _check_direction(_fields(doc.get(direction)), direction)
@@ -71,7 +72,7 @@ def _check_direction(direction: dict[str, object], name: str) -> Iterator[Proble
     for index, entry in enumerate(_items(direction.get("ports"))):
         path = item_path(field_path(name, "ports"), index)
         settings = _fields(entry)
-        for kind in ("connect", "idle"):
+        for kind in _ZERO_EFFECT:
             field = f"{kind}_timeout"
             yield from _check_timeout(settings.get(field), field_path(path, field), kind)
         port = _port(settings.get("port"))
@@ -84,6 +85,14 @@ def _check_direction(direction: dict[str, object], name: str) -> Iterator[Proble
             )
         else:
             configured[port] = path
+    opaque: dict[int, str] = {}
+    for index, item in enumerate(_items(direction.get("opaque_ports"))):
+        path = item_path(field_path(name, "opaque_ports"), index)
+        port = _port(item)
+        if port is not None and port in opaque:
+            yield Problem(path, f"port {port} is already listed by {opaque[port]}; list it once")
+        elif port is not None:
+            opaque[port] = path
     excluded: dict[int, str] = {}
     for index, item in enumerate(_items(direction.get("exclude_ports"))):
         path = item_path(field_path(name, "exclude_ports"), index)

@@ -32,6 +32,7 @@ class ConnectionInfo(_Doc, frozen=True):
     upstream: str | None
     """Where the proxy connected; None until the upstream connection is attempted."""
     protocol: str
+    """``opaque``, or what detection found: ``http1``, ``h2``, ``tls`` (relayed as opaque until HTTP lands)."""
     state: ConnState
     opened_at: float
     """Unix time the client connection was accepted."""
@@ -45,6 +46,13 @@ class ConnectionInfo(_Doc, frozen=True):
     tls: str = "no_identity"
     policy_version: str = ""
     worker: int = 0
+    detect_result: str | None = None
+    """How detection decided (``http/1``, ``http/2``, ``tls``, ``not_http``, ``server_first``, ``read_timeout``,
+    ...); None when the port is not a ``detect`` port."""
+    detect_seconds: float | None = None
+    """How long detection took; None when the port is not a ``detect`` port."""
+    sni: str | None = None
+    """The server name of a TLS ClientHello, when the client sent one."""
 
 
 class ConnectionsReport(_Doc, frozen=True):

@@ -5,6 +5,10 @@ TCP families use Linkerd's names and labels (``tcp_open_total``, ``tcp_close_tot
 ``target_addr``, ``target_ip``, ``target_port``, ``tls``) so existing dashboards work. ``peer="src"`` is the
 accepted connection, ``peer="dst"`` the one the proxy opened. They are computed at scrape time from the connection
 table: the relay only bumps integers. What Linkerd has no family for is ``triomesh_*`` in base units.
+
+Detection uses Linkerd's ``tcp_detect_http`` families (``..._results_total{result}``,
+``..._duration_seconds``), with ``direction`` as a label like the tcp_* families instead of Linkerd's
+``inbound_``/``outbound_`` name prefix. ``result`` is a closed set; the SNI is never a label.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from dataplane.connections import CloseSide, ConnectionTable, MetricKey, PeerTotals
+from dataplane.detect.totals import BUCKETS, DetectTotals
 from policy.store import PolicyStore
 
 _TCP_LABELS = ["direction", "peer", "target_addr", "target_ip", "target_port", "tls"]
@@ -42,6 +47,7 @@ class ProxyMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(TcpCollector(table))
+        self.registry.register(DetectCollector(table.detections))
         self.registry.register(PolicyCollector(store))
         self.registry.register(StateCollector(state, version))
 
@@ -133,6 +139,41 @@ def _sort_key(item: tuple[tuple[MetricKey, CloseSide], PeerTotals]) -> tuple[str
 def _labels(key: MetricKey, peer: CloseSide) -> list[str]:
     direction, target, tls = key
     return [direction, peer, str(target), target.ip, str(target.port), tls]
+
+
+class DetectCollector(Collector):
+    def __init__(self, totals: DetectTotals) -> None:
+        self._totals = totals
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        results, duration = families = self._families()
+        for (direction, result), count in sorted(self._totals.results.items()):
+            results.add_metric([direction, result], count)
+        for direction, histogram in sorted(self._totals.seconds.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip([*map(str, BUCKETS), "+Inf"], histogram.counts, strict=True):
+                cumulative += count
+                buckets.append((bound, float(cumulative)))
+            duration.add_metric([direction], buckets, histogram.total)
+        return families
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "tcp_detect_http_results",
+                "Protocol detections, by result (http/1, http/2, tls, not_http, server_first, read_timeout, ...).",
+                labels=["direction", "result"],
+            ),
+            HistogramMetricFamily(
+                "tcp_detect_http_duration_seconds",
+                "Time from the start of protocol detection to its decision.",
+                labels=["direction"],
+            ),
+        )
 
 
 class PolicyCollector(Collector):

@@ -106,3 +106,17 @@ def test_status_lists_every_reload_problem() -> None:
     assert "last reload:  FAILED 5.0s ago (2023-11-14 22:13:15Z) from /etc/triomesh/policy.yaml: 2 problems" in text
     assert "inbound.ports[0].port: must be <= 65535" in text
     assert "timeouts.idle: invalid duration '5 minutes'" in text
+
+
+def test_the_proto_column_explains_detection() -> None:
+    report = sample_connections()
+    base = report.recent[0]
+    detected = [
+        msgspec.structs.replace(base, id=20, protocol="http1", detect_result="http/1", detect_seconds=0.0001),
+        msgspec.structs.replace(base, id=21, protocol="tls", detect_result="tls", sni="api.example.com"),
+        msgspec.structs.replace(base, id=22, protocol="opaque", detect_result="server_first", detect_seconds=0.01),
+        msgspec.structs.replace(base, id=23, protocol="opaque", detect_result="not_http"),
+    ]
+    rows = _table(render_connections(msgspec.structs.replace(report, open=[], recent=detected), now=NOW))[1:]
+    assert [row.split()[5] for row in rows] == ["http1", "tls(api.example.com)", "opaque(server_first)", "opaque"]
+    assert '"sni": "api.example.com"' in to_json(msgspec.structs.replace(report, recent=detected))

@@ -8,7 +8,7 @@ metrics) is the production code. The netns tests cover the real SO_ORIGINAL_DST 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -82,6 +82,17 @@ async def running_proxy(dst: SockAddr, policy: Policy | None = None, *, engine: 
 
 
 @asynccontextmanager
+async def loopback_server(handler: Callable[[trio.SocketStream], Awaitable[None]]) -> AsyncIterator[SockAddr]:
+    """``handler`` serving every connection to a loopback port until the block ends; yields the address."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    addr = SockAddr.from_sockname(listeners[0].socket.getsockname())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        yield addr
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
 async def echo_server() -> AsyncIterator[SockAddr]:
     """A loopback server that echoes until EOF, then closes its side."""
 
@@ -94,12 +105,8 @@ async def echo_server() -> AsyncIterator[SockAddr]:
             except trio.BrokenResourceError:
                 pass
 
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    addr = SockAddr.from_sockname(listeners[0].socket.getsockname())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, echo, listeners)
+    async with loopback_server(echo) as addr:
         yield addr
-        nursery.cancel_scope.cancel()
 
 
 def free_port() -> int:

@@ -75,7 +75,8 @@ async def test_upstream_reset_mid_stream_resets_the_client(engine: bool) -> None
         await nursery.start(trio.serve_listeners, reset_after_first_bytes, listeners)
         async with running_proxy(dst, engine=engine) as h:
             client = await h.connect()
-            await client.send_all(b"hello")
+            # Not a prefix of any request line ("\n" without "\r"), so detection decides on this segment.
+            await client.send_all(b"hello\n")
             received = b""
             with trio.fail_after(5), pytest.raises(trio.BrokenResourceError):
                 while chunk := await client.receive_some(100):
@@ -96,8 +97,9 @@ async def test_idle_connection_is_closed_with_a_fin(mock_clock: trio.testing.Moc
     policy = Policy(timeouts=Timeouts(idle=Duration.parse("10s")))
     async with echo_server() as upstream, running_proxy(upstream, policy, engine=engine) as h:
         client = await h.connect()
-        await client.send_all(b"ping")
-        assert await client.receive_some(10) == b"ping"
+        # Decided as opaque on this segment, so the idle clock, not the detect timeout, is what this measures.
+        await client.send_all(b"ping\n")
+        assert await client.receive_some(10) == b"ping\n"
         start = trio.current_time()
         with trio.fail_after(60):
             assert await client.receive_some(10) == b""  # FIN, not a reset
@@ -110,13 +112,16 @@ async def test_metrics_carry_linkerd_tcp_families_with_labels(engine: bool) -> N
     async with echo_server() as upstream, running_proxy(upstream, engine=engine) as h:
         metrics = ProxyMetrics(h.table, h.store, ProxyState(started_at=0.0), "test")
         client = await h.connect()
-        await client.send_all(b"12345")
-        assert await client.receive_some(10) == b"12345"
+        await client.send_all(b"GET / HTTP/1.1\r\n")
+        assert await client.receive_some(20) == b"GET / HTTP/1.1\r\n"
         text = metrics.render().decode()
         target = f'target_addr="{upstream}",target_ip="127.0.0.1",target_port="{upstream.port}",tls="no_identity"'
         assert f'tcp_open_connections{{direction="outbound",peer="src",{target}}} 1.0' in text
         assert f'tcp_open_connections{{direction="outbound",peer="dst",{target}}} 1.0' in text
-        assert f'tcp_read_bytes_total{{direction="outbound",peer="src",{target}}} 5.0' in text
+        assert f'tcp_read_bytes_total{{direction="outbound",peer="src",{target}}} 16.0' in text
+        assert 'tcp_detect_http_results_total{direction="outbound",result="http/1"} 1.0' in text
+        assert 'tcp_detect_http_duration_seconds_count{direction="outbound"} 1.0' in text
+        assert 'tcp_detect_http_duration_seconds_bucket{direction="outbound",le="+Inf"} 1.0' in text
         await client.send_eof()
         assert await _read_all(client) == b""
         await client.aclose()
@@ -128,8 +133,8 @@ async def test_metrics_carry_linkerd_tcp_families_with_labels(engine: bool) -> N
         assert f'tcp_open_total{{direction="outbound",peer="{peer}",{target}}} 1.0' in text
         assert f'tcp_close_total{{direction="outbound",errno="",peer="{peer}",{target}}} 1.0' in text
         assert f'tcp_open_connections{{direction="outbound",peer="{peer}",{target}}} 0.0' in text
-        assert f'tcp_read_bytes_total{{direction="outbound",peer="{peer}",{target}}} 5.0' in text
-        assert f'tcp_write_bytes_total{{direction="outbound",peer="{peer}",{target}}} 5.0' in text
+        assert f'tcp_read_bytes_total{{direction="outbound",peer="{peer}",{target}}} 16.0' in text
+        assert f'tcp_write_bytes_total{{direction="outbound",peer="{peer}",{target}}} 16.0' in text
     assert 'triomesh_connections_closed_total{direction="outbound",reason="completed"} 1.0' in text
     assert 'triomesh_policy_reloads_total{result="failure"} 0.0' in text
     assert "process_resident_memory_bytes" in text

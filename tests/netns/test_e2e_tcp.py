@@ -205,3 +205,77 @@ async def test_mesh_init_cleanup_leaves_no_triomesh_rule(mode: Mode) -> None:
         assert "triomesh" not in _saved_rules(pod.netns).lower()
         assert "TRIOMESH" not in _saved_rules(pod.netns)
         assert "lookup 133" not in _ip_rules(pod.netns)
+
+
+HTTP_PORT = 8088  # the lab's own demo app listens on 8080
+BANNER_PORT = 9025  # not one of the default opaque ports: the banner must get through detection itself
+HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+BANNER = b"220 banner.test ESMTP ready\r\n"
+
+
+@pytest.mark.parametrize("mode", [Mode.REDIRECT, Mode.TPROXY], ids=lambda m: m.value)
+async def test_detection_in_the_lab_curl_is_http1_and_a_banner_is_not_stalled(mode: Mode) -> None:
+    async with lab(f"pd{mode.value[0]}", mode) as the_lab:
+        a, b = the_lab.pod("a"), the_lab.pod("b")
+        http = await listen_in(b, b.address, HTTP_PORT)
+        smtp = await listen_in(b, b.address, BANNER_PORT)
+
+        async def http_server() -> None:
+            stream = await http.accept()
+            async with stream:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = await stream.receive_some(4096)
+                    assert chunk
+                    request += chunk
+                assert request.startswith(b"GET /detect HTTP/1.1\r\n")
+                await stream.send_all(HTTP_RESPONSE)
+
+        async def banner_server() -> None:
+            stream = await smtp.accept()
+            async with stream:
+                await stream.send_all(BANNER)
+                assert await stream.receive_some(100) == b"QUIT\r\n"
+                await stream.send_all(b"221 bye\r\n")
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(http_server)
+                curl = await trio.run_process(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        a.netns,
+                        "curl",
+                        "-sS",
+                        "--http1.1",
+                        "--max-time",
+                        "10",
+                        f"http://{b.address}:{HTTP_PORT}/detect",
+                    ],
+                    capture_stdout=True,
+                    check=False,
+                )
+                assert curl.returncode == 0 and curl.stdout == b"hello"
+        with trio.fail_after(5):  # the detect timeout is 10 s: the banner must not wait for it
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(banner_server)
+                stream = await connect_from(a, b.address, BANNER_PORT)
+                async with stream:
+                    assert await stream.receive_some(100) == BANNER
+                    await stream.send_all(b"QUIT\r\n")
+                    assert await stream.receive_some(100) == b"221 bye\r\n"
+        http.socket.close()
+        smtp.socket.close()
+
+        expected = {HTTP_PORT: ("http1", "http/1"), BANNER_PORT: ("opaque", "server_first")}
+        for pod, direction in ((a, "outbound"), (b, "inbound")):
+            report = await connections(pod)
+            for port, (protocol, result) in expected.items():
+                found = find([*report.open, *report.recent], direction, f"{b.address}:{port}")
+                assert [(c.protocol, c.detect_result) for c in found] == [(protocol, result)], (pod, port)
+                assert found[0].detect_seconds is not None and found[0].detect_seconds < 5
+            results = await samples(pod, "tcp_detect_http_results_total")
+            assert results[(("direction", direction), ("result", "http/1"))] == 1
+            assert results[(("direction", direction), ("result", "server_first"))] == 1

@@ -33,6 +33,7 @@ def port_lists(draw: st.DrawFn) -> tuple[tuple[PortPolicy, ...], tuple[int, ...]
             protocol=draw(st.none() | protocols),
             connect_timeout=draw(st.none() | durations),
             idle_timeout=draw(st.none() | durations),
+            detect_timeout=draw(st.none() | durations),
         )
         for port in configured
     )
@@ -58,16 +59,26 @@ def networks(draw: st.DrawFn) -> tuple[str, ...]:
     return tuple(texts)
 
 
+# Distinct ports, any of which may also be configured or excluded (opaque_ports is a default list, not a rule).
+opaque_ports = st.lists(st.integers(1, 65535), max_size=6, unique=True).map(tuple)
+
+
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
     inbound_ports, inbound_excluded = draw(port_lists())
     outbound_ports, outbound_excluded = draw(port_lists())
     return Policy(
         name=draw(names),
-        timeouts=Timeouts(connect=draw(durations), idle=draw(durations)),
-        inbound=InboundPolicy(default_protocol=draw(protocols), ports=inbound_ports, exclude_ports=inbound_excluded),
+        timeouts=Timeouts(connect=draw(durations), idle=draw(durations), detect=draw(durations)),
+        inbound=InboundPolicy(
+            default_protocol=draw(protocols),
+            opaque_ports=draw(opaque_ports),
+            ports=inbound_ports,
+            exclude_ports=inbound_excluded,
+        ),
         outbound=OutboundPolicy(
             default_protocol=draw(protocols),
+            opaque_ports=draw(opaque_ports),
             ports=outbound_ports,
             exclude_ports=outbound_excluded,
             exclude_cidrs=draw(networks()),

@@ -92,7 +92,9 @@ def test_an_omitted_field_takes_its_default() -> None:
     policy = decode_policy(b"version: 1\n", "yaml")
     assert policy == Policy()
     assert policy.timeouts.connect == Duration(1.0)
-    assert policy.inbound.default_protocol is Protocol.OPAQUE
+    assert policy.inbound.default_protocol is Protocol.DETECT
+    assert policy.inbound.opaque_ports == (25, 587, 3306, 4444, 5432, 6379, 9300, 11211)
+    assert policy.timeouts.detect == Duration(10.0)
 
 
 @pytest.mark.parametrize(
@@ -196,7 +198,7 @@ def test_an_omitted_field_takes_its_default() -> None:
             b"inbound: {exclude_port: [22]}",
             "inbound.exclude_port",
             "unknown field 'exclude_port'; did you mean 'exclude_ports'? "
-            "(known fields: default_protocol, ports, exclude_ports)",
+            "(known fields: default_protocol, opaque_ports, ports, exclude_ports)",
         ),
         (
             b"policy: {}",
@@ -221,6 +223,23 @@ def test_an_omitted_field_takes_its_default() -> None:
             b"inbound: {exclude_ports: [22, 15, 22]}",
             "inbound.exclude_ports[2]",
             "port 22 is already excluded by inbound.exclude_ports[0]; list it once",
+        ),
+        (
+            b"outbound: {opaque_ports: [3306, 25, 3306]}",
+            "outbound.opaque_ports[2]",
+            "port 3306 is already listed by outbound.opaque_ports[0]; list it once",
+        ),
+        (
+            b"timeouts: {detect: 0s}",
+            "timeouts.detect",
+            "must be longer than zero, got 0s: a zero detect timeout would give up detection before any byte can "
+            "arrive (use protocol: opaque for that)",
+        ),
+        (
+            b"inbound: {ports: [{port: 80, detect_timeout: 0ms}]}",
+            "inbound.ports[0].detect_timeout",
+            "must be longer than zero, got 0ms: a zero detect timeout would give up detection before any byte can "
+            "arrive (use protocol: opaque for that)",
         ),
         (
             b"outbound: {exclude_cidrs: [10.0.0.1/8]}",
@@ -489,7 +508,7 @@ def test_an_unreadable_file_is_described_in_plain_words() -> None:
 
 def test_encode_policy_is_canonical_json() -> None:
     encoded = encode_policy(EXPECTED)
-    assert msgspec.json.decode(encoded)["timeouts"] == {"connect": "2s", "idle": "30m"}
+    assert msgspec.json.decode(encoded)["timeouts"] == {"connect": "2s", "idle": "30m", "detect": "10s"}
     assert decode_policy(encoded, "json") == EXPECTED
     # Durations are written in their one canonical spelling, so equal policies encode equal.
     longhand = Policy(timeouts=Timeouts(connect=Duration.parse("2000ms"), idle=Duration.parse("1800s")))

@@ -34,21 +34,53 @@ outbound:
 )
 INDEX = PolicyIndex(POLICY)
 
-INBOUND_DEFAULT = PortSettings(protocol=Protocol.DETECT, connect_timeout=2.0, idle_timeout=1800.0, excluded=False)
-OUTBOUND_DEFAULT = PortSettings(protocol=Protocol.OPAQUE, connect_timeout=2.0, idle_timeout=1800.0, excluded=False)
-OUTBOUND_443 = PortSettings(protocol=Protocol.DETECT, connect_timeout=5.0, idle_timeout=1800.0, excluded=False)
+INBOUND_DEFAULT = PortSettings(
+    protocol=Protocol.DETECT, connect_timeout=2.0, idle_timeout=1800.0, detect_timeout=10.0, excluded=False
+)
+OUTBOUND_DEFAULT = PortSettings(
+    protocol=Protocol.DETECT, connect_timeout=2.0, idle_timeout=1800.0, detect_timeout=10.0, excluded=False
+)
+OUTBOUND_443 = PortSettings(
+    protocol=Protocol.DETECT, connect_timeout=5.0, idle_timeout=1800.0, detect_timeout=10.0, excluded=False
+)
 
 
 def excluded(settings: PortSettings) -> PortSettings:
     return msgspec.structs.replace(settings, excluded=True)
 
 
-def test_the_default_policy_passes_everything_through_as_opaque() -> None:
+def test_the_default_policy_detects_except_on_server_speaks_first_ports() -> None:
     index = PolicyIndex(DEFAULT_POLICY)
-    expected = PortSettings(protocol=Protocol.OPAQUE, connect_timeout=1.0, idle_timeout=3600.0, excluded=False)
-    assert index.inbound(8080) == expected
-    assert index.outbound("10.0.0.1", 443) == expected
-    assert index.outbound("::1", 443) == expected
+    detect = PortSettings(
+        protocol=Protocol.DETECT, connect_timeout=1.0, idle_timeout=3600.0, detect_timeout=10.0, excluded=False
+    )
+    assert index.inbound(8080) == detect
+    assert index.outbound("10.0.0.1", 443) == detect
+    assert index.outbound("::1", 443) == detect
+    opaque = msgspec.structs.replace(detect, protocol=Protocol.OPAQUE)
+    for port in (25, 587, 3306, 4444, 5432, 6379, 9300, 11211):
+        assert index.inbound(port) == opaque
+        assert index.outbound("10.0.0.1", port) == opaque
+    assert msgspec.structs.replace(DEFAULT_POLICY, name="") == decode_policy(b"version: 1", "yaml")
+
+
+def test_a_ports_entry_overrides_opaque_ports_only_where_it_sets_a_protocol() -> None:
+    index = PolicyIndex(
+        decode_policy(
+            b"""
+timeouts: {detect: 2s}
+inbound:
+  opaque_ports: [3306, 7000]
+  ports:
+    - {port: 3306, protocol: detect, detect_timeout: 500ms}
+    - {port: 7000, idle_timeout: 1m}
+""",
+            "yaml",
+        )
+    )
+    assert (index.inbound(3306).protocol, index.inbound(3306).detect_timeout) == (Protocol.DETECT, 0.5)
+    assert (index.inbound(7000).protocol, index.inbound(7000).idle_timeout) == (Protocol.OPAQUE, 60.0)
+    assert (index.inbound(5432).protocol, index.inbound(5432).detect_timeout) == (Protocol.DETECT, 2.0)
 
 
 @pytest.mark.parametrize(
@@ -57,11 +89,15 @@ def test_the_default_policy_passes_everything_through_as_opaque() -> None:
         (8080, INBOUND_DEFAULT),
         (
             5432,
-            PortSettings(protocol=Protocol.OPAQUE, connect_timeout=2.0, idle_timeout=28800.0, excluded=False),
+            PortSettings(
+                protocol=Protocol.OPAQUE, connect_timeout=2.0, idle_timeout=28800.0, detect_timeout=10.0, excluded=False
+            ),
         ),
         (
             9090,
-            PortSettings(protocol=Protocol.DETECT, connect_timeout=0.25, idle_timeout=1800.0, excluded=False),
+            PortSettings(
+                protocol=Protocol.DETECT, connect_timeout=0.25, idle_timeout=1800.0, detect_timeout=10.0, excluded=False
+            ),
         ),
         (22, excluded(INBOUND_DEFAULT)),
     ],
@@ -124,12 +160,16 @@ def test_lookups_agree_with_the_policy_they_index(policy: Policy, port: int, ip:
         (policy.outbound, index.outbound(str(ip), port)),
     ):
         entry = next((entry for entry in direction.ports if entry.port == port), None)
-        assert settings.protocol == (
-            entry.protocol if entry is not None and entry.protocol is not None else direction.default_protocol
-        )
+        fallback = Protocol.OPAQUE if port in direction.opaque_ports else direction.default_protocol
+        assert settings.protocol == (entry.protocol if entry is not None and entry.protocol is not None else fallback)
         connect = entry.connect_timeout if entry is not None and entry.connect_timeout else policy.timeouts.connect
         idle = entry.idle_timeout if entry is not None and entry.idle_timeout else policy.timeouts.idle
-        assert (settings.connect_timeout, settings.idle_timeout) == (connect.seconds, idle.seconds)
+        detect = entry.detect_timeout if entry is not None and entry.detect_timeout else policy.timeouts.detect
+        assert (settings.connect_timeout, settings.idle_timeout, settings.detect_timeout) == (
+            connect.seconds,
+            idle.seconds,
+            detect.seconds,
+        )
         network_excluded = in_cidr and direction is policy.outbound
         assert settings.excluded == (port in direction.exclude_ports or network_excluded)
 

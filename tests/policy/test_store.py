@@ -12,7 +12,7 @@ from policy.model import DEFAULT_POLICY, Protocol
 from policy.store import EMBEDDED_DEFAULT_SOURCE, PolicyStore, ReloadFailure
 
 FIRST = decode_policy(b"name: first", "yaml")
-SECOND = decode_policy(b"name: second\ninbound: {default_protocol: detect}", "yaml")
+SECOND = decode_policy(b"name: second\ninbound: {default_protocol: opaque}", "yaml")
 FAILURE = ReloadFailure(
     at=1.0,
     source="/etc/mesh/policy.yaml",
@@ -30,7 +30,7 @@ def test_a_new_store_holds_generation_one() -> None:
     assert snapshot.version == policy_version(FIRST)
     assert snapshot.source == "/etc/mesh/policy.yaml"
     assert before <= snapshot.loaded_at <= time.time()
-    assert snapshot.index.inbound(80).protocol is Protocol.OPAQUE
+    assert snapshot.index.inbound(80).protocol is Protocol.DETECT
     assert (store.reloads_succeeded, store.reloads_failed, store.last_error) == (0, 0, None)
     assert store.file_present
     assert store.last_success_at == snapshot.loaded_at
@@ -47,7 +47,7 @@ def test_apply_installs_the_next_generation() -> None:
     assert store.current is snapshot
     assert (snapshot.generation, snapshot.source, snapshot.policy) == (2, "b.yaml", SECOND)
     assert snapshot.version == policy_version(SECOND) != policy_version(FIRST)
-    assert snapshot.index.inbound(80).protocol is Protocol.DETECT
+    assert snapshot.index.inbound(80).protocol is Protocol.OPAQUE
     assert store.apply(FIRST, source="a.yaml").generation == 3
     assert (store.reloads_succeeded, store.reloads_failed) == (2, 0)
 

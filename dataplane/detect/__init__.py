@@ -1,0 +1,1 @@
+"""Protocol detection: what a client speaks, decided from the first bytes it sends."""
