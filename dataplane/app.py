@@ -26,8 +26,10 @@ from dataplane.admin.server import serve_admin
 from dataplane.connections import ConnectionTable
 from dataplane.forward import ForwardSide
 from dataplane.handler import Side, handle_connection
+from dataplane.http.request_id import RequestIds
 from dataplane.idle import sweep_idle
 from dataplane.inbound import InboundSide
+from dataplane.layer7 import pool_connector
 from dataplane.net.addr import SockAddr
 from dataplane.net.listener import (
     IPv6UnavailableError,
@@ -38,11 +40,13 @@ from dataplane.net.listener import (
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.net.sockopts import check_mark_permitted
 from dataplane.outbound import OutboundSide
-from dataplane.runtime import Runtime
+from dataplane.runtime import HttpShared, Runtime
 from dataplane.settings import ProxySettings
 from dataplane.signals import watch_shutdown_signals
 from dataplane.tcp.engine import RelayEngine
+from dataplane.telemetry.http_stats import HttpStats
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
+from dataplane.upstream.pool import ConnectionPool
 from dataplane.version import VERSION
 from policy.load import load_policy_file
 from policy.model import DEFAULT_POLICY
@@ -67,6 +71,7 @@ class Proxy:
         own_ports = {settings.outbound_port, settings.inbound_port, settings.admin.port}
         self.guard = LoopGuard(frozenset(own_ports | {fwd.listen.port for fwd in settings.forwards}))
         self.engine = RelayEngine()
+        self.http = HttpShared(stats=HttpStats(), ids=RequestIds(), pools={})
         self.runtime = Runtime(
             table=self.table,
             store=self.store,
@@ -74,8 +79,13 @@ class Proxy:
             mark=settings.mark,
             inbound_mode=settings.inbound_mode,
             engine=self.engine,
+            http=self.http,
         )
-        self.metrics = ProxyMetrics(self.table, self.store, self.state, VERSION)
+        # Shared keep-alive pools; the inbound one serves redirect mode only (under TPROXY each client connection
+        # has its own, bound to the client's address).
+        self.http.pools["outbound"] = ConnectionPool(pool_connector(OutboundSide(), self.runtime))
+        self.http.pools["inbound"] = ConnectionPool(pool_connector(InboundSide(settings.inbound_mode), self.runtime))
+        self.metrics = ProxyMetrics(self.table, self.store, self.state, VERSION, http=self.http.stats)
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,
@@ -132,6 +142,8 @@ class Proxy:
                 admin = listener_address(admin_listener)
             await root.start(serve_admin, admin_listener, LocalAdmin(self.view, self.metrics.render))
             await root.start(self.engine.run)
+            for pool in self.http.pools.values():
+                await root.start(pool.run)
             root.start_soon(sweep_idle, self.table, self.store)
             async with trio.open_nursery() as conns:
                 async with trio.open_nursery() as acceptors:

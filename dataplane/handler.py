@@ -28,6 +28,7 @@ from dataplane.connections import ConnRecord
 from dataplane.detect.detect import detect
 from dataplane.detect.sniff import Protocol as DetectedProtocol
 from dataplane.errors import ClientResetError, ProxyError, RedirectLoopError
+from dataplane.layer7 import proxy_http1
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.runtime import Runtime
@@ -68,7 +69,7 @@ async def handle_connection(stream: trio.SocketStream, side: Side, rt: Runtime) 
         _close(stream, reset=True)
         return
     rec = rt.table.open(side.direction, client, local)
-    legs = _Legs(stream, rt)
+    legs = _Legs(stream, side, rt)
     try:
         with trio.CancelScope() as scope:
             rec.on_cancel = scope.cancel
@@ -123,6 +124,9 @@ async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
         rec.detected(detection)
         rt.table.detections.record(rec.direction, detection.result, detection.seconds)
         protocol = detection.protocol
+    if protocol is DetectedProtocol.HTTP1 and rt.http is not None:
+        await proxy_http1(legs, rec, rt)
+        return
     await PROTOCOL_HANDLERS[protocol](legs, rec, rt)
 
 
@@ -148,8 +152,9 @@ async def _relay_opaque(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
 
 ProtocolHandler = Callable[["_Legs", ConnRecord, Runtime], Awaitable[None]]
 
-# The dispatch point after detection: where the HTTP/1 and HTTP/2 proxies plug in. Until they land, every
-# detected protocol is relayed as opaque bytes (TLS stays opaque for good: the mesh does not terminate it here).
+# The dispatch point after detection for what is relayed as bytes: TLS stays opaque for good (the mesh does not
+# terminate it here), h2 until the HTTP/2 proxy lands. HTTP/1.1 goes to the HTTP proxy when the runtime has one
+# (``layer7.proxy_http1``); without it (tests of the relay alone) it is relayed too.
 PROTOCOL_HANDLERS: Final[Mapping[DetectedProtocol, ProtocolHandler]] = {
     DetectedProtocol.HTTP1: _relay_opaque,
     DetectedProtocol.H2: _relay_opaque,
@@ -180,8 +185,9 @@ def _closed(rt: Runtime, rec: ConnRecord) -> None:
 class _Legs:
     """The two sockets of one proxied connection and how each must be closed."""
 
-    def __init__(self, client: trio.SocketStream, rt: Runtime) -> None:
+    def __init__(self, client: trio.SocketStream, side: Side, rt: Runtime) -> None:
         self.client = client
+        self.side = side
         self.upstream: trio.SocketStream | None = None
         self.upstream_socket: socket.socket | None = None  # connected, not yet given to a relay
         self.upstream_key: tuple[SockAddr, SockAddr] | None = None  # (local, remote), known to the loop guard

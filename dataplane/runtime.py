@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dataplane.admin.schema import Direction
 from dataplane.connections import ConnectionTable
+from dataplane.http.request_id import RequestIds
+from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.settings import InboundMode
 from dataplane.tcp.engine import RelayEngine
+from dataplane.telemetry.http_stats import HttpStats
+from dataplane.upstream.pool import ConnectionPool
 from policy.store import PolicyStore
+
+
+@dataclass(frozen=True, slots=True)
+class HttpShared:
+    """What every HTTP connection of a proxy shares: request metrics, request ids, keep-alive pools."""
+
+    stats: HttpStats
+    ids: RequestIds
+    pools: dict[Direction, ConnectionPool[SockAddr]]
+    """Upstream connections reusable by any client connection of that direction (not under TPROXY, where an
+    upstream connection carries one client's address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +37,5 @@ class Runtime:
     inbound_mode: InboundMode
     engine: RelayEngine | None = None
     """Relays opaque plaintext connections without a task per connection; None: a trio relay per connection."""
+    http: HttpShared | None = None
+    """HTTP proxying of detected HTTP/1.1 connections; None: they are relayed as opaque bytes."""

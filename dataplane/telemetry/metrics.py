@@ -25,6 +25,8 @@ from prometheus_client.registry import Collector
 
 from dataplane.connections import CloseSide, ConnectionTable, MetricKey, PeerTotals
 from dataplane.detect.totals import BUCKETS, DetectTotals
+from dataplane.telemetry.http_metrics import HttpCollector
+from dataplane.telemetry.http_stats import HttpStats
 from policy.store import PolicyStore
 
 _TCP_LABELS = ["direction", "peer", "target_addr", "target_ip", "target_port", "tls"]
@@ -42,7 +44,15 @@ class ProxyState:
 
 
 class ProxyMetrics:
-    def __init__(self, table: ConnectionTable, store: PolicyStore, state: ProxyState, version: str) -> None:
+    def __init__(
+        self,
+        table: ConnectionTable,
+        store: PolicyStore,
+        state: ProxyState,
+        version: str,
+        *,
+        http: HttpStats | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -50,6 +60,8 @@ class ProxyMetrics:
         self.registry.register(DetectCollector(table.detections))
         self.registry.register(PolicyCollector(store))
         self.registry.register(StateCollector(state, version))
+        if http is not None:
+            self.registry.register(HttpCollector(http))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

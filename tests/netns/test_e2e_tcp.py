@@ -215,10 +215,13 @@ BANNER = b"220 banner.test ESMTP ready\r\n"
 
 @pytest.mark.parametrize("mode", [Mode.REDIRECT, Mode.TPROXY], ids=lambda m: m.value)
 async def test_detection_in_the_lab_curl_is_http1_and_a_banner_is_not_stalled(mode: Mode) -> None:
+    """Both sidecars detect HTTP/1.1 and proxy it (rewriting headers, counting requests); a server that speaks
+    first is relayed opaque at once."""
     async with lab(f"pd{mode.value[0]}", mode) as the_lab:
         a, b = the_lab.pod("a"), the_lab.pod("b")
         http = await listen_in(b, b.address, HTTP_PORT)
         smtp = await listen_in(b, b.address, BANNER_PORT)
+        received: list[bytes] = []
 
         async def http_server() -> None:
             stream = await http.accept()
@@ -229,6 +232,7 @@ async def test_detection_in_the_lab_curl_is_http1_and_a_banner_is_not_stalled(mo
                     assert chunk
                     request += chunk
                 assert request.startswith(b"GET /detect HTTP/1.1\r\n")
+                received.append(request)
                 await stream.send_all(HTTP_RESPONSE)
 
         async def banner_server() -> None:
@@ -252,12 +256,18 @@ async def test_detection_in_the_lab_curl_is_http1_and_a_banner_is_not_stalled(mo
                         "--http1.1",
                         "--max-time",
                         "10",
+                        "-H",
+                        "X-Forwarded-For: spoofed",
                         f"http://{b.address}:{HTTP_PORT}/detect",
                     ],
                     capture_stdout=True,
                     check=False,
                 )
                 assert curl.returncode == 0 and curl.stdout == b"hello"
+        # Proxied, not relayed: the client's own X-Forwarded-For replaced by what the proxies saw, one request id.
+        head = received[0].lower()
+        assert f"\r\nx-forwarded-for: {a.address}\r\n".encode() in head
+        assert head.count(b"\r\nx-request-id: ") == 1 and b"spoofed" not in head
         with trio.fail_after(5):  # the detect timeout is 10 s: the banner must not wait for it
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(banner_server)
@@ -279,3 +289,8 @@ async def test_detection_in_the_lab_curl_is_http1_and_a_banner_is_not_stalled(mo
             results = await samples(pod, "tcp_detect_http_results_total")
             assert results[(("direction", direction), ("result", "http/1"))] == 1
             assert results[(("direction", direction), ("result", "server_first"))] == 1
+            responses = await samples(pod, "response_total")
+            ours = {k: v for k, v in responses.items() if ("target_addr", f"{b.address}:{HTTP_PORT}") in k}
+            assert list(ours.values()) == [1], ours
+            (labels,) = ours
+            assert {("direction", direction), ("status_code", "200"), ("classification", "success")} <= set(labels)

@@ -1,0 +1,86 @@
+"""Plugging the HTTP/1.1 proxy into the connection handler: the protocol handler for detected ``http1``
+connections, and the upstream connectors of the keep-alive pools.
+
+The handler has already connected to the original destination before detection (so a server that speaks first
+is noticed); that first upstream connection seeds the pool, so the first request costs no second connect. Every
+upstream connection the pools open is registered with the loop guard like the handler's own, and forgotten
+when it closes. Under TPROXY an upstream connection is bound to the client's own address, so such connections
+are pooled per client connection only, never shared.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import trio
+
+from dataplane.connections import ConnRecord
+from dataplane.http1.proxy import Http1Context, serve_http1
+from dataplane.net.addr import SockAddr
+from dataplane.net.connect import open_upstream
+from dataplane.net.loop_guard import LoopGuard
+from dataplane.runtime import Runtime
+from dataplane.upstream.pool import Connect, ConnectionPool, PooledStream
+
+if TYPE_CHECKING:
+    from dataplane.handler import Side, _Legs
+
+
+def pool_connector(side: Side, rt: Runtime, *, source_ip: str | None = None) -> Connect[SockAddr]:
+    """How a pool opens a new upstream connection for ``side``: the policy's connect timeout for that
+    destination, the proxy's socket mark, the loop guard told about it."""
+
+    async def connect(dst: SockAddr) -> PooledStream[SockAddr]:
+        settings = side.port_settings(rt.store.current, dst)
+        local: list[SockAddr] = []
+
+        def remember(address: SockAddr) -> None:
+            rt.guard.add_upstream(address, dst)
+            local.append(address)
+
+        try:
+            sock = await open_upstream(
+                dst, timeout=settings.connect_timeout, mark=rt.mark, source_ip=source_ip, on_local_address=remember
+            )
+        except BaseException:
+            _forget(rt.guard, local, dst)
+            raise
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        return PooledStream(dst, stream, on_close=functools.partial(_forget, rt.guard, local, dst))
+
+    return connect
+
+
+async def proxy_http1(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
+    """Serve the client's HTTP/1.1 requests (``PROTOCOL_HANDLERS[HTTP1]``)."""
+    http = rt.http
+    assert http is not None and legs.upstream_socket is not None and rec.upstream is not None
+    side, dst = legs.side, rec.upstream
+    first_sock, legs.upstream_socket = legs.upstream_socket, None
+    guard_key, legs.upstream_key = legs.upstream_key, None  # the pooled connection forgets it when it closes
+    first = PooledStream(
+        dst,
+        trio.SocketStream(trio.socket.from_stdlib_socket(first_sock)),
+        on_close=functools.partial(rt.guard.discard_upstream, *guard_key) if guard_key is not None else None,
+    )
+    source_ip = side.source_ip(rec.client)
+    own_pool: ConnectionPool[SockAddr] | None = None
+    if source_ip is None:
+        pool = http.pools[side.direction]
+    else:
+        pool = own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
+    pool.release(first, reusable=True)
+    rec.state = "open"
+    ctx = Http1Context(rec, dst, pool, http.stats, http.ids)
+    try:
+        await serve_http1(legs.client, ctx)
+    finally:
+        if own_pool is not None:
+            own_pool.close_idle()
+
+
+def _forget(guard: LoopGuard, local: list[SockAddr], dst: SockAddr) -> None:
+    for address in local:
+        guard.discard_upstream(address, dst)
+    local.clear()
