@@ -20,6 +20,9 @@ from perf.processes import LOAD_CORE, PROXY_CORE, BenchError, Service, Services,
 from perf.scenarios import Peer
 
 REPO: Final = Path(__file__).resolve().parent.parent
+OPAQUE_POLICY: Final = (
+    '{"name": "bench-l4", "outbound": {"default_protocol": "opaque"}, "inbound": {"default_protocol": "opaque"}}\n'
+)
 LOOPBACK: Final = "127.0.0.1"
 # Debian's packages for each peer and load generator; scripts/setup-bench.sh installs them.
 TOOLS: Final = {
@@ -75,6 +78,9 @@ async def start_proxy(
     match peer.name:
         case "triomesh":
             argv = [*_triomesh(listen, upstream), "--workers", str(workers)]
+            if layer is Layer.L4:
+                # As an L4 proxy: relay every port as opaque bytes (the default policy detects HTTP and proxies it).
+                argv += ["--policy", _write(run_dir / "opaque-policy.json", OPAQUE_POLICY)]
         case "envoy":
             binary = envoy_binary()
             if binary is None:

@@ -22,7 +22,7 @@ _L4_NAMES: Final = {
 }
 _L7_NAMES: Final = {
     "none": "no proxy",
-    "triomesh": "triomesh (L4 relay) †",
+    "triomesh": "triomesh HTTP",
     "envoy": "Envoy HTTP",
     "nginx": "nginx proxy_pass",
     "haproxy": "HAProxy mode http",
@@ -41,14 +41,17 @@ _COLOURS: Final = {
     "haproxy": "#e7298a",
 }
 _FOOTNOTE: Final = (
-    "† triomesh is an opaque TCP relay today: in the HTTP scenarios it carries HTTP as bytes while the peers "
-    "parse it (L7). That is not like for like; the `tcp_*` scenarios compare it with the peers as L4 proxies."
+    "† relayed as bytes (L4) in an HTTP scenario while the peers parse HTTP (L7): not like for like. triomesh "
+    "proxies HTTP/1.1 at L7 (detection, then its HTTP/1.1 proxy) but relays h2c until its HTTP/2 proxy lands."
 )
 
 
-def proxy_label(proxy: str, layer: str) -> str:
+def proxy_label(proxy: str, layer: str, scenario_layer: str | None = None) -> str:
+    """How a proxy is named in a table: by the layer it ran at (marked † when that is L4 in an L7 scenario)."""
     if proxy in _LAB_NAMES:
         return _LAB_NAMES[proxy]
+    if scenario_layer == Layer.L7.value and layer == Layer.L4.value and proxy != "none":
+        return f"{_L4_NAMES.get(proxy, proxy)} (L4 relay) †"
     return (_L7_NAMES if layer == Layer.L7.value else _L4_NAMES).get(proxy, proxy)
 
 
@@ -76,7 +79,7 @@ def render_markdown(result: RunResult, chart_name: str | None = None) -> str:
         lines += ["## Summary: triomesh as a transparent sidecar (no Envoy in the lab: no ratios)", ""]
         lines += [*_summary(scenarios, settings.proxies, table, mark_l4=False), ""]
     elif l7:
-        lines += ["## Summary, HTTP scenarios: peers as L7 proxies, triomesh as an L4 relay †", ""]
+        lines += ["## Summary, HTTP scenarios: every proxy at L7 where it can († relayed as bytes)", ""]
         lines += [*_summary(l7, settings.proxies, table), "", _FOOTNOTE, ""]
     if l4 and settings.mode != "lab":
         lines += ["## Summary, TCP scenarios: every proxy at L4 (like for like)", ""]
@@ -166,7 +169,7 @@ def _section(
         cell = table.get((scenario.name, proxy))
         if cell is None:
             continue
-        label = proxy_label(proxy, scenario.layer.value)
+        label = proxy_label(proxy, cell.layer, scenario.layer.value)
         if cell.skipped is not None:
             lines.append(_row([label, *("skipped" for _ in scenario.figures), "0"]))
             notes.append(f"- {label}: skipped: {cell.skipped}")

@@ -156,11 +156,14 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
     layers: frozenset[Layer]
     """What it can be; an L7 scenario runs an L4-only proxy as L4 and the report says so."""
     is_process: bool = True
+    h2_at_l7: bool = True
+    """Whether it proxies h2c at L7; if not, the h2c scenario relays it at L4 (and the report says so)."""
 
 
 PEERS: Final = (
     Peer(name="none", title="no proxy", layers=frozenset({Layer.L7, Layer.L4}), is_process=False),
-    Peer(name="triomesh", title="triomesh", layers=frozenset({Layer.L4})),
+    # HTTP/1.1 at L7 (detection + the HTTP/1.1 proxy); h2c is relayed as bytes until its HTTP/2 proxy lands.
+    Peer(name="triomesh", title="triomesh", layers=frozenset({Layer.L7, Layer.L4}), h2_at_l7=False),
     Peer(name="envoy", title="Envoy", layers=frozenset({Layer.L7, Layer.L4})),
     Peer(name="nginx", title="nginx", layers=frozenset({Layer.L7, Layer.L4})),
     Peer(name="haproxy", title="HAProxy", layers=frozenset({Layer.L7, Layer.L4})),
@@ -170,8 +173,10 @@ BASELINE: Final = "envoy"  # every ratio in the report is to Envoy's figure from
 
 
 def layer_for(peer: Peer, scenario: Scenario) -> Layer:
-    """The layer ``peer`` runs at in ``scenario``: the scenario's, unless the peer cannot (triomesh has no HTTP
-    yet, so HTTP scenarios carry HTTP over its L4 relay)."""
+    """The layer ``peer`` runs at in ``scenario``: the scenario's, unless the peer cannot (then it relays the
+    scenario's traffic at L4)."""
+    if scenario.layer is Layer.L7 and scenario.h2c and not peer.h2_at_l7:
+        return Layer.L4
     return scenario.layer if scenario.layer in peer.layers else Layer.L4
 
 
