@@ -103,6 +103,7 @@ class H2Stream:
     ``H2Connection.open_stream``. Methods raise ``H2StreamResetError``/``H2ConnectionClosedError``."""
 
     __slots__ = (
+        "_buffered",
         "_conn",
         "_error",
         "_inbox",
@@ -127,6 +128,7 @@ class H2Stream:
         self.opened_at = trio.current_time()
         self.responded = False
         self._inbox: deque[tuple[bytes, int]] = deque()
+        self._buffered = 0
         self._wakeup = trio.Event()
         self._remote_ended = False
         self._local_ended = False
@@ -137,6 +139,11 @@ class H2Stream:
             f"<H2Stream {self.stream_id} queued={len(self._inbox)} remote_ended={self._remote_ended} "
             f"local_ended={self._local_ended} error={type(self._error).__name__ if self._error else None}>"
         )
+
+    @property
+    def buffered(self) -> int:
+        """Flow-controlled bytes received on this stream and not yet taken by ``receive_data``."""
+        return self._buffered
 
     # === receiving ===
 
@@ -158,6 +165,7 @@ class H2Stream:
                 return b""
             await self._wait()
         data, flow_controlled = self._inbox.popleft()
+        self._buffered -= flow_controlled
         self._conn._consumed(self.stream_id, flow_controlled)
         return data
 
@@ -263,6 +271,11 @@ class H2Connection:
     @property
     def active_streams(self) -> int:
         return len(self._streams)
+
+    @property
+    def buffered(self) -> int:
+        """Received bytes queued on all streams, not yet consumed (bounded by ``connection_window``)."""
+        return sum(stream._buffered for stream in self._streams.values())
 
     # === running ===
 
@@ -405,6 +418,7 @@ class H2Connection:
             self._consumed(data.stream_id, data.flow_controlled_length)
         else:
             stream._inbox.append((data.data, data.flow_controlled_length))
+            stream._buffered += data.flow_controlled_length
             stream._wake()
         return True
 
@@ -602,6 +616,7 @@ class H2Connection:
         while stream._inbox:
             _, flow_controlled = stream._inbox.popleft()
             self._consumed(stream.stream_id, flow_controlled)
+        stream._buffered = 0
 
     def _maybe_forget(self, stream: H2Stream) -> None:
         if stream._local_ended and stream._remote_ended:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import ParamSpec, TypeVar
 
 import trio
 
@@ -12,6 +14,22 @@ from dataplane.http2.counters import H2Counters
 from tests.dataplane.sockets import tcp_pair
 
 Header = tuple[bytes, bytes]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def deadline(seconds: float) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """Fail the test after ``seconds`` instead of hanging (real sockets: autojump_clock would fire early)."""
+
+    def decorate(test: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        @functools.wraps(test)
+        async def bounded(*args: P.args, **kwargs: P.kwargs) -> T:
+            with trio.fail_after(seconds):
+                return await test(*args, **kwargs)
+
+        return bounded
+
+    return decorate
 
 
 def request(path: bytes = b"/", method: bytes = b"GET", authority: bytes = b"example.test") -> list[Header]:
