@@ -13,11 +13,17 @@ Header = tuple[bytes, bytes]
 
 
 class RawPeer:
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
+    def __init__(self, stream: trio.SocketStream | None = None) -> None:
+        """Without a stream it only builds frames (its hpack encoder keeps the dynamic table in order)."""
+        self._stream = stream
         self._skip = 0  # the client's preface, when we are the server
         self.encoder = hpack.Encoder()
         self._buffer = bytearray()
+
+    @property
+    def stream(self) -> trio.SocketStream:
+        assert self._stream is not None
+        return self._stream
 
     async def start_client(self) -> None:
         await self.stream.send_all(PREFACE + SettingsFrame(0).serialize())
