@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -204,14 +206,23 @@ async def test_drain_sends_goaway_finishes_open_streams_and_refuses_new_ones() -
     assert server.close_reason == "drained"
 
 
-@deadline(30)
-async def test_goaway_received_refuses_streams_above_last_id() -> None:
+@asynccontextmanager
+async def client_with_raw_server() -> AsyncIterator[tuple[H2Connection, RawPeer]]:
+    """Our client side against a hand-driven server; the client runs until the block's end or its own close."""
     client_sock, server_sock = await tcp_pair()
     client = H2Connection(client_sock, client_side=True)
     peer = RawPeer(server_sock)
     async with trio.open_nursery() as nursery:
         await peer.start_server()
         await nursery.start(client.run)
+        yield client, peer
+        if client.accepting:
+            nursery.cancel_scope.cancel()
+
+
+@deadline(30)
+async def test_goaway_received_refuses_streams_above_last_id() -> None:
+    async with client_with_raw_server() as (client, peer):
         streams = [await client.open_stream(request(), end_stream=True) for _ in range(3)]  # ids 1, 3, 5
         seen: set[int] = set()
         while len(seen) < 3:
@@ -238,12 +249,7 @@ async def test_goaway_received_refuses_streams_above_last_id() -> None:
 
 @deadline(30)
 async def test_refused_stream_is_retryable_and_bad_response_is_reported() -> None:
-    client_sock, server_sock = await tcp_pair()
-    client = H2Connection(client_sock, client_side=True)
-    peer = RawPeer(server_sock)
-    async with trio.open_nursery() as nursery:
-        await peer.start_server()
-        await nursery.start(client.run)
+    async with client_with_raw_server() as (client, peer):
         first = await client.open_stream(request(), end_stream=True)
         second = await client.open_stream(request(), end_stream=True)
         await peer.send(
@@ -255,7 +261,6 @@ async def test_refused_stream_is_retryable_and_bad_response_is_reported() -> Non
         with pytest.raises(H2InvalidResponseError):
             await second.receive_response()
         assert client.counters.rejected["bad_status"] == 1
-        nursery.cancel_scope.cancel()
 
 
 @deadline(30)
