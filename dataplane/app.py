@@ -85,7 +85,14 @@ class Proxy:
         # has its own, bound to the client's address).
         self.http.pools["outbound"] = ConnectionPool(pool_connector(OutboundSide(), self.runtime))
         self.http.pools["inbound"] = ConnectionPool(pool_connector(InboundSide(settings.inbound_mode), self.runtime))
-        self.metrics = ProxyMetrics(self.table, self.store, self.state, VERSION, http=self.http.stats)
+        self.metrics = ProxyMetrics(
+            self.table,
+            self.store,
+            self.state,
+            VERSION,
+            http=self.http.stats,
+            h2=(self.http.h2_clients, self.http.h2_upstreams),
+        )
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,

@@ -28,7 +28,7 @@ from dataplane.connections import ConnRecord
 from dataplane.detect.detect import detect
 from dataplane.detect.sniff import Protocol as DetectedProtocol
 from dataplane.errors import ClientResetError, ProxyError, RedirectLoopError
-from dataplane.layer7 import proxy_http1
+from dataplane.layer7 import proxy_h2, proxy_http1
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.runtime import Runtime
@@ -127,6 +127,9 @@ async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     if protocol is DetectedProtocol.HTTP1 and rt.http is not None:
         await proxy_http1(legs, rec, rt)
         return
+    if protocol is DetectedProtocol.H2 and rt.http is not None:
+        await proxy_h2(legs, rec, rt)
+        return
     await PROTOCOL_HANDLERS[protocol](legs, rec, rt)
 
 
@@ -153,8 +156,8 @@ async def _relay_opaque(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
 ProtocolHandler = Callable[["_Legs", ConnRecord, Runtime], Awaitable[None]]
 
 # The dispatch point after detection for what is relayed as bytes: TLS stays opaque for good (the mesh does not
-# terminate it here), h2 until the HTTP/2 proxy lands. HTTP/1.1 goes to the HTTP proxy when the runtime has one
-# (``layer7.proxy_http1``); without it (tests of the relay alone) it is relayed too.
+# terminate it here). HTTP/1.1 and h2 go to the HTTP proxies when the runtime has them (``layer7``); without
+# them (tests of the relay alone) they are relayed too.
 PROTOCOL_HANDLERS: Final[Mapping[DetectedProtocol, ProtocolHandler]] = {
     DetectedProtocol.HTTP1: _relay_opaque,
     DetectedProtocol.H2: _relay_opaque,

@@ -1,4 +1,4 @@
-"""Plugging the HTTP/1.1 proxy into the connection handler: the protocol handler for detected ``http1``
+"""Plugging the HTTP proxies into the connection handler: the protocol handlers for detected ``http1`` and ``h2``
 connections, and the upstream connectors of the keep-alive pools.
 
 The handler has already connected to the original destination before detection (so a server that speaks first
@@ -17,6 +17,7 @@ import trio
 
 from dataplane.connections import ConnRecord
 from dataplane.http1.proxy import Http1Context, serve_http1
+from dataplane.http2.proxy import H2Context, serve_h2
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.net.loop_guard import LoopGuard
@@ -50,6 +51,39 @@ def pool_connector(side: Side, rt: Runtime, *, source_ip: str | None = None) -> 
         return PooledStream(dst, stream, on_close=functools.partial(_forget, rt.guard, local, dst))
 
     return connect
+
+
+async def proxy_h2(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
+    """Serve the client's HTTP/2 streams over HTTP/2 to the upstream (``PROTOCOL_HANDLERS[H2]``): the connection
+    the handler opened carries them, more are opened when the upstream sends GOAWAY."""
+    http = rt.http
+    assert http is not None and legs.upstream_socket is not None and rec.upstream is not None
+    side, dst = legs.side, rec.upstream
+    first_sock, legs.upstream_socket = legs.upstream_socket, None  # the loop guard entry stays with legs
+    connector = pool_connector(side, rt, source_ip=side.source_ip(rec.client))
+    opened: list[PooledStream[SockAddr]] = []
+
+    async def connect() -> trio.SocketStream:
+        pooled = await connector(dst)
+        opened.append(pooled)
+        return pooled.stream
+
+    ctx = H2Context(
+        rec=rec,
+        upstream=dst,
+        first=trio.SocketStream(trio.socket.from_stdlib_socket(first_sock)),
+        connect=connect,
+        stats=http.stats,
+        ids=http.ids,
+        counters=http.h2_clients,
+        upstream_counters=http.h2_upstreams,
+    )
+    rec.state = "open"
+    try:
+        await serve_h2(legs.client, ctx)
+    finally:
+        for pooled in opened:
+            pooled.close()
 
 
 async def proxy_http1(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:

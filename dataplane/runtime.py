@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dataplane.admin.schema import Direction
 from dataplane.connections import ConnectionTable
 from dataplane.http.request_id import RequestIds
+from dataplane.http2.counters import H2Counters
 from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.settings import InboundMode
@@ -25,6 +26,10 @@ class HttpShared:
     pools: dict[Direction, ConnectionPool[SockAddr]]
     """Upstream connections reusable by any client connection of that direction (not under TPROXY, where an
     upstream connection carries one client's address)."""
+    h2_clients: H2Counters = field(default_factory=H2Counters)
+    """HTTP/2 connections from clients: streams, validation rejections, protocol errors, floods."""
+    h2_upstreams: H2Counters = field(default_factory=H2Counters)
+    """HTTP/2 connections to upstreams."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,11 @@ class H2Stream:
         """Flow-controlled bytes received on this stream and not yet taken by ``receive_data``."""
         return self._buffered
 
+    @property
+    def remote_ended(self) -> bool:
+        """The peer ended its side (END_STREAM seen); queued data may still be waiting for ``receive_data``."""
+        return self._remote_ended
+
     # === receiving ===
 
     async def receive_response(self) -> list[Header]:
@@ -159,10 +164,12 @@ class H2Stream:
         """The next body chunk; b'' once the peer ended the stream (``trailers`` is then set if it sent any).
         Taking a chunk is what gives its bytes back to the peer's flow-control window."""
         while not self._inbox:
-            if self._error is not None:
-                raise self._error
+            # A complete stream stays complete: a reset that came after the peer's END_STREAM (RST_STREAM NO_ERROR
+            # after a full response, RFC 9113 8.1) only stops our sending.
             if self._remote_ended:
                 return b""
+            if self._error is not None:
+                raise self._error
             await self._wait()
         data, flow_controlled = self._inbox.popleft()
         self._buffered -= flow_controlled
@@ -503,7 +510,10 @@ class H2Connection:
         stream._wake()
         self._slots.unpark_all()
         self._window.unpark_all()
-        self._release(stream)
+        if not stream._remote_ended:
+            # A stream the peer had already ended keeps what it sent readable (a server may reset with NO_ERROR
+            # right after a complete response, RFC 9113 8.1); its window is given back as it is read.
+            self._release(stream)
         if self._client_side or not event.remote_reset:
             return True
         lifetime = trio.current_time() - stream.opened_at

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dataplane.http2.counters import H2Counters
 from dataplane.telemetry.http_stats import LATENCY_BUCKETS_MS, HttpStats, RequestKey
 
 _REQUEST_LABELS = ["direction", "authority", "target_addr", "target_ip", "target_port", "tls"]
@@ -61,3 +62,36 @@ def _labels(key: RequestKey) -> list[str]:
 
 def _order(key: RequestKey) -> tuple[str, str, str, str]:
     return (key.direction, key.authority, str(key.target), key.tls)
+
+
+class H2Collector(Collector):
+    """HTTP/2 connection health: streams, requests refused by validation, flood defences, protocol errors."""
+
+    def __init__(self, clients: H2Counters, upstreams: H2Counters) -> None:
+        self._sides = (("client", clients), ("upstream", upstreams))
+
+    def collect(self) -> Iterator[Metric]:
+        streams = CounterMetricFamily("triomesh_h2_streams", "HTTP/2 streams, by connection side.", labels=["side"])
+        errors = CounterMetricFamily(
+            "triomesh_h2_protocol_errors",
+            "HTTP/2 connections closed because the peer broke the protocol.",
+            labels=["side"],
+        )
+        rejected = CounterMetricFamily(
+            "triomesh_h2_rejected",
+            "HTTP/2 requests or responses refused by validation (RST_STREAM), by reason.",
+            labels=["side", "reason"],
+        )
+        floods = CounterMetricFamily(
+            "triomesh_h2_flood_closed",
+            "HTTP/2 connections closed by a flood defence (GOAWAY), by kind.",
+            labels=["side", "kind"],
+        )
+        for side, counters in self._sides:
+            streams.add_metric([side], counters.streams)
+            errors.add_metric([side], counters.protocol_errors)
+            for reason, count in sorted(counters.rejected.items()):
+                rejected.add_metric([side, reason], count)
+            for kind, count in sorted(counters.flood_closed.items()):
+                floods.add_metric([side, kind], count)
+        yield from (streams, errors, rejected, floods)

@@ -25,7 +25,8 @@ from prometheus_client.registry import Collector
 
 from dataplane.connections import CloseSide, ConnectionTable, MetricKey, PeerTotals
 from dataplane.detect.totals import BUCKETS, DetectTotals
-from dataplane.telemetry.http_metrics import HttpCollector
+from dataplane.http2.counters import H2Counters
+from dataplane.telemetry.http_metrics import H2Collector, HttpCollector
 from dataplane.telemetry.http_stats import HttpStats
 from policy.store import PolicyStore
 
@@ -52,6 +53,7 @@ class ProxyMetrics:
         version: str,
         *,
         http: HttpStats | None = None,
+        h2: tuple[H2Counters, H2Counters] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
@@ -62,6 +64,8 @@ class ProxyMetrics:
         self.registry.register(StateCollector(state, version))
         if http is not None:
             self.registry.register(HttpCollector(http))
+        if h2 is not None:
+            self.registry.register(H2Collector(*h2))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -274,3 +274,20 @@ async def test_peer_close_fails_open_streams() -> None:
         with pytest.raises(H2ConnectionClosedError):
             await stream.receive_response()
     assert client.close_reason == "peer_closed"
+
+
+@deadline(30)
+async def test_a_complete_response_stays_readable_after_the_server_resets_with_no_error() -> None:
+    # RFC 9113 8.1: a server may answer before the request ends and then RST_STREAM(NO_ERROR) to stop the body;
+    # the client must not lose the response it already has.
+    async def answer_early(stream: H2Stream) -> None:
+        await stream.send_headers([(b":status", b"200"), (b"content-length", b"6")])
+        await stream.send_data(b"hello\n", end_stream=True)
+        # returning with the request still open: the connection resets the stream with NO_ERROR
+
+    async with h2_pair(answer_early) as pair:
+        for _ in range(50):
+            stream = await pair.client.open_stream(request(b"/", b"POST"))
+            await trio.testing.wait_all_tasks_blocked()  # the response and the reset have both arrived
+            assert (await stream.receive_response())[0] == (b":status", b"200")
+            assert await read_body(stream) == b"hello\n"

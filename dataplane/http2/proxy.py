@@ -1,0 +1,263 @@
+"""Proxying one client connection's HTTP/2 (h2c prior knowledge) streams to its upstream over HTTP/2.
+
+Theory of operation: the client connection is the server side of an ``H2Connection``; every request stream that
+passed validation gets a task (``_proxy_stream``) which opens a stream on the upstream connection, an
+``H2Connection`` client side that multiplexes every stream of this client connection (the first one is the
+connection the handler opened before detection). Request body and trailers flow client -> upstream in a pump task
+while the response headers, body and trailers flow back; flow control is end to end because each side
+acknowledges data only when the other side's send took it (``H2Stream.receive_data``). A stream the upstream
+refused (REFUSED_STREAM, or above a GOAWAY's last id) before we sent any of its body is retried once on a new
+upstream connection; later, it is passed to the client as REFUSED_STREAM so the client may retry.
+
+Errors users see: no upstream connection -> 503, an invalid or missing response (the upstream reset the stream
+or closed first) -> 502, each with ``x-triomesh-error``; a response already started is never completed by us:
+the client's stream is reset instead. Metrics are recorded per stream like HTTP/1.1's, with ``grpc_status``
+taken from the trailers (or a trailers-only response).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from dataplane.connections import ConnRecord
+from dataplane.errors import ConnectError
+from dataplane.http.request_id import RequestIds
+from dataplane.http2.conn import H2Connection, H2Stream
+from dataplane.http2.counters import H2Counters
+from dataplane.http2.errors import H2Error, H2ErrorCode, H2StreamResetError
+from dataplane.http2.validate import Header
+from dataplane.net.addr import SockAddr
+from dataplane.telemetry.http_stats import HttpStats, RequestKey
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS: Final = 2  # the first try, and one retry of a stream the upstream provably did not process
+# The request fields the proxy sets itself (the client's values are replaced, never passed on).
+_OWN_FIELDS: Final = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})
+
+
+@dataclass
+class H2Context:
+    """What one client connection's HTTP/2 proxying needs from the proxy."""
+
+    rec: ConnRecord
+    upstream: SockAddr
+    first: trio.SocketStream
+    """The upstream connection the handler already opened: the first upstream HTTP/2 connection."""
+    connect: Callable[[], Awaitable[trio.SocketStream]]
+    """Opens another connection to ``upstream`` (after a GOAWAY or a failure of the current one)."""
+    stats: HttpStats
+    ids: RequestIds
+    counters: H2Counters
+    upstream_counters: H2Counters
+
+
+async def serve_h2(client: trio.SocketStream, ctx: H2Context) -> None:
+    """Proxy the client's streams until it closes, an error closes it, or a drain finishes."""
+    async with trio.open_nursery() as nursery:
+        upstreams = _Upstreams(ctx, nursery)
+        server = H2Connection(client, client_side=False, counters=ctx.counters)
+
+        async def handle(stream: H2Stream) -> None:
+            await _proxy_stream(ctx, upstreams, stream)
+
+        try:
+            await server.run(handle)
+        except H2Error as exc:
+            ctx.rec.close_reason = exc.reason
+            log.info("conn=%d h2 client connection closed: %s", ctx.rec.id, exc)
+        finally:
+            nursery.cancel_scope.cancel(reason="the client connection ended")
+
+
+class _Upstreams:
+    """The current upstream HTTP/2 connection, replaced when it stops taking streams."""
+
+    def __init__(self, ctx: H2Context, nursery: trio.Nursery) -> None:
+        self.ctx = ctx
+        self.nursery = nursery
+        self.current: H2Connection | None = None
+        self.unused_first: trio.SocketStream | None = ctx.first
+        self.lock = trio.Lock()
+
+    async def get(self) -> H2Connection:
+        async with self.lock:
+            if self.current is not None and self.current.accepting:
+                return self.current
+            if self.unused_first is not None:
+                transport, self.unused_first = self.unused_first, None
+            else:
+                transport = await self.ctx.connect()
+            conn = H2Connection(transport, client_side=True, counters=self.ctx.upstream_counters)
+            await self.nursery.start(self._run, conn)
+            self.current = conn
+            return conn
+
+    async def _run(self, conn: H2Connection, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await conn.run(task_status=task_status)
+        except H2Error as exc:  # its streams see the error themselves; the client connection carries on
+            log.info("conn=%d upstream h2 connection closed: %s", self.ctx.rec.id, exc)
+
+
+async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream) -> None:
+    started = trio.current_time()
+    headers = stream.request_headers
+    authority = _get(headers, b":authority") or b""
+    key = ctx.stats.request(ctx.rec.direction, authority.decode("latin-1"), ctx.upstream, ctx.rec.tls)
+    forwarded = _forwarded_request(headers, ctx)
+    up: H2Stream | None = None
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            conn = await upstreams.get()
+            up = await conn.open_stream(forwarded)
+            break
+        except ConnectError as exc:
+            await _refuse(stream, 503, f"upstream {ctx.upstream} unreachable: {exc.reason}")
+            ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+            return
+        except H2Error as exc:
+            if exc.retryable and attempt + 1 < MAX_ATTEMPTS:
+                continue
+            await _refuse(stream, 503, f"upstream {ctx.upstream}: {exc}")
+            ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+            return
+    assert up is not None
+    exchange = _Exchange(ctx, stream, up, key, started)
+    await exchange.run()
+
+
+class _Exchange:
+    def __init__(self, ctx: H2Context, down: H2Stream, up: H2Stream, key: RequestKey, started: float) -> None:
+        self.ctx = ctx
+        self.down = down  # the client's stream (we are its server)
+        self.up = up  # our stream to the upstream (we are its client)
+        self.key = key
+        self.started = started
+        self.recorded = False
+
+    async def run(self) -> None:
+        # Failures are caught inside the nursery (which would wrap them in exception groups) and handled after.
+        failure: H2Error | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump_request, nursery.cancel_scope)
+            try:
+                await self._relay_response()
+            except H2Error as exc:
+                failure = exc
+                nursery.cancel_scope.cancel(reason="the response side failed")
+        if failure is not None:
+            await self._failed(failure)
+
+    async def _pump_request(self, scope: trio.CancelScope) -> None:
+        """Client -> upstream: body chunks and trailers.
+
+        A client that resets its stream gives up on the request: the upstream stream is cancelled and so is the
+        exchange. An upstream that stops taking the body (RST_STREAM NO_ERROR after a complete response, RFC 9113
+        8.1, or a failure) only ends this pump: the response side carries on, or sees the failure itself."""
+        rec = self.ctx.rec
+        while True:
+            try:
+                data = await self.down.receive_data()
+            except H2Error:
+                self.up.reset(H2ErrorCode.CANCEL)
+                scope.cancel(reason="the client gave up on the request")
+                return
+            try:
+                if data:
+                    rec.up.received += len(data)
+                    await self.up.send_data(data)
+                    rec.up.sent += len(data)
+                    continue
+                if self.down.trailers:
+                    await self.up.send_trailers(self.down.trailers)
+                else:
+                    await self.up.end()
+            except H2Error:
+                pass
+            return
+
+    async def _relay_response(self) -> None:
+        rec = self.ctx.rec
+        head = await self.up.receive_response()
+        status = int(_get(head, b":status") or b"0")
+        grpc = _grpc_status(head)  # a trailers-only gRPC response carries it here
+        if self.up.remote_ended and self.up.buffered == 0 and not self.up.trailers:
+            # Headers that end the stream (a gRPC trailers-only response, a 204): pass them on as such; an extra
+            # empty DATA frame would turn a trailers-only response into one without trailers.
+            await self.down.send_headers(head, end_stream=True)
+            self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), grpc_status=grpc)
+            self.recorded = True
+            return
+        await self.down.send_headers(head)
+        while data := await self.up.receive_data():
+            rec.down.received += len(data)
+            await self.down.send_data(data)
+            rec.down.sent += len(data)
+        trailers = self.up.trailers
+        if trailers:
+            trailer_status = _grpc_status(trailers)
+            grpc = trailer_status if trailer_status is not None else grpc
+            await self.down.send_trailers(list(trailers))
+        else:
+            await self.down.end()
+        self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), grpc_status=grpc)
+        self.recorded = True
+
+    async def _failed(self, exc: H2Error) -> None:
+        """The upstream stream or connection failed: tell the client in the way that keeps the truth."""
+        if not self.recorded:
+            self.ctx.stats.response(self.key, status=None, latency_ms=_ms(self.started), error=exc.reason)
+            self.recorded = True
+        refused = isinstance(exc, H2StreamResetError) and exc.remote and exc.code == H2ErrorCode.REFUSED_STREAM
+        if self.down.responded:
+            # A started response is never completed by us.
+            self.down.reset(H2ErrorCode.INTERNAL_ERROR)
+        elif refused:
+            self.down.reset(H2ErrorCode.REFUSED_STREAM)  # unprocessed upstream: the client may retry
+        else:
+            await _refuse(self.down, 502, f"upstream {self.ctx.upstream}: {exc}")
+
+
+async def _refuse(stream: H2Stream, status: int, why: str) -> None:
+    with contextlib.suppress(H2Error):
+        await stream.send_headers(_error_headers(status, why), end_stream=True)
+
+
+def _error_headers(status: int, why: str) -> list[Header]:
+    return [
+        (b":status", str(status).encode()),
+        (b"content-type", b"text/plain"),
+        (b"x-triomesh-error", why.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" ")),
+    ]
+
+
+def _forwarded_request(headers: Sequence[Header], ctx: H2Context) -> list[Header]:
+    out = [(n, v) for n, v in headers if n not in _OWN_FIELDS]
+    out.append((b"x-forwarded-for", ctx.rec.client.ip.encode()))
+    out.append((b"x-forwarded-proto", b"http"))
+    if _get(headers, b"x-request-id") is None:
+        out.append((b"x-request-id", ctx.ids.next()))
+    return out
+
+
+def _get(headers: Sequence[Header], name: bytes) -> bytes | None:
+    for n, v in headers:
+        if n == name:
+            return v
+    return None
+
+
+def _grpc_status(headers: Sequence[Header]) -> int | None:
+    value = _get(headers, b"grpc-status")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _ms(started: float) -> float:
+    return (trio.current_time() - started) * 1000
