@@ -145,7 +145,7 @@ async def _serve(listen: SockAddr, upstream: SockAddr) -> None:
 
     async def connect(dst: SockAddr) -> PooledStream[SockAddr]:
         sock = await open_upstream(dst, timeout=2.0, mark=0)
-        return PooledStream(dst, trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
+        return PooledStream(dst, sock)
 
     pool: ConnectionPool[SockAddr] = ConnectionPool(connect)
     listeners = await trio.open_tcp_listeners(listen.port, host=listen.ip, backlog=1024)
