@@ -18,7 +18,6 @@ completed by us: the client connection is closed without the final chunk (or sho
 from __future__ import annotations
 
 import contextlib
-import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,10 +27,10 @@ import trio
 
 from dataplane.connections import ConnRecord
 from dataplane.errors import ConnectError
-from dataplane.http.forwarding import ensure_request_id, set_forwarded, strip_hop_by_hop
-from dataplane.http.model import BodyKind, Framing, RequestHead, ResponseHead
+from dataplane.http.forwarding import forwarded_request_head, strip_hop_by_hop
+from dataplane.http.model import BodyKind, Framing, ResponseHead
 from dataplane.http.request_id import RequestIds
-from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_request_head, serialise_response_head
+from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_response_head
 from dataplane.http1.errors import Http1Error
 from dataplane.http1.events import (
     NEED_DATA,
@@ -161,10 +160,9 @@ class _Session:
         head = request.head
         authority = (head.headers.get(b"host") or b"").decode("latin-1")
         key = ctx.stats.request(self.rec.direction, authority, ctx.upstream, self.rec.tls)
-        headers = strip_hop_by_hop(head.headers, upgrade=request.upgrade)
-        set_forwarded(headers, client=self.client_ip, proto=b"http")
-        ensure_request_id(headers, ctx.ids)
-        forwarded = serialise_request_head(RequestHead(head.method, head.target, b"HTTP/1.1", headers), request.framing)
+        forwarded = forwarded_request_head(
+            head, request.framing, upgrade=request.upgrade, client=self.client_ip, proto=b"http", ids=ctx.ids
+        )
         try:
             upstream = await ctx.pool.acquire(ctx.upstream)
         except ConnectError as exc:
@@ -340,10 +338,13 @@ class _Exchange:
 
     async def _relay_response(self) -> None:
         timeout = self.s.ctx.response_timeout
-        with trio.move_on_after(timeout if timeout is not None else math.inf) as scope:
-            head_event = await self._final_head()
-        if scope.cancelled_caught:
-            raise _ResponseFailed(504, f"no response from upstream within {timeout:g}s", error="response_timeout")
+        if timeout is None:
+            head_event = await self._final_head()  # no cancel scope to enter and leave per request
+        else:
+            with trio.move_on_after(timeout) as scope:
+                head_event = await self._final_head()
+            if scope.cancelled_caught:
+                raise _ResponseFailed(504, f"no response from upstream within {timeout:g}s", error="response_timeout")
         head = head_event.head
         self.s.ctx.stats.response(self.key, status=head.status, latency_ms=_ms(self.started))
         self.recorded = True
