@@ -119,7 +119,7 @@ class ConnectionPool(Generic[K]):
         if not reusable or self._closed:
             conn.close()
             return
-        was_empty = len(self._idle) == 0
+        was_empty = not self._idle
         _close_all(self._idle.put(conn.key, conn, trio.current_time()))
         if was_empty:
             self._not_empty.set()
