@@ -29,12 +29,17 @@ def serialise_request_head(head: RequestHead, framing: Framing) -> bytes:
     Raises ValueError if the method or target could not be parsed back as one request line, or any field would
     break the line structure (CR, LF or NUL anywhere).
     """
-    if not is_token(head.method):
-        raise ValueError(f"method {head.method!r} is not a token")
-    if _TARGET.fullmatch(head.target) is None:
-        raise ValueError(f"request target {head.target!r} contains a space or a control byte")
-    lines = [b"%s %s HTTP/1.1" % (head.method, head.target)]
+    lines = [request_line(head.method, head.target)]
     return _finish(lines, head.headers, framing)
+
+
+def request_line(method: bytes, target: bytes) -> bytes:
+    """``METHOD target HTTP/1.1`` (no CRLF); ValueError unless it reads back as exactly that request line."""
+    if not is_token(method):
+        raise ValueError(f"method {method!r} is not a token")
+    if _TARGET.fullmatch(target) is None:
+        raise ValueError(f"request target {target!r} contains a space or a control byte")
+    return b"%s %s HTTP/1.1" % (method, target)
 
 
 def serialise_response_head(head: ResponseHead, framing: Framing) -> bytes:
@@ -75,11 +80,12 @@ def _finish(lines: list[bytes], headers: Headers, framing: Framing) -> bytes:
     lines.append(b"")
     lines.append(b"")
     out = b"\r\n".join(lines)
-    _check_lines(out, len(lines) - 1)
+    check_line_structure(out, len(lines) - 1)
     return out
 
 
-def _check_lines(out: bytes, line_ends: int) -> None:
+def check_line_structure(out: bytes, line_ends: int) -> None:
+    """Refuse ``out`` unless it has exactly ``line_ends`` CRLFs, no other CR or LF, and no NUL."""
     # Counting in C is cheaper than validating every field again, and catches a CR, LF or NUL smuggled into a
     # name or value by any producer (the HTTP/1.1 parser already rejects them; an HTTP/2 peer may not).
     if out.count(b"\n") != line_ends or out.count(b"\r") != line_ends or b"\x00" in out:
@@ -105,5 +111,5 @@ def encode_last_chunk(trailers: Headers | None = None) -> bytes:
     lines.append(b"")
     lines.append(b"")
     out = b"\r\n".join(lines)
-    _check_lines(out, len(lines) - 1)
+    check_line_structure(out, len(lines) - 1)
     return out

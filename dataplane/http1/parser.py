@@ -62,7 +62,7 @@ class _MessageReader:
         self._chunks: ChunkedDecoder | None = None
         self._error: Http1Error | None = None
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer bytes read from the peer; ``b""`` records that the peer closed its side."""
         if not data:
             self._eof = True

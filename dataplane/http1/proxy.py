@@ -18,7 +18,7 @@ completed by us: the client connection is closed without the final chunk (or sho
 from __future__ import annotations
 
 import contextlib
-import math
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -27,10 +27,10 @@ import trio
 
 from dataplane.connections import ConnRecord
 from dataplane.errors import ConnectError
-from dataplane.http.forwarding import ensure_request_id, set_forwarded, strip_hop_by_hop
-from dataplane.http.model import BodyKind, Framing, RequestHead, ResponseHead
+from dataplane.http.forwarding import forwarded_request_head, strip_hop_by_hop
+from dataplane.http.model import BodyKind, Framing, ResponseHead
 from dataplane.http.request_id import RequestIds
-from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_request_head, serialise_response_head
+from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_response_head
 from dataplane.http1.errors import Http1Error
 from dataplane.http1.events import (
     NEED_DATA,
@@ -47,9 +47,9 @@ from dataplane.http1.parser import RequestParser, ResponseParser
 from dataplane.net.addr import SockAddr
 from dataplane.tcp.relay import relay
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
+from dataplane.upstream import direct_io
 from dataplane.upstream.pool import ConnectionPool, PooledStream
 
-READ_SIZE: Final = 65536
 LINGER_SECONDS: Final = 2.0
 LINGER_BYTES: Final = 1 << 20
 _REASONS: Final = {
@@ -101,15 +101,21 @@ async def serve_http1(client: trio.SocketStream, ctx: Http1Context) -> None:
         # The client reset or vanished between or during requests: nothing to answer.
         if ctx.rec.close_reason is None:
             ctx.rec.close_reason = "client_reset"
+    finally:
+        session.sock.detach()  # the descriptor stays the caller's, closed with ``client``
 
 
 class _Session:
     def __init__(self, client: trio.SocketStream, ctx: Http1Context) -> None:
         self.client = client
+        # The same descriptor as a stdlib socket, for direct_io; detached (not closed) when the session ends.
+        trio_sock = client.socket
+        self.sock = socket.socket(trio_sock.family, trio_sock.type, trio_sock.proto, trio_sock.fileno())
         self.ctx = ctx
         self.rec = ctx.rec
         self.parser = RequestParser()
         self.client_ip = ctx.rec.client.ip.encode()
+        self.between_requests = False  # a response was just sent: the next request cannot be here yet
 
     async def run(self) -> None:
         while True:
@@ -126,11 +132,11 @@ class _Session:
             if not keep_going:
                 return
             self.parser.start_next()
+            self.between_requests = True
 
     async def _read_client(self) -> None:
-        data = await self.client.receive_some(READ_SIZE)
-        self.rec.up.received += len(data)
-        self.parser.receive_data(data)
+        wait_first, self.between_requests = self.between_requests, False
+        self.rec.up.received += await direct_io.receive(self.sock, self.parser.receive_data, wait_first=wait_first)
 
     async def _next_request_event(self) -> RequestReceived | DataReceived | MessageEnded | ConnectionClosed:
         while True:
@@ -141,7 +147,7 @@ class _Session:
             await self._read_client()
 
     async def _send_client(self, data: bytes) -> None:
-        await self.client.send_all(data)
+        await direct_io.send_all(self.sock, data)
         self.rec.down.sent += len(data)
 
     async def _exchange(self, request: RequestReceived) -> bool:
@@ -154,10 +160,9 @@ class _Session:
         head = request.head
         authority = (head.headers.get(b"host") or b"").decode("latin-1")
         key = ctx.stats.request(self.rec.direction, authority, ctx.upstream, self.rec.tls)
-        headers = strip_hop_by_hop(head.headers, upgrade=request.upgrade)
-        set_forwarded(headers, client=self.client_ip, proto=b"http")
-        ensure_request_id(headers, ctx.ids)
-        forwarded = serialise_request_head(RequestHead(head.method, head.target, b"HTTP/1.1", headers), request.framing)
+        forwarded = forwarded_request_head(
+            head, request.framing, upgrade=request.upgrade, client=self.client_ip, proto=b"http", ids=ctx.ids
+        )
         try:
             upstream = await ctx.pool.acquire(ctx.upstream)
         except ConnectError as exc:
@@ -219,11 +224,14 @@ class _Session:
         """Close gracefully after refusing a request the client may still be sending: closing a socket with
         unread input sends a reset, which can destroy our error response before the client reads it. So pass our
         FIN, then read and discard what still comes (bounded in bytes and time) until the client's FIN."""
-        await self.client.send_eof()
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
         discarded = 0
         with trio.move_on_after(LINGER_SECONDS):
-            while discarded < LINGER_BYTES and (data := await self.client.receive_some(READ_SIZE)):
-                discarded += len(data)
+            while discarded < LINGER_BYTES and (n := await direct_io.receive(self.sock, _discard)):
+                discarded += n
 
 
 class _Exchange:
@@ -249,10 +257,11 @@ class _Exchange:
         self.response_keep_alive = False
         self.upstream_reusable = False
         self.switched = False
+        self.awaiting_response = True  # the request was just sent: its response cannot be here yet
 
     async def _send_upstream(self, data: bytes) -> None:
         try:
-            await self.upstream.stream.send_all(data)
+            await direct_io.send_all(self.upstream.sock, data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise _ResponseFailed(502, "upstream reset while sending the request", error="upstream_reset") from exc
         self.s.rec.up.sent += len(data)
@@ -307,13 +316,12 @@ class _Exchange:
             exchange.cancel(reason="the request body failed")
 
     async def _read_upstream(self) -> None:
-        stream = self.upstream.stream
+        wait_first, self.awaiting_response = self.awaiting_response, False
         try:
-            data = await stream.receive_some(READ_SIZE)
+            n = await direct_io.receive(self.upstream.sock, self.rparser.receive_data, wait_first=wait_first)
         except trio.BrokenResourceError as exc:
             raise _ResponseFailed(502, "upstream reset the connection", error="upstream_reset") from exc
-        self.s.rec.down.received += len(data)
-        self.rparser.receive_data(data)
+        self.s.rec.down.received += n
 
     def _parse(self) -> ResponseEvent:
         try:
@@ -330,10 +338,13 @@ class _Exchange:
 
     async def _relay_response(self) -> None:
         timeout = self.s.ctx.response_timeout
-        with trio.move_on_after(timeout if timeout is not None else math.inf) as scope:
-            head_event = await self._final_head()
-        if scope.cancelled_caught:
-            raise _ResponseFailed(504, f"no response from upstream within {timeout:g}s", error="response_timeout")
+        if timeout is None:
+            head_event = await self._final_head()  # no cancel scope to enter and leave per request
+        else:
+            with trio.move_on_after(timeout) as scope:
+                head_event = await self._final_head()
+            if scope.cancelled_caught:
+                raise _ResponseFailed(504, f"no response from upstream within {timeout:g}s", error="response_timeout")
         head = head_event.head
         self.s.ctx.stats.response(self.key, status=head.status, latency_ms=_ms(self.started))
         self.recorded = True
@@ -396,8 +407,13 @@ class _Exchange:
         if early:
             await self._send_upstream(early)
         self.s.rec.protocol = "http1-upgraded"
-        await relay(self.s.client, self.upstream.stream, self.s.rec)
+        upstream = trio.SocketStream(trio.socket.from_stdlib_socket(self.upstream.sock))
+        await relay(self.s.client, upstream, self.s.rec)
         self.upstream.close()
+
+
+def _discard(data: memoryview) -> None:
+    pass
 
 
 def _ms(started: float) -> float:

@@ -28,6 +28,10 @@ class IdleSet(Generic[K, C]):
     def __len__(self) -> int:
         return sum(len(stack) for stack in self._idle.values())
 
+    def __bool__(self) -> bool:
+        """Anything idle at all, without counting (a key's stack is removed when it empties)."""
+        return bool(self._idle)
+
     def count(self, key: K) -> int:
         return len(self._idle.get(key, ()))
 

@@ -6,23 +6,26 @@ request to that key takes it instead of paying a handshake. Decisions (which idl
 in the pure ``IdleSet``; this module adds the clock, the health check and the one sweeper task.
 
 A connection handed out from the pool may have been closed by the server while idle: ``acquire`` checks that an
-idle socket is not readable (an idle HTTP/1.1 connection has nothing to say: readable means the server's FIN, a
-reset or garbage) before reusing it. A server can still close in the instant after the check; the proxy loop
-treats a reused connection failing before any response byte as retryable for that reason.
+idle socket has nothing to read (an idle HTTP/1.1 connection has nothing to say: a byte means the server's FIN, a
+reset or garbage) before reusing it, with one non-blocking ``MSG_PEEK`` read. A server can still close in the
+instant after the check; the proxy loop treats a reused connection failing before any response byte as retryable
+for that reason.
 """
 
 from __future__ import annotations
 
-import select
+import socket
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, NoReturn, TypeVar
 
 import trio
 
+from dataplane.upstream import direct_io
 from dataplane.upstream.idle_set import IdleSet
 
 K = TypeVar("K", bound=Hashable)
 
+_PEEK_FLAGS = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)  # an int: OR-ing the enum flags costs per call
 DEFAULT_MAX_IDLE_PER_KEY = 64
 DEFAULT_IDLE_TIMEOUT = (
     60.0  # seconds; shorter than common server keep-alive timeouts would be wasteful, longer risks races
@@ -30,29 +33,40 @@ DEFAULT_IDLE_TIMEOUT = (
 
 
 class PooledStream(Generic[K]):
-    """One upstream connection and what the pool knows about it."""
+    """One upstream connection and what the pool knows about it.
 
-    __slots__ = ("key", "on_close", "requests", "reused", "stream")
+    Resource handling: owns ``sock`` (a connected, non-blocking stdlib socket; a ``trio.SocketStream`` given
+    instead is taken over: its socket is detached from it) and closes it in ``close``.
+    """
 
-    def __init__(self, key: K, stream: trio.SocketStream, on_close: Callable[[], None] | None = None) -> None:
+    __slots__ = ("key", "on_close", "requests", "reused", "sock")
+
+    def __init__(
+        self, key: K, sock: socket.socket | trio.SocketStream, on_close: Callable[[], None] | None = None
+    ) -> None:
+        if isinstance(sock, trio.SocketStream):
+            trio_sock = sock.socket
+            sock = socket.socket(trio_sock.family, trio_sock.type, trio_sock.proto, trio_sock.detach())
+        sock.setblocking(False)
         self.key = key
-        self.stream = stream
+        self.sock = sock
         self.on_close = on_close
         self.reused = False  # handed out from the pool rather than freshly connected
         self.requests = 0  # requests sent on it so far (the proxy loop counts)
 
     def looks_idle(self) -> bool:
         """True when the socket has nothing to read: not closed, reset, or talking out of turn."""
-        poller = select.poll()
         try:
-            poller.register(self.stream.socket.fileno(), select.POLLIN | select.POLLPRI)
-        except ValueError:  # already closed
+            self.sock.recv(1, _PEEK_FLAGS)
+        except BlockingIOError:
+            return True
+        except OSError:  # reset, or already closed
             return False
-        return not poller.poll(0)
+        return False  # a byte, or b"" for the server's FIN
 
     def close(self) -> None:
         """Close at once (no await): used for connections the pool drops."""
-        self.stream.socket.close()
+        direct_io.close(self.sock)
         if self.on_close is not None:
             callback, self.on_close = self.on_close, None
             callback()
@@ -105,7 +119,7 @@ class ConnectionPool(Generic[K]):
         if not reusable or self._closed:
             conn.close()
             return
-        was_empty = len(self._idle) == 0
+        was_empty = not self._idle
         _close_all(self._idle.put(conn.key, conn, trio.current_time()))
         if was_empty:
             self._not_empty.set()

@@ -32,7 +32,7 @@ async def http1_proxy(upstream: SockAddr, *, response_timeout: float | None = No
 
     async def connect(dst: SockAddr) -> PooledStream[SockAddr]:
         sock = await open_upstream(dst, timeout=2.0, mark=0)
-        return PooledStream(dst, trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
+        return PooledStream(dst, sock)
 
     pool: ConnectionPool[SockAddr] = ConnectionPool(connect)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")

@@ -15,7 +15,9 @@ def test_take_hands_out_the_most_recently_used_connection_of_its_key() -> None:
     assert idle.take("a", now=3) == ("a1", [])
     assert idle.take("a", now=3) == (None, [])
     assert idle.take("c", now=3) == (None, [])
-    assert len(idle) == 1
+    assert len(idle) == 1 and idle
+    assert idle.take("b", now=3) == ("b1", [])
+    assert not idle
 
 
 def test_the_oldest_beyond_the_limit_per_key_are_dropped() -> None:
@@ -26,7 +28,7 @@ def test_the_oldest_beyond_the_limit_per_key_are_dropped() -> None:
     assert idle.put("b", "b1", now=2) == []  # the limit is per key
     assert idle.count("a") == 2
     nothing: IdleSet[str, str] = IdleSet(max_per_key=0, idle_timeout=10)
-    assert nothing.put("a", "a1", now=0) == ["a1"] and len(nothing) == 0
+    assert nothing.put("a", "a1", now=0) == ["a1"] and len(nothing) == 0 and not nothing
 
 
 def test_expired_connections_are_returned_for_closing_never_handed_out() -> None:

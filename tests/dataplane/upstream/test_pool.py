@@ -32,7 +32,7 @@ class Server:
 async def until_readable(conn: PooledStream[Key]) -> None:
     """Until what the server sent has reached our socket (real loopback: a moment, not a fixed sleep)."""
     with trio.fail_after(5):
-        await trio.lowlevel.wait_readable(conn.stream.socket)
+        await trio.lowlevel.wait_readable(conn.sock)
 
 
 @asynccontextmanager
@@ -59,11 +59,11 @@ async def test_a_released_connection_is_reused_for_the_same_key() -> None:
         key = ("127.0.0.1", server.port)
         first = await pool.acquire(key)
         assert not first.reused
-        local = first.stream.socket.getsockname()
+        local = first.sock.getsockname()
         pool.release(first, reusable=True)
         assert pool.idle_for(key) == 1
         again = await pool.acquire(key)
-        assert again is first and again.reused and again.stream.socket.getsockname() == local
+        assert again is first and again.reused and again.sock.getsockname() == local
         # Two requests in flight need two connections.
         second = await pool.acquire(key)
         assert second is not first
