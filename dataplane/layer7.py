@@ -65,8 +65,8 @@ async def proxy_h2(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
 
     async def connect() -> trio.SocketStream:
         pooled = await connector(dst)
-        opened.append(pooled)
-        return pooled.stream
+        opened.append(pooled)  # closed (and forgotten by the loop guard) when this client connection ends
+        return trio.SocketStream(trio.socket.from_stdlib_socket(pooled.sock))
 
     ctx = H2Context(
         rec=rec,
