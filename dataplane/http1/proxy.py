@@ -286,15 +286,23 @@ class _Exchange:
             await self._relay_response()
             return
         self.pump_failed: Exception | None = None
+        response_failed: Exception | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pump_request_body, chunked, nursery.cancel_scope)
-            await self._relay_response()
-            if not self.request_done:
+            try:
+                await self._relay_response()
+            except (_ResponseFailed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                # Raised out of the nursery it would arrive as an exception group: re-raised below instead.
+                response_failed = exc
+                nursery.cancel_scope.cancel(reason="the response failed")
+            if response_failed is None and not self.request_done:
                 # The response ended before the body: the upstream did not want it. Neither connection can
                 # carry another message now.
                 nursery.cancel_scope.cancel()
                 self.response_keep_alive = False
                 self.upstream_reusable = False
+        if response_failed is not None:
+            raise response_failed
         if self.pump_failed is not None:
             raise self.pump_failed
 

@@ -222,3 +222,19 @@ async def test_a_bad_chunk_after_the_head_is_400_and_the_upstream_connection_dis
                     got += chunk
             assert got.startswith(b"HTTP/1.1 400 ") and b"bad request: " in got
             assert proxy.pool.idle == 0
+
+
+async def test_a_bad_response_while_the_request_body_still_streams_is_502() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_bad_upstream, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        async with http1_proxy(SockAddr("127.0.0.1", port)) as proxy:
+            stream = await trio.open_tcp_stream(proxy.address.ip, proxy.address.port)
+            # A body that never finishes: the response (a bad one) comes while the pump still waits for it.
+            await stream.send_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nsome")
+            got = b""
+            with trio.move_on_after(5):
+                while chunk := await stream.receive_some(65536):
+                    got += chunk
+            assert got.startswith(b"HTTP/1.1 502 ") and b"bad response from upstream" in got
+            assert proxy.pool.idle == 0
+        nursery.cancel_scope.cancel()
