@@ -30,7 +30,7 @@ import msgspec
 import trio
 
 from dataplane.detect.client_hello import MAX_RECORD, first_record_end, parse_client_hello
-from dataplane.detect.sniff import MAX_REQUEST_LINE, Detected, NeedMore, Protocol, classify
+from dataplane.detect.sniff import MAX_REQUEST_LINE, Detected, NeedMore, Protocol, classify, is_h2_server_preface
 from dataplane.errors import ClientResetError
 
 # One peek can hold a whole first TLS record (for SNI) and more than the longest request line we wait for.
@@ -63,12 +63,17 @@ async def detect(client: trio.socket.SocketType, upstream_fd: int, *, timeout: f
     stopped = "read_timeout"  # why waiting ended without a final verdict
     lowat = 1
     backoff = _FIRST_BACKOFF
+    watch_upstream = True
     try:
         with trio.move_on_after(timeout):
             while True:
-                if not _readable(client.fileno()) and not await _client_first(client, upstream_fd):
-                    stopped = "server_first"
-                    break
+                if watch_upstream and not _readable(client.fileno()) and not await _client_first(client, upstream_fd):
+                    if not is_h2_server_preface(_peek_fd(upstream_fd)):
+                        stopped = "server_first"
+                        break
+                    # An HTTP/2 server greets every connection with SETTINGS at once: keep waiting for the client.
+                    watch_upstream = False
+                    continue
                 peeked = await _peek(client)
                 if len(peeked) == len(prefix):
                     if _peer_closed(client.fileno()):
@@ -107,6 +112,15 @@ async def _peek(client: trio.socket.SocketType) -> bytes:
         raise ClientResetError(
             f"the client reset the connection during protocol detection ({exc.strerror})", errno=exc.errno
         ) from None
+
+
+def _peek_fd(fd: int) -> bytes:
+    """What the upstream has sent so far (at most one frame header), without consuming it."""
+    with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as dup:  # a duplicate descriptor: ours to close
+        try:
+            return dup.recv(9, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return b""
 
 
 def _wanted(prefix: bytes, verdict: Detected | NeedMore) -> int | None:

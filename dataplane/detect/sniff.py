@@ -112,3 +112,10 @@ def _http1(prefix: bytes) -> Detected | NeedMore:
 def _undecided(prefix: bytes) -> Detected | NeedMore:
     # Still a valid start of a request line: wait, unless the line is already as long as we are willing to wait.
     return NEED_MORE if len(prefix) < MAX_REQUEST_LINE else Detected(Protocol.OPAQUE, "line_too_long")
+
+
+def is_h2_server_preface(data: bytes) -> bool:
+    """Whether a server's first bytes are an HTTP/2 server connection preface: a SETTINGS frame (type 0x4) on
+    stream 0. HTTP/2 servers send it as soon as a connection is accepted, before the client's preface arrives,
+    so it must not count as a server-speaks-first protocol."""
+    return len(data) >= 9 and data[3] == 0x04 and data[4] in (0x00, 0x01) and data[5:9] == b"\x00\x00\x00\x00"

@@ -112,11 +112,43 @@ class Client:
         return result
 
 
+def check(target: str) -> list[str]:
+    """Every kind of call against ``target``; the problems found (empty: all as expected)."""
+    client = Client(target)
+    problems = []
+    try:
+        if client.unary(b"hi") != b"echo:hi":
+            problems.append("unary")
+        if client.server_stream(20) != [b"message %d" % i for i in range(20)]:
+            problems.append("server streaming")
+        messages = [b"m%d" % i for i in range(50)]
+        if client.bidi(messages) != messages:
+            problems.append("bidirectional streaming")
+        error = client.fail(grpc.StatusCode.UNAVAILABLE)
+        detail = {(m.key, m.value) for m in error.trailing_metadata()}
+        if error.code() != grpc.StatusCode.UNAVAILABLE or not detail >= {("x-detail", "failed on purpose")}:
+            problems.append(f"error status and trailers: {error.code()} {detail}")
+        try:
+            client.slow(3000, timeout=0.3)
+            problems.append("deadline: no error")
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                problems.append(f"deadline: {exc.code()}")
+    finally:
+        client.close()
+    return problems
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m tests.apps.grpc_app", description=__doc__)
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--check", metavar="HOST:PORT", help="run every kind of call against a server and exit (0: ok)")
     args = p.parse_args()
+    if args.check:
+        problems = check(args.check)
+        print("ok" if not problems else "; ".join(problems))
+        raise SystemExit(1 if problems else 0)
     server, _ = start_server(args.host, args.port)
     server.wait_for_termination()
 

@@ -42,7 +42,13 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m tests.apps.ws_echo", description=__doc__)
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--check", metavar="URL", help="echo --count messages through URL and exit (0: all came back)")
+    p.add_argument("--count", type=int, default=10_000)
     args = p.parse_args()
+    if args.check:
+        good = trio.run(echo_many, args.check, args.count)
+        print(f"{good}/{args.count}")
+        raise SystemExit(0 if good == args.count else 1)
     trio.run(serve, args.host, args.port)
 
 

@@ -139,6 +139,19 @@ async def test_a_server_that_speaks_first_makes_it_opaque_without_waiting() -> N
         assert lg.upstream.recv(100, socket.MSG_PEEK) == banner  # not consumed either
 
 
+async def test_an_h2_server_greeting_first_is_no_server_first_protocol() -> None:
+    # HTTP/2 servers (grpcio, nginx) send SETTINGS as soon as they accept: the client's preface is still h2.
+    settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + b"\x00\x03\x00\x00\x00\x64"
+    async with legs() as lg, trio.open_nursery() as nursery:
+        await lg.server.send_all(settings)
+        found = lg.detect_soon(nursery)
+        await trio.testing.wait_all_tasks_blocked()
+        await lg.app.send_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        await trio.testing.wait_all_tasks_blocked()
+        assert (found[0].protocol, found[0].result) == (Protocol.H2, "http/2")
+        assert lg.upstream.recv(100, socket.MSG_PEEK) == settings  # not consumed
+
+
 async def test_a_client_that_speaks_while_the_server_is_silent_is_still_detected() -> None:
     async with legs() as lg, trio.open_nursery() as nursery:
         found = lg.detect_soon(nursery)

@@ -14,6 +14,7 @@ from dataplane.detect.sniff import (
     NeedMore,
     Protocol,
     classify,
+    is_h2_server_preface,
 )
 from tests.dataplane.detect.hellos import client_hello
 
@@ -126,3 +127,12 @@ def test_a_first_byte_no_protocol_starts_with_is_opaque_at_once(rest: bytes) -> 
     if first[0] == 0x16 or first[0] in b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
         return
     assert classify(rest) == Detected(Protocol.OPAQUE, "not_http")
+
+
+def test_an_h2_server_preface_is_recognised() -> None:
+    settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64"
+    assert is_h2_server_preface(settings)
+    assert is_h2_server_preface(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # empty SETTINGS
+    assert not is_h2_server_preface(b"220 mail.example ESMTP ready\r\n")
+    assert not is_h2_server_preface(b"\x00\x00\x00\x04\x00\x00\x00\x00\x01")  # stream 1: not a preface
+    assert not is_h2_server_preface(settings[:5])
