@@ -174,6 +174,7 @@ class Proxy:
                     acceptors.cancel_scope.cancel(reason="shutting down")
                 self.state.ready = False
                 self.state.draining = True
+                self.http.drain.start()  # keep-alive HTTP connections: idle ones close, busy ones after their exchange
                 log.info("draining %d open connections for up to %gs", len(self.table.live), s.drain_timeout)
                 root.start_soon(self._force_close_after, s.drain_timeout)
                 # Handlers are done once their connection is in the relay engine; the engine's are not.

@@ -77,6 +77,7 @@ async def proxy_h2(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
         ids=http.ids,
         counters=http.h2_clients,
         upstream_counters=http.h2_upstreams,
+        drain=http.drain,
     )
     rec.state = "open"
     try:
@@ -106,7 +107,7 @@ async def proxy_http1(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
         pool = own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
     pool.release(first, reusable=True)
     rec.state = "open"
-    ctx = Http1Context(rec, dst, pool, http.stats, http.ids)
+    ctx = Http1Context(rec, dst, pool, http.stats, http.ids, drain=http.drain)
     try:
         await serve_http1(legs.client, ctx)
     finally:

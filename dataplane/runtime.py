@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from dataplane.admin.schema import Direction
 from dataplane.connections import ConnectionTable
+from dataplane.drain import Drain
 from dataplane.http.request_id import RequestIds
 from dataplane.http2.counters import H2Counters
 from dataplane.net.addr import SockAddr
@@ -26,6 +27,8 @@ class HttpShared:
     pools: dict[Direction, ConnectionPool[SockAddr]]
     """Upstream connections reusable by any client connection of that direction (not under TPROXY, where an
     upstream connection carries one client's address)."""
+    drain: Drain = field(default_factory=Drain)
+    """Started when the proxy drains: keep-alive HTTP connections end gracefully (see ``dataplane.drain``)."""
     h2_clients: H2Counters = field(default_factory=H2Counters)
     """HTTP/2 connections from clients: streams, validation rejections, protocol errors, floods."""
     h2_upstreams: H2Counters = field(default_factory=H2Counters)

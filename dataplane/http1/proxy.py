@@ -18,6 +18,7 @@ completed by us: the client connection is closed without the final chunk (or sho
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ from typing import Final
 import trio
 
 from dataplane.connections import ConnRecord
+from dataplane.drain import Drain
 from dataplane.errors import ConnectError
 from dataplane.http.forwarding import forwarded_request_head, strip_hop_by_hop
-from dataplane.http.model import BodyKind, Framing, ResponseHead
+from dataplane.http.model import BodyKind, Framing, Headers, ResponseHead
 from dataplane.http.request_id import RequestIds
 from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_response_head
 from dataplane.http1.errors import Http1Error
@@ -80,6 +82,8 @@ class Http1Context:
     """Seconds from the request's end to the response head before answering 504 (None: wait)."""
     requests: int = 0
     on_request: Callable[[], None] | None = field(default=None, repr=False)
+    drain: Drain | None = None
+    """The proxy's drain signal: idle keep-alive connections close when it starts, busy ones after their exchange."""
 
 
 class _ResponseFailed(Exception):
@@ -116,6 +120,7 @@ class _Session:
         self.parser = RequestParser()
         self.client_ip = ctx.rec.client.ip.encode()
         self.between_requests = False  # a response was just sent: the next request cannot be here yet
+        self.closing = False  # the last response said Connection: close (drain)
 
     async def run(self) -> None:
         while True:
@@ -129,14 +134,25 @@ class _Session:
                 return
             assert isinstance(event, RequestReceived), event
             keep_going = await self._exchange(event)
-            if not keep_going:
+            if not keep_going or self.closing:
+                if self.closing and self.rec.close_reason is None:
+                    self.rec.close_reason = "drain"
                 return
             self.parser.start_next()
             self.between_requests = True
 
     async def _read_client(self) -> None:
         wait_first, self.between_requests = self.between_requests, False
-        self.rec.up.received += await direct_io.receive(self.sock, self.parser.receive_data, wait_first=wait_first)
+        drain = self.ctx.drain
+        if not wait_first or drain is None:
+            self.rec.up.received += await direct_io.receive(self.sock, self.parser.receive_data, wait_first=wait_first)
+            return
+        # Idle between requests: a drain closes the connection now (nothing is in flight).
+        token = drain.hook(functools.partial(self.rec.cancel, "drain"))
+        try:
+            self.rec.up.received += await direct_io.receive(self.sock, self.parser.receive_data, wait_first=True)
+        finally:
+            drain.unhook(token)
 
     async def _next_request_event(self) -> RequestReceived | DataReceived | MessageEnded | ConnectionClosed:
         while True:
@@ -362,6 +378,7 @@ class _Exchange:
             return
         framing = downstream_response_framing(head_event.framing, self.request.head.version)
         headers = strip_hop_by_hop(head.headers)
+        self._last_if_draining(headers)
         version = b"HTTP/1.1" if self.request.head.version == b"HTTP/1.1" else b"HTTP/1.0"
         # Body bytes already parsed go out with the head; then one write per read from the upstream.
         out = bytearray(serialise_response_head(ResponseHead(head.status, head.reason, version, headers), framing))
@@ -386,6 +403,13 @@ class _Exchange:
                 if out:
                     await self.s._send_client(bytes(out))
                 raise _ResponseFailed(502, "upstream closed in the middle of the response", error="upstream_reset")
+
+    def _last_if_draining(self, headers: Headers) -> None:
+        """While the proxy drains, this exchange is the connection's last: tell the client so it reconnects."""
+        drain = self.s.ctx.drain
+        if drain is not None and drain.draining:
+            headers.set(b"connection", b"close")
+            self.s.closing = True
 
     async def _final_head(self) -> ResponseReceived:
         """Forward 1xx responses (100 Continue, 103) and return the final head (or a 101)."""

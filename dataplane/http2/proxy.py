@@ -18,6 +18,7 @@ taken from the trailers (or a trailers-only response).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Final
 import trio
 
 from dataplane.connections import ConnRecord
+from dataplane.drain import Drain
 from dataplane.errors import ConnectError
 from dataplane.http.request_id import RequestIds
 from dataplane.http2.conn import H2Connection, H2Stream
@@ -56,6 +58,8 @@ class H2Context:
     ids: RequestIds
     counters: H2Counters
     upstream_counters: H2Counters
+    drain: Drain | None = None
+    """The proxy's drain signal: the client connection is sent GOAWAY and ends once its streams are done."""
 
 
 async def serve_h2(client: trio.SocketStream, ctx: H2Context) -> None:
@@ -67,12 +71,15 @@ async def serve_h2(client: trio.SocketStream, ctx: H2Context) -> None:
         async def handle(stream: H2Stream) -> None:
             await _proxy_stream(ctx, upstreams, stream)
 
+        token = ctx.drain.hook(functools.partial(nursery.start_soon, server.drain)) if ctx.drain is not None else None
         try:
             await server.run(handle)
         except H2Error as exc:
             ctx.rec.close_reason = exc.reason
             log.info("conn=%d h2 client connection closed: %s", ctx.rec.id, exc)
         finally:
+            if token is not None and ctx.drain is not None:
+                ctx.drain.unhook(token)
             nursery.cancel_scope.cancel(reason="the client connection ended")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import trio
 
@@ -20,20 +21,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class Running:
+    listen: SockAddr
+    proxy: Proxy
+    shutdown: trio.Event
+    """Set it to start the drain (what SIGTERM does)."""
+    stopped: trio.Event
+
+
 @asynccontextmanager
-async def forwarding_proxy(upstream: SockAddr, *extra: str) -> AsyncIterator[tuple[SockAddr, Proxy]]:
-    """A running proxy whose forward listener leads to ``upstream``; yields (listener address, proxy)."""
+async def running_proxy(upstream: SockAddr, *extra: str) -> AsyncIterator[Running]:
+    """A running proxy whose forward listener leads to ``upstream``."""
     listen = SockAddr("127.0.0.1", free_port())
     settings = parse_args(
         [
             "--forward", f"{listen}={upstream}", "--admin", f"127.0.0.1:{free_port()}",
             "--outbound-port", str(free_port()), "--inbound-port", str(free_port()),
-            "--ipv6", "off", "--mark", "0", "--drain-timeout", "1s", *extra,
+            "--ipv6", "off", "--mark", "0", "--drain-timeout", "1s", *extra,  # a later --drain-timeout wins
         ]
     )  # fmt: skip
     proxy = Proxy(settings)
-    shutdown = trio.Event()
+    running = Running(listen, proxy, trio.Event(), trio.Event())
+
+    async def serve(*, task_status: trio.TaskStatus[SockAddr] = trio.TASK_STATUS_IGNORED) -> None:
+        await proxy.serve(running.shutdown, task_status=task_status)
+        running.stopped.set()
+
     async with trio.open_nursery() as nursery:
-        await nursery.start(proxy.serve, shutdown)
-        yield listen, proxy
-        shutdown.set()
+        await nursery.start(serve)
+        yield running
+        running.shutdown.set()
+
+
+@asynccontextmanager
+async def forwarding_proxy(upstream: SockAddr, *extra: str) -> AsyncIterator[tuple[SockAddr, Proxy]]:
+    """A running proxy whose forward listener leads to ``upstream``; yields (listener address, proxy)."""
+    async with running_proxy(upstream, *extra) as running:
+        yield running.listen, running.proxy
