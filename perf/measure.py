@@ -76,8 +76,8 @@ async def measure(
             own = run_dir / "upstream"
             await trio.Path(own).mkdir(exist_ok=True)
             upstream, _, own_upstream = await start_upstream(services, own)
-        elif scenario.h2c and (layer is Layer.L4 or not peer.is_process):
-            upstream = upstreams.h2c  # h2c end to end: a relay (or no proxy) needs an upstream that speaks it
+        elif scenario.h2c and (layer is Layer.L4 or not peer.is_process or peer.h2_upstream):
+            upstream = upstreams.h2c  # h2c end to end: a relay, no proxy, or an h2-to-h2 proxy
         else:
             upstream = upstreams.http1  # an L7 proxy speaks HTTP/1.1 keep-alive to the upstream
         running = await start_proxy(services, peer, layer, upstream, run_dir, h2c=scenario.h2c)

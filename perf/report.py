@@ -42,7 +42,8 @@ _COLOURS: Final = {
 }
 _FOOTNOTE: Final = (
     "† relayed as bytes (L4) in an HTTP scenario while the peers parse HTTP (L7): not like for like. triomesh "
-    "proxies HTTP/1.1 at L7 (detection, then its HTTP/1.1 proxy) but relays h2c until its HTTP/2 proxy lands."
+    "proxies both at L7 (detection, then its HTTP/1.1 or HTTP/2 proxy; h2c stays h2c to the upstream, where the "
+    "peers translate it to HTTP/1.1)."
 )
 
 

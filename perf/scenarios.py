@@ -158,12 +158,14 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
     is_process: bool = True
     h2_at_l7: bool = True
     """Whether it proxies h2c at L7; if not, the h2c scenario relays it at L4 (and the report says so)."""
+    h2_upstream: bool = False
+    """As an L7 proxy it speaks HTTP/2 to the upstream too (no translation to HTTP/1.1): give it the h2c upstream."""
 
 
 PEERS: Final = (
     Peer(name="none", title="no proxy", layers=frozenset({Layer.L7, Layer.L4}), is_process=False),
-    # HTTP/1.1 at L7 (detection + the HTTP/1.1 proxy); h2c is relayed as bytes until its HTTP/2 proxy lands.
-    Peer(name="triomesh", title="triomesh", layers=frozenset({Layer.L7, Layer.L4}), h2_at_l7=False),
+    # L7 by detection: HTTP/1.1 to HTTP/1.1, h2c to h2c (it does not translate between them).
+    Peer(name="triomesh", title="triomesh", layers=frozenset({Layer.L7, Layer.L4}), h2_upstream=True),
     Peer(name="envoy", title="Envoy", layers=frozenset({Layer.L7, Layer.L4})),
     Peer(name="nginx", title="nginx", layers=frozenset({Layer.L7, Layer.L4})),
     Peer(name="haproxy", title="HAProxy", layers=frozenset({Layer.L7, Layer.L4})),
