@@ -231,7 +231,15 @@ class H2Connection:
         self._client_side = client_side
         self._settings = settings = settings if settings is not None else H2Settings()
         self.counters = counters if counters is not None else H2Counters()
-        config = h2.config.H2Configuration(client_side=client_side, header_encoding=None)
+        # Inbound validation stays on (it rejects CR/LF, uppercase names, connection-specific fields: reliability
+        # A7). Outbound validation and normalisation are off: everything we send was validated on its way in (by h2
+        # and validate.py) or is ours, and h2 spends more time re-checking it than on anything else per stream.
+        config = h2.config.H2Configuration(
+            client_side=client_side,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self._h2 = h2.connection.H2Connection(config=config)
         self._h2.local_settings = h2.settings.Settings(
             client=client_side,
