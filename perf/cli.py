@@ -72,7 +72,11 @@ async def _until_sigterm(main: Callable[[argparse.Namespace], Awaitable[int]], a
 
             async def work() -> None:
                 nonlocal status
-                status = await main(args)
+                try:
+                    status = await main(args)
+                except (BenchError, ToolOutputError) as exc:  # here, not out of the nursery as an exception group
+                    print(f"perf: {exc}", file=sys.stderr)
+                    status = 1
                 nursery.cancel_scope.cancel(reason="done")
 
             async def watch() -> None:
@@ -205,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"idle connections held in the idle scenario (default {IDLE_CONNECTIONS}, capped by the descriptor limit)",
     )
     r.add_argument("--rate", type=_positive, default=FIXED_RATE, help="requests/s of the latency scenarios")
-    r.add_argument("--out", type=Path, default=RESULTS, help="results directory (default perf/results)")
+    r.add_argument("--out", type=_absolute, default=RESULTS, help="results directory (default perf/results)")
 
     lab = sub.add_parser(
         "lab", help="triomesh as a transparent sidecar: client pod -> outbound -> inbound -> server pod"
@@ -217,17 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--duration", type=_positive, default=FULL_DURATION, metavar="S", help="seconds per load")
     lab.add_argument("--rate", type=_positive, default=FIXED_RATE, help="requests/s of the latency run")
     lab.add_argument("--prefix", type=_lab_prefix, default="tmpfbench", help="lab prefix (default tmpfbench)")
-    lab.add_argument("--out", type=Path, default=RESULTS, help="results directory (default perf/results)")
+    lab.add_argument("--out", type=_absolute, default=RESULTS, help="results directory (default perf/results)")
 
     sc = sub.add_parser("scaling", help="one worker against two (triomesh --workers, Envoy --concurrency), all cores")
     sc.add_argument("--smoke", action="store_true", help="seconds, one round: proves the scaling run still works")
     sc.add_argument("--rounds", type=_positive, help=f"interleaved rounds (default {FULL_ROUNDS})")
     sc.add_argument("--duration", type=_positive, metavar="S", help=f"seconds per load (default {FULL_DURATION})")
-    sc.add_argument("--out", type=Path, default=RESULTS, help="results directory (default perf/results)")
+    sc.add_argument("--out", type=_absolute, default=RESULTS, help="results directory (default perf/results)")
 
     rep = sub.add_parser("report", help="re-render the markdown and chart of a run from its raw JSON")
     rep.add_argument("result", metavar="RESULT.json")
     return p
+
+
+def _absolute(text: str) -> Path:
+    # Absolute: the peers are started with their own working directories (nginx -p) and would misread it.
+    return Path(text).resolve()
 
 
 def _positive(text: str) -> int:
