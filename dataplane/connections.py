@@ -60,6 +60,7 @@ class ConnRecord:
         "original_dst",
         "policy_version",
         "protocol",
+        "requests",
         "sni",
         "src_errno",
         "state",
@@ -76,6 +77,7 @@ class ConnRecord:
         self.original_dst: SockAddr | None = None
         self.upstream: SockAddr | None = None
         self.protocol = "opaque"
+        self.requests = 0  # HTTP requests or h2 streams carried
         self.detect_result: str | None = None  # None: not detected (an opaque or excluded port)
         self.detect_seconds: float | None = None
         self.sni: str | None = None
@@ -124,6 +126,7 @@ class ConnRecord:
             upstream=str(self.upstream) if self.upstream is not None else None,
             protocol=self.protocol,
             detect_result=self.detect_result,
+            requests=self.requests,
             detect_seconds=self.detect_seconds,
             sni=self.sni,
             state=self.state,

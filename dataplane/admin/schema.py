@@ -53,6 +53,8 @@ class ConnectionInfo(_Doc, frozen=True):
     """How long detection took; None when the port is not a ``detect`` port."""
     sni: str | None = None
     """The server name of a TLS ClientHello, when the client sent one."""
+    requests: int = 0
+    """HTTP requests (HTTP/1.1) or streams (HTTP/2) this connection has carried; 0 for opaque TCP."""
 
 
 class ConnectionsReport(_Doc, frozen=True):

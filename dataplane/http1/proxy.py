@@ -170,6 +170,7 @@ class _Session:
         """One request and its response; True when the client connection carries on with the next request."""
         ctx = self.ctx
         ctx.requests += 1
+        self.rec.requests += 1
         if ctx.on_request is not None:
             ctx.on_request()
         started = trio.current_time()

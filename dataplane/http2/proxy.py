@@ -118,6 +118,7 @@ async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream)
     headers = stream.request_headers
     authority = _get(headers, b":authority") or b""
     key = ctx.stats.request(ctx.rec.direction, authority.decode("latin-1"), ctx.upstream, ctx.rec.tls)
+    ctx.rec.requests += 1
     forwarded = _forwarded_request(headers, ctx)
     up: H2Stream | None = None
     for attempt in range(MAX_ATTEMPTS):

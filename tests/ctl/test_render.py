@@ -18,7 +18,7 @@ def test_connections_table_has_every_column_in_order() -> None:
     titles = [column.title for column in CONNECTION_COLUMNS]
     positions = [header.index(title) for title in titles]
     assert positions == sorted(positions)
-    assert " ".join(titles) == "ID DIR CLIENT ORIGINAL DST UPSTREAM PROTO STATE AGE ->UP ->CLIENT REASON"
+    assert " ".join(titles) == "ID DIR CLIENT ORIGINAL DST UPSTREAM PROTO REQS STATE AGE ->UP ->CLIENT REASON"
 
 
 def test_connections_rows_are_aligned_under_their_headers() -> None:
@@ -30,7 +30,7 @@ def test_connections_rows_are_aligned_under_their_headers() -> None:
             assert row[start - 2 : start] == "  ", (title, row)
             assert row[start] != " ", (title, row)
     # Right-aligned columns end where their title ends.
-    for title in ("AGE", "->UP", "->CLIENT"):
+    for title in ("REQS", "AGE", "->UP", "->CLIENT"):
         end = header.index(title) + len(title)
         for row in rows:
             assert row[end - 1] != " " and row[end : end + 2] == "  ", (title, row)
@@ -46,13 +46,14 @@ def test_connections_rows_show_humane_units_and_full_addresses() -> None:
     assert "3m4s" in first and "5.0 MiB" in first and "12 B" in first and "client_half_closed" in first
     assert second.split()[:2] == ["12", "out"] and "12s" in second and "1.5 KiB" in second and "300 B" in second
     # A closed connection shows how long it lasted, no upstream, and why it closed.
-    assert closed.split()[:7] == [
+    assert closed.split()[:8] == [
         "11",
         "out",
         "198.18.7.11:40400",
         "198.18.7.13:9090",
         "-",
         "opaque",
+        "-",  # no HTTP requests on an opaque connection
         "closed",
     ]
     assert "350ms" in closed and closed.endswith("upstream_refused (ECONNREFUSED)")

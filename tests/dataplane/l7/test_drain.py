@@ -49,3 +49,4 @@ async def test_drain_closes_idle_keepalive_connections_and_finishes_busy_ones() 
             assert trio.current_time() - started < 5
             reasons = sorted(rec.close_reason or "" for rec in running.proxy.table.recent)
             assert reasons == ["drain", "drain"], reasons
+            assert sorted(rec.requests for rec in running.proxy.table.recent) == [1, 1]

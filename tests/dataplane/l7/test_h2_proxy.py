@@ -58,6 +58,7 @@ async def test_grpc_through_the_proxy() -> None:
                 r for r in proxy.table.live.values() if r.protocol == "h2"
             ]
             assert conns, "the gRPC connection was not detected as h2"
+            assert sum(rec.requests for rec in conns) == 5  # one stream per call, shown in the connection table
             responses = _grpc_responses(proxy.http.stats)
             assert responses[("200", "0", "success")] >= 3
             assert responses[("200", "14", "failure")] == 1  # UNAVAILABLE: a failure, as Linkerd counts it
