@@ -8,8 +8,8 @@ in the pure ``IdleSet``; this module adds the clock, the health check and the on
 A connection handed out from the pool may have been closed by the server while idle: ``acquire`` checks that an
 idle socket has nothing to read (an idle HTTP/1.1 connection has nothing to say: a byte means the server's FIN, a
 reset or garbage) before reusing it, with one non-blocking ``MSG_PEEK`` read. A server can still close in the
-instant after the check; the proxy loop treats a reused connection failing before any response byte as retryable
-for that reason.
+instant after the check; the proxy loop then answers 502 (retrying such a request on a fresh connection when it
+is provably unprocessed is left to the retry work of a later issue).
 """
 
 from __future__ import annotations
