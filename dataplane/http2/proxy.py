@@ -120,11 +120,13 @@ async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream)
     key = ctx.stats.request(ctx.rec.direction, authority.decode("latin-1"), ctx.upstream, ctx.rec.tls)
     ctx.rec.requests += 1
     forwarded = _forwarded_request(headers, ctx)
+    # A request that ended with its headers (most GETs) goes out the same way: no body pump, no empty DATA frame.
+    bodiless = stream.remote_ended and stream.buffered == 0 and not stream.trailers
     up: H2Stream | None = None
     for attempt in range(MAX_ATTEMPTS):
         try:
             conn = await upstreams.get()
-            up = await conn.open_stream(forwarded)
+            up = await conn.open_stream(forwarded, end_stream=bodiless)
             break
         except ConnectError as exc:
             await _refuse(stream, 503, f"upstream {ctx.upstream} unreachable: {exc.reason}")
@@ -138,7 +140,7 @@ async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream)
             return
     assert up is not None
     exchange = _Exchange(ctx, stream, up, key, started)
-    await exchange.run()
+    await exchange.run(pump=not bodiless)
 
 
 class _Exchange:
@@ -150,7 +152,13 @@ class _Exchange:
         self.started = started
         self.recorded = False
 
-    async def run(self) -> None:
+    async def run(self, *, pump: bool) -> None:
+        if not pump:
+            try:
+                await self._relay_response()
+            except H2Error as exc:
+                await self._failed(exc)
+            return
         # Failures are caught inside the nursery (which would wrap them in exception groups) and handled after.
         failure: H2Error | None = None
         async with trio.open_nursery() as nursery:
@@ -219,7 +227,9 @@ class _Exchange:
         self.recorded = True
 
     async def _failed(self, exc: H2Error) -> None:
-        """The upstream stream or connection failed: tell the client in the way that keeps the truth."""
+        """The exchange failed (upstream or client side): tell the client in the way that keeps the truth, and
+        stop the upstream stream (a no-op when it is the one that failed)."""
+        self.up.reset(H2ErrorCode.CANCEL)
         if not self.recorded:
             self.ctx.stats.response(self.key, status=None, latency_ms=_ms(self.started), error=exc.reason)
             self.recorded = True
