@@ -84,7 +84,31 @@ def _tls(prefix: bytes) -> Detected | NeedMore:
 
 
 def _http1(prefix: bytes) -> Detected | NeedMore:
-    """``method SP target SP HTTP/1.x CRLF`` (RFC 9112 section 3), checked as far as the prefix goes."""
+    """``method SP target SP HTTP/1.x CRLF`` (RFC 9112 section 3), checked as far as the prefix goes; a complete
+    first line that is malformed but ends in an HTTP/1 version is an attempt at HTTP too (``_malformed_http1``)."""
+    verdict = _strict_http1(prefix)
+    if verdict is NOT_HTTP and _malformed_http1(prefix):
+        return HTTP1
+    return verdict
+
+
+def _malformed_http1(prefix: bytes) -> bool:
+    # A bad method or target (a smuggling attempt such as "GET\x01 / HTTP/1.1") must meet the strict HTTP parser
+    # and its 400, not be relayed to the application as opaque bytes. Only decided on a whole first line, so an
+    # opaque protocol never waits for a line end.
+    # The line may end at the first LF or, when a bare LF was smuggled into it, at the first CRLF.
+    for terminator in (b"\n", b"\r\n"):
+        end = prefix.find(terminator, 0, MAX_REQUEST_LINE)
+        if end < 0:
+            continue
+        line = prefix[:end].removesuffix(b"\r")
+        head, version = line[:-9], line[-9:]
+        if version[1:] in (b"HTTP/1.1", b"HTTP/1.0") and version[:1] in b" \t" and (b" " in head or b"\t" in head):
+            return True
+    return False
+
+
+def _strict_http1(prefix: bytes) -> Detected | NeedMore:
     line = prefix[:MAX_REQUEST_LINE]
     end = len(line)
     i = 0

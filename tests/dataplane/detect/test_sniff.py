@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from dataplane.detect.sniff import (
     H2_PREFACE,
+    HTTP1,
     MAX_REQUEST_LINE,
     NEED_MORE,
     Detected,
@@ -45,12 +46,15 @@ REQUEST_LINES = [
         (b"GET", NEED_MORE),
         (b"GET / HTTP/1.2\r\n", Detected(Protocol.OPAQUE, "not_http")),
         (b"GET / HTTP/2.0\r\n", Detected(Protocol.OPAQUE, "not_http")),
-        (b"GET / HTTP/1.1\n", Detected(Protocol.OPAQUE, "not_http")),
-        (b"GET  / HTTP/1.1\r\n", Detected(Protocol.OPAQUE, "not_http")),
-        (b"GET /a b HTTP/1.1\r\n", Detected(Protocol.OPAQUE, "not_http")),
-        (b" GET / HTTP/1.1\r\n", Detected(Protocol.OPAQUE, "not_http")),
+        (b"GET / HTTP/1.1\n", HTTP1),  # malformed HTTP: the parser's 400, not a relay
+        (b"GET  / HTTP/1.1\r\n", HTTP1),  # malformed HTTP: the parser's 400, not a relay
+        (b"GET /a b HTTP/1.1\r\n", HTTP1),  # malformed HTTP: the parser's 400, not a relay
+        (b" GET / HTTP/1.1\r\n", HTTP1),  # malformed HTTP: the parser's 400, not a relay
         (b"\r\nGET / HTTP/1.1\r\n", Detected(Protocol.OPAQUE, "not_http")),
-        (b"G(T / HTTP/1.1\r\n", Detected(Protocol.OPAQUE, "not_http")),
+        (b"G(T / HTTP/1.1\r\n", HTTP1),  # malformed HTTP: the parser's 400, not a relay
+        (b"GET /a\tHTTP/1.1\r\n", HTTP1),  # smuggling forms of a request line: the parser refuses them
+        (b"GET /a\n HTTP/1.1 HTTP/1.1\r\n", HTTP1),
+        (b"hello world\r\n", Detected(Protocol.OPAQUE, "not_http")),
         (b"SSH-2.0-OpenSSH_9.2\r\n", Detected(Protocol.OPAQUE, "not_http")),
         (b"\x00\x00\x00\x01", Detected(Protocol.OPAQUE, "not_http")),
         (b"*3\r\n$3\r\nSET\r\n", Detected(Protocol.OPAQUE, "not_http")),
