@@ -3,15 +3,16 @@ tests that need them, with the command that installs them, instead of skipping."
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from perf.proxies import envoy_binary
+from tests import tools
 
 
 def need(tool: str) -> str:
-    found = envoy_binary() if tool == "envoy" else shutil.which(tool)
+    if tool != "envoy":
+        return tools.need(tool)
+    found = envoy_binary()
     if found is None:
-        pytest.fail(f"{tool} is not installed: run `make bench-setup` (scripts/setup-bench.sh)")
+        pytest.fail("envoy is not installed: run `make bench-setup` (scripts/setup-bench.sh)")
     return found

@@ -16,14 +16,13 @@ import trio
 from dataplane.net.addr import SockAddr
 from tests.apps import origin, ws_echo
 from tests.dataplane.http1.harness import Http1Proxy, http1_proxy
-
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/curl"), reason="curl missing")
+from tests.tools import need
 
 
 async def curl(*args: str) -> tuple[int, bytes, str]:
-    """curl's exit status, body, and the response heads it saw (``-D -`` to stderr-free stdout split)."""
+    """curl's exit status, body (stdout), and the response heads it saw (``-D /dev/stderr``)."""
     done = await trio.run_process(
-        ["curl", "-sS", "--noproxy", "*", "-D", "/dev/stderr", *args],
+        [need("curl"), "-sS", "--noproxy", "*", "-D", "/dev/stderr", *args],
         capture_stdout=True,
         capture_stderr=True,
         check=False,

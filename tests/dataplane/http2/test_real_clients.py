@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import trio
 
 from dataplane.http2.counters import H2Counters
 from tests.dataplane.http2.hello import HELLO, serve_hello
 from tests.dataplane.http2.pair import deadline
+from tests.tools import need
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("nghttp") and shutil.which("h2load") and shutil.which("curl")),
-    reason="needs nghttp2-client and curl (Debian: apt-get install nghttp2-client curl)",
-)
+
+@pytest.fixture(autouse=True)
+def _clients_installed() -> None:
+    for tool in ("nghttp", "h2load", "curl"):
+        need(tool)
 
 
 async def _run(*argv: str) -> str:

@@ -4,9 +4,6 @@ curl against an h2c server."""
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
 import trio
 
 from dataplane.http2.counters import H2Counters
@@ -14,6 +11,7 @@ from dataplane.net.addr import SockAddr
 from tests.apps import grpc_app
 from tests.dataplane.http2.hello import HELLO, serve_hello
 from tests.dataplane.l7.harness import forwarding_proxy
+from tests.tools import need
 
 
 def _grpc_responses(proxy_stats: object) -> dict[tuple[str, str, str], int]:
@@ -44,19 +42,19 @@ async def test_grpc_through_the_proxy() -> None:
             assert responses[("200", "14", "failure")] == 1  # UNAVAILABLE: a failure, as Linkerd counts it
 
 
-@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load missing")
 async def test_h2load_and_curl_through_the_proxy() -> None:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_hello, 0, H2Counters())
         async with forwarding_proxy(SockAddr("127.0.0.1", port)) as (listen, proxy):
             done = await trio.run_process(
-                ["h2load", "-n", "2000", "-c", "4", "-m", "10", f"http://{listen}/"], capture_stdout=True
+                [need("h2load"), "-n", "2000", "-c", "4", "-m", "10", f"http://{listen}/"], capture_stdout=True
             )
             out = done.stdout.decode()
             errors = {(k.status_code, k.error): v for k, v in proxy.http.stats.responses.items()}
             assert "2000 succeeded, 0 failed, 0 errored" in out, (out[-600:], errors, proxy.http.h2_clients.rejected)
             curl = await trio.run_process(
-                ["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge", f"http://{listen}/"], capture_stdout=True
+                [need("curl"), "-sS", "--noproxy", "*", "--http2-prior-knowledge", f"http://{listen}/"],
+                capture_stdout=True,
             )
             assert curl.stdout == HELLO
             assert proxy.http.h2_clients.streams >= 2001
