@@ -69,7 +69,7 @@ async def handle_connection(stream: trio.SocketStream, side: Side, rt: Runtime) 
         _close(stream, reset=True)
         return
     rec = rt.table.open(side.direction, client, local)
-    legs = _Legs(stream, side, rt)
+    legs = Legs(stream, side, rt)
     try:
         with trio.CancelScope() as scope:
             rec.on_cancel = scope.cancel
@@ -97,7 +97,7 @@ async def handle_connection(stream: trio.SocketStream, side: Side, rt: Runtime) 
             _closed(rt, rec)
 
 
-async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
+async def _proxy(legs: Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     dst = side.original_dst(legs.client, rec.local)
     rec.original_dst = dst
     loop = rt.guard.check(rec.client, dst, rec.local, intercepted=side.intercepted)
@@ -124,16 +124,12 @@ async def _proxy(legs: _Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
         rec.detected(detection)
         rt.table.detections.record(rec.direction, detection.result, detection.seconds)
         protocol = detection.protocol
-    if protocol is DetectedProtocol.HTTP1 and rt.http is not None:
-        await proxy_http1(legs, rec, rt)
-        return
-    if protocol is DetectedProtocol.H2 and rt.http is not None:
-        await proxy_h2(legs, rec, rt)
-        return
-    await PROTOCOL_HANDLERS[protocol](legs, rec, rt)
+    # A runtime without HTTP proxying (tests of the relay alone) relays every protocol as bytes.
+    handler = PROTOCOL_HANDLERS[protocol] if rt.http is not None else _relay_opaque
+    await handler(legs, rec, rt)
 
 
-async def _relay_opaque(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
+async def _relay_opaque(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     """Relay bytes untouched: with the relay engine when there is one, else with two trio tasks."""
     upstream = legs.upstream_socket
     assert upstream is not None
@@ -153,20 +149,19 @@ async def _relay_opaque(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
         legs.reset_upstream = outcome is Outcome.CLIENT_RESET
 
 
-ProtocolHandler = Callable[["_Legs", ConnRecord, Runtime], Awaitable[None]]
+ProtocolHandler = Callable[["Legs", ConnRecord, Runtime], Awaitable[None]]
 
-# The dispatch point after detection for what is relayed as bytes: TLS stays opaque for good (the mesh does not
-# terminate it here). HTTP/1.1 and h2 go to the HTTP proxies when the runtime has them (``layer7``); without
-# them (tests of the relay alone) they are relayed too.
+# The dispatch point after detection: HTTP/1.1 and h2 go to the HTTP proxies (``layer7``); TLS stays opaque for
+# good (the mesh does not terminate it here).
 PROTOCOL_HANDLERS: Final[Mapping[DetectedProtocol, ProtocolHandler]] = {
-    DetectedProtocol.HTTP1: _relay_opaque,
-    DetectedProtocol.H2: _relay_opaque,
+    DetectedProtocol.HTTP1: proxy_http1,
+    DetectedProtocol.H2: proxy_h2,
     DetectedProtocol.TLS: _relay_opaque,
     DetectedProtocol.OPAQUE: _relay_opaque,
 }
 
 
-def _remember(legs: _Legs, remote: SockAddr, local: SockAddr) -> None:
+def _remember(legs: Legs, remote: SockAddr, local: SockAddr) -> None:
     legs.remember_upstream(local, remote)
 
 
@@ -185,7 +180,7 @@ def _closed(rt: Runtime, rec: ConnRecord) -> None:
     _log_close(rec)
 
 
-class _Legs:
+class Legs:
     """The two sockets of one proxied connection and how each must be closed."""
 
     def __init__(self, client: trio.SocketStream, side: Side, rt: Runtime) -> None:

@@ -25,7 +25,7 @@ from dataplane.runtime import Runtime
 from dataplane.upstream.pool import Connect, ConnectionPool, PooledStream
 
 if TYPE_CHECKING:
-    from dataplane.handler import Side, _Legs
+    from dataplane.handler import Legs, Side
 
 
 def pool_connector(side: Side, rt: Runtime, *, source_ip: str | None = None) -> Connect[SockAddr]:
@@ -53,7 +53,7 @@ def pool_connector(side: Side, rt: Runtime, *, source_ip: str | None = None) -> 
     return connect
 
 
-async def proxy_h2(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
+async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     """Serve the client's HTTP/2 streams over HTTP/2 to the upstream (``PROTOCOL_HANDLERS[H2]``): the connection
     the handler opened carries them, more are opened when the upstream sends GOAWAY."""
     http = rt.http
@@ -87,7 +87,7 @@ async def proxy_h2(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
             pooled.close()
 
 
-async def proxy_http1(legs: _Legs, rec: ConnRecord, rt: Runtime) -> None:
+async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     """Serve the client's HTTP/1.1 requests (``PROTOCOL_HANDLERS[HTTP1]``)."""
     http = rt.http
     assert http is not None and legs.upstream_socket is not None and rec.upstream is not None
