@@ -18,10 +18,8 @@ completed by us: the client connection is closed without the final chunk (or sho
 from __future__ import annotations
 
 import contextlib
-import functools
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import trio
@@ -29,6 +27,7 @@ import trio
 from dataplane.connections import ConnRecord
 from dataplane.drain import Drain
 from dataplane.errors import ConnectError
+from dataplane.http.errors import ERROR_FIELD, error_value
 from dataplane.http.forwarding import forwarded_request_head, strip_hop_by_hop
 from dataplane.http.model import BodyKind, Framing, Headers, ResponseHead
 from dataplane.http.request_id import RequestIds
@@ -80,8 +79,6 @@ class Http1Context:
     ids: RequestIds
     response_timeout: float | None = None
     """Seconds from the request's end to the response head before answering 504 (None: wait)."""
-    requests: int = 0
-    on_request: Callable[[], None] | None = field(default=None, repr=False)
     drain: Drain | None = None
     """The proxy's drain signal: idle keep-alive connections close when it starts, busy ones after their exchange."""
 
@@ -120,9 +117,24 @@ class _Session:
         self.parser = RequestParser()
         self.client_ip = ctx.rec.client.ip.encode()
         self.between_requests = False  # a response was just sent: the next request cannot be here yet
+        self.idle = False  # waiting for the next request, none in flight: a drain may close the connection now
         self.closing = False  # the last response said Connection: close (drain)
 
     async def run(self) -> None:
+        drain = self.ctx.drain
+        token = drain.hook(self._drained) if drain is not None else None
+        try:
+            await self._serve()
+        finally:
+            if drain is not None and token is not None:
+                drain.unhook(token)
+
+    def _drained(self) -> None:
+        """The proxy started draining: an idle connection closes now; a busy one after its exchange."""
+        if self.idle:
+            self.rec.cancel("drain")
+
+    async def _serve(self) -> None:
         while True:
             try:
                 event = await self._next_request_event()
@@ -143,16 +155,14 @@ class _Session:
 
     async def _read_client(self) -> None:
         wait_first, self.between_requests = self.between_requests, False
+        self.idle = wait_first
         drain = self.ctx.drain
-        if not wait_first or drain is None:
-            self.rec.up.received += await direct_io.receive(self.sock, self.parser.receive_data, wait_first=wait_first)
-            return
-        # Idle between requests: a drain closes the connection now (nothing is in flight).
-        token = drain.hook(functools.partial(self.rec.cancel, "drain"))
+        if wait_first and drain is not None and drain.draining:
+            self._drained()  # it began while the last response was still streaming
         try:
-            self.rec.up.received += await direct_io.receive(self.sock, self.parser.receive_data, wait_first=True)
+            self.rec.up.received += await direct_io.receive(self.sock, self.parser.receive_data, wait_first=wait_first)
         finally:
-            drain.unhook(token)
+            self.idle = False
 
     async def _next_request_event(self) -> RequestReceived | DataReceived | MessageEnded | ConnectionClosed:
         while True:
@@ -169,10 +179,7 @@ class _Session:
     async def _exchange(self, request: RequestReceived) -> bool:
         """One request and its response; True when the client connection carries on with the next request."""
         ctx = self.ctx
-        ctx.requests += 1
         self.rec.requests += 1
-        if ctx.on_request is not None:
-            ctx.on_request()
         started = trio.current_time()
         head = request.head
         authority = (head.headers.get(b"host") or b"").decode("latin-1")
@@ -223,17 +230,16 @@ class _Session:
         return request.keep_alive and exchange.response_keep_alive and exchange.request_done
 
     async def _refuse(self, status: int, why: str, *, close: bool) -> None:
-        body = f"{status} {_REASONS.get(status, b'Error').decode()}: {why}\n".encode()
-        lines = [
-            b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Error")),
-            b"content-type: text/plain",
-            b"x-triomesh-error: " + why.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" "),
-            b"content-length: %d" % len(body),
-        ]
+        reason = _REASONS.get(status, b"Error")
+        body = b"%d %s: %s\n" % (status, reason, error_value(why))
+        headers = Headers([(b"content-type", b"text/plain"), (ERROR_FIELD, error_value(why))])
         if close:
-            lines.append(b"connection: close")
+            headers.add(b"connection", b"close")
+        head = serialise_response_head(
+            ResponseHead(status, reason, b"HTTP/1.1", headers), Framing(BodyKind.LENGTH, len(body))
+        )
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._send_client(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+            await self._send_client(head + body)
             if close:
                 await self._linger()
 

@@ -29,6 +29,9 @@ import trio
 from dataplane.connections import ConnRecord
 from dataplane.drain import Drain
 from dataplane.errors import ConnectError
+from dataplane.http.errors import ERROR_FIELD, error_value
+from dataplane.http.forwarding import ensure_request_id, set_forwarded
+from dataplane.http.model import Headers
 from dataplane.http.request_id import RequestIds
 from dataplane.http2.conn import H2Connection, H2Stream
 from dataplane.http2.counters import H2Counters
@@ -40,8 +43,6 @@ from dataplane.telemetry.http_stats import HttpStats, RequestKey
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS: Final = 2  # the first try, and one retry of a stream the upstream provably did not process
-# The request fields the proxy sets itself (the client's values are replaced, never passed on).
-_OWN_FIELDS: Final = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})
 
 
 @dataclass
@@ -249,20 +250,15 @@ async def _refuse(stream: H2Stream, status: int, why: str) -> None:
 
 
 def _error_headers(status: int, why: str) -> list[Header]:
-    return [
-        (b":status", str(status).encode()),
-        (b"content-type", b"text/plain"),
-        (b"x-triomesh-error", why.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" ")),
-    ]
+    return [(b":status", str(status).encode()), (b"content-type", b"text/plain"), (ERROR_FIELD, error_value(why))]
 
 
 def _forwarded_request(headers: Sequence[Header], ctx: H2Context) -> list[Header]:
-    out = [(n, v) for n, v in headers if n not in _OWN_FIELDS]
-    out.append((b"x-forwarded-for", ctx.rec.client.ip.encode()))
-    out.append((b"x-forwarded-proto", b"http"))
-    if _get(headers, b"x-request-id") is None:
-        out.append((b"x-request-id", ctx.ids.next()))
-    return out
+    """The request fields as forwarded: the same rules as HTTP/1.1's (``dataplane.http.forwarding``)."""
+    out = Headers(headers)
+    set_forwarded(out, client=ctx.rec.client.ip.encode(), proto=b"http")
+    ensure_request_id(out, ctx.ids)
+    return list(out)
 
 
 def _get(headers: Sequence[Header], name: bytes) -> bytes | None:

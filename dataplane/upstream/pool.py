@@ -39,7 +39,7 @@ class PooledStream(Generic[K]):
     instead is taken over: its socket is detached from it) and closes it in ``close``.
     """
 
-    __slots__ = ("key", "on_close", "requests", "reused", "sock")
+    __slots__ = ("key", "on_close", "reused", "sock")
 
     def __init__(
         self, key: K, sock: socket.socket | trio.SocketStream, on_close: Callable[[], None] | None = None
@@ -52,7 +52,6 @@ class PooledStream(Generic[K]):
         self.sock = sock
         self.on_close = on_close
         self.reused = False  # handed out from the pool rather than freshly connected
-        self.requests = 0  # requests sent on it so far (the proxy loop counts)
 
     def looks_idle(self) -> bool:
         """True when the socket has nothing to read: not closed, reset, or talking out of turn."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import trio
 
+from dataplane.http2.conn import H2Connection, H2Stream
 from dataplane.http2.counters import H2Counters
 from dataplane.net.addr import SockAddr
 from tests.apps import grpc_app
@@ -59,3 +60,38 @@ async def test_h2load_and_curl_through_the_proxy() -> None:
             assert curl.stdout == HELLO
             assert proxy.http.h2_clients.streams >= 2001
         nursery.cancel_scope.cancel()
+
+
+async def test_h2_requests_get_the_forwarding_fields_set_not_appended() -> None:
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def record(stream: H2Stream) -> None:
+        seen.append(stream.request_headers)
+        await stream.send_headers([(b":status", b"204")], end_stream=True)
+
+    async def serve(*, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+
+        async def one(sock: trio.SocketStream) -> None:
+            await H2Connection(sock, client_side=False).run(record)
+
+        await trio.serve_listeners(one, listeners)
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve)
+        async with forwarding_proxy(SockAddr("127.0.0.1", port)) as (listen, _):
+            client = H2Connection(await trio.open_tcp_stream(listen.ip, listen.port), client_side=True)
+            await nursery.start(client.run)
+            request = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"app")]
+            spoofed = [(b"x-forwarded-for", b"6.6.6.6"), (b"x-request-id", b"trace-1")]
+            stream = await client.open_stream([*request, *spoofed], end_stream=True)
+            assert (await stream.receive_response())[0] == (b":status", b"204")
+        nursery.cancel_scope.cancel()
+    (headers,) = seen
+    fields = [(n, v) for n, v in headers if n in (b"x-forwarded-for", b"x-forwarded-proto", b"x-request-id")]
+    assert sorted(fields) == [
+        (b"x-forwarded-for", b"127.0.0.1"),
+        (b"x-forwarded-proto", b"http"),
+        (b"x-request-id", b"trace-1"),
+    ]
