@@ -185,9 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="{run,lab,scaling,report}")
 
     r = sub.add_parser("run", help="every scenario x every proxy on loopback, in one interleaved run")
-    r.add_argument("--smoke", action="store_true", help="seconds, one round: proves every scenario still works")
-    r.add_argument("--rounds", type=_positive, help=f"interleaved rounds (default {FULL_ROUNDS})")
-    r.add_argument("--duration", type=_positive, metavar="S", help=f"seconds per load (default {FULL_DURATION})")
+    _add_round_options(r, "every scenario")
     r.add_argument(
         "--only",
         type=_names(BY_NAME),
@@ -209,7 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"idle connections held in the idle scenario (default {IDLE_CONNECTIONS}, capped by the descriptor limit)",
     )
     r.add_argument("--rate", type=_positive, default=FIXED_RATE, help="requests/s of the latency scenarios")
-    r.add_argument("--out", type=_absolute, default=RESULTS, help="results directory (default perf/results)")
 
     lab = sub.add_parser(
         "lab", help="triomesh as a transparent sidecar: client pod -> outbound -> inbound -> server pod"
@@ -224,14 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--out", type=_absolute, default=RESULTS, help="results directory (default perf/results)")
 
     sc = sub.add_parser("scaling", help="one worker against two (triomesh --workers, Envoy --concurrency), all cores")
-    sc.add_argument("--smoke", action="store_true", help="seconds, one round: proves the scaling run still works")
-    sc.add_argument("--rounds", type=_positive, help=f"interleaved rounds (default {FULL_ROUNDS})")
-    sc.add_argument("--duration", type=_positive, metavar="S", help=f"seconds per load (default {FULL_DURATION})")
-    sc.add_argument("--out", type=_absolute, default=RESULTS, help="results directory (default perf/results)")
+    _add_round_options(sc, "the scaling run")
 
     rep = sub.add_parser("report", help="re-render the markdown and chart of a run from its raw JSON")
     rep.add_argument("result", metavar="RESULT.json")
     return p
+
+
+def _add_round_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--smoke, --rounds, --duration and --out, shared by the interleaved runs."""
+    parser.add_argument("--smoke", action="store_true", help=f"seconds, one round: proves {what} still works")
+    parser.add_argument("--rounds", type=_positive, help=f"interleaved rounds (default {FULL_ROUNDS})")
+    parser.add_argument("--duration", type=_positive, metavar="S", help=f"seconds per load (default {FULL_DURATION})")
+    parser.add_argument("--out", type=_absolute, default=RESULTS, help="results directory (default perf/results)")
 
 
 def _absolute(text: str) -> Path:

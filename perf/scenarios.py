@@ -156,8 +156,6 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
     layers: frozenset[Layer]
     """What it can be; an L7 scenario runs an L4-only proxy as L4 and the report says so."""
     is_process: bool = True
-    h2_at_l7: bool = True
-    """Whether it proxies h2c at L7; if not, the h2c scenario relays it at L4 (and the report says so)."""
     h2_upstream: bool = False
     """As an L7 proxy it speaks HTTP/2 to the upstream too (no translation to HTTP/1.1): give it the h2c upstream."""
 
@@ -177,8 +175,6 @@ BASELINE: Final = "envoy"  # every ratio in the report is to Envoy's figure from
 def layer_for(peer: Peer, scenario: Scenario) -> Layer:
     """The layer ``peer`` runs at in ``scenario``: the scenario's, unless the peer cannot (then it relays the
     scenario's traffic at L4)."""
-    if scenario.layer is Layer.L7 and scenario.h2c and not peer.h2_at_l7:
-        return Layer.L4
     return scenario.layer if scenario.layer in peer.layers else Layer.L4
 
 
