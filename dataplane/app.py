@@ -83,8 +83,9 @@ class Proxy:
         )
         # Shared keep-alive pools; the inbound one serves redirect mode only (under TPROXY each client connection
         # has its own, bound to the client's address).
-        self.http.pools["outbound"] = ConnectionPool(pool_connector(OutboundSide(), self.runtime))
-        self.http.pools["inbound"] = ConnectionPool(pool_connector(InboundSide(settings.inbound_mode), self.runtime))
+        self.outbound, self.inbound = OutboundSide(), InboundSide(settings.inbound_mode)
+        self.http.pools["outbound"] = ConnectionPool(pool_connector(self.outbound, self.runtime))
+        self.http.pools["inbound"] = ConnectionPool(pool_connector(self.inbound, self.runtime))
         self.metrics = ProxyMetrics(
             self.table,
             self.store,
@@ -104,7 +105,7 @@ class Proxy:
 
     def _bind(self) -> list[tuple[str, Side, trio.SocketListener]]:
         s = self.settings
-        outbound, inbound = OutboundSide(), InboundSide(s.inbound_mode)
+        outbound, inbound = self.outbound, self.inbound
         tproxy = s.inbound_mode == "tproxy"
         wanted: list[tuple[str, Side, SockAddr, bool]] = [
             ("outbound", outbound, SockAddr("127.0.0.1", s.outbound_port), False),
