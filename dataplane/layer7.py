@@ -107,7 +107,10 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         pool = own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
     pool.release(first, reusable=True)
     rec.state = "open"
-    ctx = Http1Context(rec, dst, pool, http.stats, http.ids, drain=http.drain)
+    settings = side.port_settings(rt.store.current, dst)
+    ctx = Http1Context(
+        rec, dst, pool, http.stats, http.ids, response_timeout=settings.response_timeout, drain=http.drain
+    )
     try:
         await serve_http1(legs.client, ctx)
     finally:

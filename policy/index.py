@@ -13,7 +13,15 @@ from typing import Final
 import msgspec
 
 from policy.duration import Duration
-from policy.model import InboundPolicy, OutboundPolicy, Policy, PortPolicy, Protocol, Timeouts
+from policy.model import (
+    DEFAULT_STREAM_IDLE_TIMEOUT,
+    InboundPolicy,
+    OutboundPolicy,
+    Policy,
+    PortPolicy,
+    Protocol,
+    Timeouts,
+)
 
 _IPV4_BITS: Final = 32
 _IPV6_BITS: Final = 128
@@ -31,6 +39,10 @@ class PortSettings(msgspec.Struct, frozen=True):
     """Seconds to wait for the client's first bytes on a ``detect`` port before relaying it as opaque."""
     excluded: bool
     """The destination is in ``exclude_ports``/``exclude_cidrs``: relay it untouched."""
+    response_timeout: float | None = None
+    """HTTP: seconds from a request's end to its response head before answering 504; None waits."""
+    stream_idle_timeout: float = DEFAULT_STREAM_IDLE_TIMEOUT.seconds
+    """HTTP/2: seconds a stream may move no bytes before it is reset."""
 
 
 class PolicyIndex:
@@ -66,6 +78,8 @@ class _PortTable:
             connect_timeout=timeouts.connect.seconds,
             idle_timeout=timeouts.idle.seconds,
             detect_timeout=timeouts.detect.seconds,
+            response_timeout=timeouts.response.seconds if timeouts.response is not None else None,
+            stream_idle_timeout=timeouts.stream_idle.seconds,
             excluded=False,
         )
         self._default = (default, msgspec.structs.replace(default, excluded=True))
@@ -93,6 +107,10 @@ def _port_settings(entry: PortPolicy, default: PortSettings) -> PortSettings:
         connect_timeout=_seconds(entry.connect_timeout, default.connect_timeout),
         idle_timeout=_seconds(entry.idle_timeout, default.idle_timeout),
         detect_timeout=_seconds(entry.detect_timeout, default.detect_timeout),
+        response_timeout=(
+            entry.response_timeout.seconds if entry.response_timeout is not None else default.response_timeout
+        ),
+        stream_idle_timeout=default.stream_idle_timeout,
         excluded=False,
     )
 

@@ -50,6 +50,7 @@ class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 DEFAULT_CONNECT_TIMEOUT: Final = Duration(1.0)  # Linkerd's outbound connect timeout
 DEFAULT_IDLE_TIMEOUT: Final = Duration(3600.0)  # Envoy tcp_proxy's default idle timeout
 DEFAULT_DETECT_TIMEOUT: Final = Duration(10.0)  # Linkerd's detect timeout, inbound and outbound
+DEFAULT_STREAM_IDLE_TIMEOUT: Final = Duration(300.0)  # Envoy's stream_idle_timeout
 
 
 class Timeouts(_Struct, frozen=True):
@@ -61,6 +62,11 @@ class Timeouts(_Struct, frozen=True):
     """Close a connection after this long with no bytes in either direction."""
     detect: Duration = DEFAULT_DETECT_TIMEOUT
     """On ``detect`` ports, how long to wait for the client's first bytes before relaying the connection as opaque."""
+    response: Duration | None = None
+    """HTTP: how long after a request is sent upstream its response head may take before the proxy answers 504;
+    null waits as long as the connection lives (Linkerd's and Istio's default, so long polls and streams work)."""
+    stream_idle: Duration = DEFAULT_STREAM_IDLE_TIMEOUT
+    """HTTP/2: reset a stream (RST_STREAM CANCEL) that moves no bytes in either direction for this long."""
 
 
 class PortPolicy(_Struct, frozen=True):
@@ -76,6 +82,8 @@ class PortPolicy(_Struct, frozen=True):
     """Overrides ``timeouts.idle`` for this port."""
     detect_timeout: Duration | None = None
     """Overrides ``timeouts.detect`` for this port."""
+    response_timeout: Duration | None = None
+    """Overrides ``timeouts.response`` for this port."""
 
 
 class InboundPolicy(_Struct, frozen=True):

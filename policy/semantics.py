@@ -22,7 +22,11 @@ _ZERO_EFFECT: Final = {
     "connect": "fail every connection before it starts",
     "idle": "close every connection at once",
     "detect": "give up detection before any byte can arrive (use protocol: opaque for that)",
+    "response": "answer every HTTP request 504 (use null to wait without limit)",
+    "stream_idle": "reset every HTTP/2 stream at once",
 }
+# Timeouts a port entry can override, by its field suffix; stream_idle is per bundle only.
+_PORT_TIMEOUTS: Final = ("connect", "idle", "detect", "response")
 _DIRECTIONS: Final = ("inbound", "outbound")
 
 
@@ -72,7 +76,7 @@ def _check_direction(direction: dict[str, object], name: str) -> Iterator[Proble
     for index, entry in enumerate(_items(direction.get("ports"))):
         path = item_path(field_path(name, "ports"), index)
         settings = _fields(entry)
-        for kind in _ZERO_EFFECT:
+        for kind in _PORT_TIMEOUTS:
             field = f"{kind}_timeout"
             yield from _check_timeout(settings.get(field), field_path(path, field), kind)
         port = _port(settings.get("port"))

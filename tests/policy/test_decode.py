@@ -283,6 +283,23 @@ def test_an_omitted_field_takes_its_default() -> None:
             "fd00::/8 is listed twice (also outbound.exclude_cidrs[0]); list it once",
         ),
         (
+            b"timeouts: {response: 0s}",
+            "timeouts.response",
+            "must be longer than zero, got 0s: a zero response timeout would answer every HTTP request 504 (use null "
+            "to wait without limit)",
+        ),
+        (
+            b"outbound: {ports: [{port: 80, response_timeout: 0s}]}",
+            "outbound.ports[0].response_timeout",
+            "must be longer than zero, got 0s: a zero response timeout would answer every HTTP request 504 (use null "
+            "to wait without limit)",
+        ),
+        (
+            b"timeouts: {stream_idle: 0s}",
+            "timeouts.stream_idle",
+            "must be longer than zero, got 0s: a zero stream_idle timeout would reset every HTTP/2 stream at once",
+        ),
+        (
             b"timeouts: {connect: 0s}",
             "timeouts.connect",
             "must be longer than zero, got 0s: a zero connect timeout would fail every connection before it starts",
@@ -508,7 +525,13 @@ def test_an_unreadable_file_is_described_in_plain_words() -> None:
 
 def test_encode_policy_is_canonical_json() -> None:
     encoded = encode_policy(EXPECTED)
-    assert msgspec.json.decode(encoded)["timeouts"] == {"connect": "2s", "idle": "30m", "detect": "10s"}
+    assert msgspec.json.decode(encoded)["timeouts"] == {
+        "connect": "2s",
+        "idle": "30m",
+        "detect": "10s",
+        "response": None,
+        "stream_idle": "5m",
+    }
     assert decode_policy(encoded, "json") == EXPECTED
     # Durations are written in their one canonical spelling, so equal policies encode equal.
     longhand = Policy(timeouts=Timeouts(connect=Duration.parse("2000ms"), idle=Duration.parse("1800s")))

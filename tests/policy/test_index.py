@@ -178,3 +178,15 @@ def test_the_index_reads_durations_in_seconds() -> None:
     index = PolicyIndex(decode_policy(b"timeouts: {connect: 1500ms, idle: 2h}", "yaml"))
     assert index.inbound(1).connect_timeout == Duration.parse("1.5s").seconds == 1.5
     assert index.inbound(1).idle_timeout == 7200.0
+
+
+def test_response_timeouts_default_to_waiting_and_a_port_overrides_the_bundle() -> None:
+    assert PolicyIndex(DEFAULT_POLICY).outbound("10.0.0.1", 80).response_timeout is None
+    policy = decode_policy(
+        b"timeouts: {response: 15s, stream_idle: 1m}\noutbound: {ports: [{port: 80, response_timeout: 250ms}]}", "yaml"
+    )
+    index = PolicyIndex(policy)
+    assert index.outbound("10.0.0.1", 80).response_timeout == 0.25
+    assert index.outbound("10.0.0.1", 81).response_timeout == 15.0
+    assert index.inbound(80).response_timeout == 15.0
+    assert index.outbound("10.0.0.1", 80).stream_idle_timeout == 60.0
