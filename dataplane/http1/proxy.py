@@ -51,6 +51,8 @@ from dataplane.telemetry.http_stats import HttpStats, RequestKey
 from dataplane.upstream import direct_io
 from dataplane.upstream.pool import ConnectionPool, PooledStream
 
+# RFC 9110 9.2.2: repeating one of these has the effect of sending it once.
+IDEMPOTENT_METHODS: Final = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 LINGER_SECONDS: Final = 2.0
 LINGER_BYTES: Final = 1 << 20
 _REASONS: Final = {
@@ -202,7 +204,18 @@ class _Session:
         self.rec.dst_opened = True
         exchange = _Exchange(self, upstream, request, key, started)
         try:
-            await exchange.run(forwarded)
+            try:
+                await exchange.run(forwarded)
+            except _ResponseFailed:
+                if not exchange.replayable:
+                    raise
+                # A kept-alive connection the server closed as we reused it: the request provably never reached
+                # the application, so it goes once more on a fresh connection (RFC 9112 9.3.1, as Envoy and Go do).
+                ctx.pool.release(upstream, reusable=False)
+                upstream = await self._fresh_upstream()
+                whole, exchange = exchange.whole, _Exchange(self, upstream, request, key, started)
+                assert whole is not None
+                await exchange.replay(whole)
         except _ResponseFailed as exc:
             ctx.pool.release(upstream, reusable=False)
             if not exchange.recorded:
@@ -228,6 +241,14 @@ class _Session:
             return False
         ctx.pool.release(upstream, reusable=exchange.upstream_reusable)
         return request.keep_alive and exchange.response_keep_alive and exchange.request_done
+
+    async def _fresh_upstream(self) -> PooledStream[UpstreamKey]:
+        """A new connection for a replayed request; a failure to connect is that request's failure (503)."""
+        try:
+            return await self.ctx.pool.connect(self.ctx.upstream)
+        except ConnectError as exc:
+            why = f"upstream {self.ctx.upstream} unreachable: {exc.reason}"
+            raise _ResponseFailed(503, why, error=exc.reason) from exc
 
     async def _refuse(self, status: int, why: str, *, close: bool) -> None:
         reason = _REASONS.get(status, b"Error")
@@ -281,6 +302,8 @@ class _Exchange:
         self.upstream_reusable = False
         self.switched = False
         self.awaiting_response = True  # the request was just sent: its response cannot be here yet
+        self.whole: bytes | None = None  # the whole request, when it went upstream in one write
+        self.heard = False  # the upstream sent at least one byte
 
     async def _send_upstream(self, data: bytes) -> None:
         try:
@@ -289,8 +312,17 @@ class _Exchange:
             raise _ResponseFailed(502, "upstream reset while sending the request", error="upstream_reset") from exc
         self.s.rec.up.sent += len(data)
 
+    async def replay(self, whole: bytes) -> None:
+        """Send a request that is all in ``whole`` (kept, to send again if ``replayable``), then relay the response.
+        ``run`` calls it once the whole request is parsed; the caller calls it on a fresh exchange to resend."""
+        if self.whole is None:
+            self.rparser.expect(self.request.head.method, upgrade=self.request.upgrade is not None)
+        self.whole = whole
+        self.request_done = True
+        await self._send_upstream(whole)
+        await self._relay_response()
+
     async def run(self, forwarded_head: bytes) -> None:
-        self.rparser.expect(self.request.head.method, upgrade=self.request.upgrade is not None)
         chunked = self.request.framing.kind is BodyKind.CHUNKED
         # Send the head plus whatever of the body is already parsed, in as few writes as possible.
         out = bytearray(forwarded_head)
@@ -304,10 +336,11 @@ class _Exchange:
                 if chunked:
                     out += encode_last_chunk(event.trailers)
                 self.request_done = True
-        await self._send_upstream(bytes(out))
         if self.request_done:
-            await self._relay_response()
+            await self.replay(bytes(out))
             return
+        self.rparser.expect(self.request.head.method, upgrade=self.request.upgrade is not None)
+        await self._send_upstream(bytes(out))
         self.pump_failed: Exception | None = None
         response_failed: Exception | None = None
         async with trio.open_nursery() as nursery:
@@ -353,11 +386,28 @@ class _Exchange:
         except trio.BrokenResourceError as exc:
             raise _ResponseFailed(502, "upstream reset the connection", error="upstream_reset") from exc
         self.s.rec.down.received += n
+        self.heard = self.heard or n > 0
+
+    @property
+    def replayable(self) -> bool:
+        """The exchange failed in a way that proves the application never saw the request: a reused idle
+        connection gave not a byte back, the request was idempotent and went out whole (so it can be sent again
+        as is), and nothing of a response reached the client."""
+        return (
+            self.upstream.reused
+            and not self.heard
+            and not self.responded
+            and self.whole is not None
+            and self.request.upgrade is None
+            and self.request.head.method in IDEMPOTENT_METHODS
+        )
 
     def _parse(self) -> ResponseEvent:
         try:
             return self.rparser.next_event()
         except Http1Error as exc:
+            if not self.heard:  # closed before a byte: not a malformed response, none at all
+                raise _ResponseFailed(502, "upstream closed without a response", error="upstream_reset") from exc
             raise _ResponseFailed(502, f"bad response from upstream: {exc.reason.value}", error="bad_response") from exc
 
     async def _response_event(self) -> ResponseReceived | DataReceived | MessageEnded | ConnectionClosed:

@@ -8,8 +8,8 @@ in the pure ``IdleSet``; this module adds the clock, the health check and the on
 A connection handed out from the pool may have been closed by the server while idle: ``acquire`` checks that an
 idle socket has nothing to read (an idle HTTP/1.1 connection has nothing to say: a byte means the server's FIN, a
 reset or garbage) before reusing it, with one non-blocking ``MSG_PEEK`` read. A server can still close in the
-instant after the check; the proxy loop then answers 502 (retrying such a request on a fresh connection when it
-is provably unprocessed is left to the retry work of a later issue).
+instant after the check; the proxy loop then sends an idempotent request once more on a fresh connection
+(``connect``), since the server provably never processed it.
 """
 
 from __future__ import annotations
@@ -108,6 +108,10 @@ class ConnectionPool(Generic[K]):
                 self.reused += 1
                 return conn
             conn.close()
+        return await self.connect(key)
+
+    async def connect(self, key: K) -> PooledStream[K]:
+        """A new connection under ``key``, never an idle one (``connect``'s errors propagate)."""
         conn = await self._connect(key)
         self.opened += 1
         return conn
