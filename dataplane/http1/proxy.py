@@ -121,6 +121,7 @@ class _Session:
         self.between_requests = False  # a response was just sent: the next request cannot be here yet
         self.idle = False  # waiting for the next request, none in flight: a drain may close the connection now
         self.closing = False  # the last response said Connection: close (drain)
+        self.exchange: _Exchange  # the request in flight (its replay, once sent again)
 
     async def run(self) -> None:
         drain = self.ctx.drain
@@ -202,22 +203,12 @@ class _Session:
             await self._refuse(status, f"upstream {ctx.upstream} unreachable: {exc.reason}", close=body_pending)
             return not body_pending and request.keep_alive
         self.rec.dst_opened = True
-        exchange = _Exchange(self, upstream, request, key, started)
+        self.exchange = _Exchange(self, upstream, request, key, started)
         try:
-            try:
-                await exchange.run(forwarded)
-            except _ResponseFailed:
-                if not exchange.replayable:
-                    raise
-                # A kept-alive connection the server closed as we reused it: the request provably never reached
-                # the application, so it goes once more on a fresh connection (RFC 9112 9.3.1, as Envoy and Go do).
-                ctx.pool.release(upstream, reusable=False)
-                upstream = await self._fresh_upstream()
-                whole, exchange = exchange.whole, _Exchange(self, upstream, request, key, started)
-                assert whole is not None
-                await exchange.replay(whole)
+            await self._run_exchange(forwarded)
         except _ResponseFailed as exc:
-            ctx.pool.release(upstream, reusable=False)
+            exchange = self.exchange  # the replay's, if the request was sent again
+            ctx.pool.release(exchange.upstream, reusable=False)
             if not exchange.recorded:
                 ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.error)
             if exchange.responded:
@@ -226,7 +217,8 @@ class _Session:
             await self._refuse(exc.status, exc.why, close=True)
             return False
         except Http1Error as exc:  # the request body turned out malformed (a bad chunk)
-            ctx.pool.release(upstream, reusable=False)
+            exchange = self.exchange
+            ctx.pool.release(exchange.upstream, reusable=False)
             if not exchange.recorded:
                 ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.reason.value)
             if not exchange.responded:
@@ -234,13 +226,32 @@ class _Session:
             self.rec.close_reason = f"http_{exc.reason.value}"
             return False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            ctx.pool.release(upstream, reusable=False)
+            ctx.pool.release(self.exchange.upstream, reusable=False)
             self.rec.close_reason = "client_reset"
             return False
+        exchange = self.exchange
         if exchange.switched:
             return False
-        ctx.pool.release(upstream, reusable=exchange.upstream_reusable)
+        ctx.pool.release(exchange.upstream, reusable=exchange.upstream_reusable)
         return request.keep_alive and exchange.response_keep_alive and exchange.request_done
+
+    async def _run_exchange(self, forwarded: bytes) -> None:
+        """Run ``self.exchange``; if it fails replayably, replace it with a replay on a new connection."""
+        first = self.exchange
+        try:
+            await first.run(forwarded)
+        except _ResponseFailed:
+            if not first.replayable:
+                raise
+        else:
+            return
+        # A kept-alive connection the server closed as we reused it: the request provably never reached the
+        # application, so it goes once more on a fresh connection (RFC 9112 9.3.1, as Envoy and Go do).
+        self.ctx.pool.release(first.upstream, reusable=False)  # if the reconnect fails, released again: a no-op
+        upstream = await self._fresh_upstream()
+        self.exchange = _Exchange(self, upstream, first.request, first.key, first.started)
+        assert first.whole is not None
+        await self.exchange.replay(first.whole)
 
     async def _fresh_upstream(self) -> PooledStream[UpstreamKey]:
         """A new connection for a replayed request; a failure to connect is that request's failure (503)."""
