@@ -1,4 +1,5 @@
-"""``meshctl lab demo`` (what ``make demo`` runs): up, traffic through the proxies, tables, metrics, down.
+"""``meshctl lab demo`` (what ``make demo`` runs): up, traffic through the proxies (an opaque server-speaks-first
+protocol and HTTP/1.1, each detected), tables, metrics, down.
 
 The lab is always torn down, also on errors and Ctrl-C. A failed exchange is reported and the demo goes on,
 so the connection tables and metrics still show what the proxies saw; the exit status says whether every
@@ -16,8 +17,8 @@ import trio
 from ctl.client import AdminClient
 from ctl.errors import CtlError
 from ctl.lab.lab import Lab, Pod
-from ctl.lab.talk import talk
-from ctl.lab.topology import APP_PORT, DEFAULT_PREFIX, Mode
+from ctl.lab.talk import http_get, talk
+from ctl.lab.topology import APP_PORT, DEFAULT_PREFIX, HTTP_PORT, Mode
 from ctl.metrics_text import excerpt
 from ctl.render import render_connections
 
@@ -28,6 +29,8 @@ METRIC_FAMILIES: Final = (
     "tcp_read_bytes_total",
     "tcp_write_bytes_total",
 )
+HTTP_METRIC_FAMILIES: Final = ("request_total", "response_total")  # Linkerd's HTTP families
+HTTP_PATHS: Final = ("/hello", "/again")  # two requests on one kept-alive connection
 ROUTES: Final = (("a", "b"), ("b", "c"), ("c", "a"))  # each pod is once a client and once a server
 DEMO_PODS: Final = 3
 EXCHANGE_TIMEOUT: Final = 5.0  # seconds; an exchange takes milliseconds, a hang means a broken path
@@ -69,10 +72,13 @@ async def run_demo(out: TextIO, *, prefix: str = DEFAULT_PREFIX, mode: Mode = Mo
         if v6_target is not None:
             exchanges.append((lab.pod("a"), lab.pod("b"), v6_target))
         results = [await _exchange(report, src, dst, host) for src, dst, host in exchanges]
-        report.heading("connection tables (meshctl conns --pod NAME)")
+        report.heading("HTTP/1.1 between pods: detected, proxied per request by both proxies")
+        report.line("(the app shows the fields the proxies set: x-request-id, x-forwarded-for, x-forwarded-proto)")
+        results += [await _http_exchange(report, lab.pod(src), lab.pod(dst)) for src, dst in ROUTES]
+        report.heading("connection tables (meshctl conns --pod NAME): PROTO opaque for :8080, http1 for :8081")
         for pod in lab.pods:
             await _show_from_admin(report, pod, _connection_table)
-        report.heading("metrics excerpt (GET /metrics, TCP families)")
+        report.heading("metrics excerpt (GET /metrics, TCP and HTTP families)")
         for pod in lab.pods:
             await _show_from_admin(report, pod, _metrics_excerpt)
         return all(results)
@@ -99,6 +105,20 @@ async def _exchange(report: _Report, src: Pod, dst: Pod, host: str) -> bool:
     return True
 
 
+async def _http_exchange(report: _Report, src: Pod, dst: Pod) -> bool:
+    report.line(f"\n{src.name} -> {dst.name}  GET http://{dst.address}:{HTTP_PORT}{{{','.join(HTTP_PATHS)}}}")
+    try:
+        with trio.fail_after(EXCHANGE_TIMEOUT):
+            replies = await http_get(src.netns, dst.address, HTTP_PORT, HTTP_PATHS)
+    except (OSError, EOFError, ValueError, trio.TooSlowError) as exc:
+        report.line(f"  FAILED: {type(exc).__name__}: {exc}")
+        return False
+    for status, body in replies:
+        report.line(f"  < {status}")
+        report.line(f"  < {body}")
+    return all(" 200 " in status for status, _ in replies)
+
+
 async def _show_from_admin(report: _Report, pod: Pod, render: Callable[[AdminClient], list[str]]) -> None:
     """Prints ``render(admin client)`` indented under the pod's name, or the admin error instead."""
     report.line(f"\npod {pod.name} ({pod.netns}):")
@@ -115,8 +135,11 @@ def _connection_table(client: AdminClient) -> list[str]:
 
 
 def _metrics_excerpt(client: AdminClient) -> list[str]:
+    text = client.metrics()
     needles = [f":{APP_PORT}", f'"{APP_PORT}"']  # target_addr="...:8080" or target_port="8080"
     # Each connection is counted on both sides (peer="src": the client, peer="dst": the upstream); the client
     # side alone tells the story and halves the excerpt.
-    lines = excerpt(client.metrics(), METRIC_FAMILIES, needles, excluding=['peer="dst"'])
-    return lines or [f"(no {', '.join(METRIC_FAMILIES)} samples)"]
+    lines = excerpt(text, METRIC_FAMILIES, needles, excluding=['peer="dst"'])
+    lines = lines or [f"(no {', '.join(METRIC_FAMILIES)} samples)"]
+    http = excerpt(text, HTTP_METRIC_FAMILIES, [f":{HTTP_PORT}"])
+    return lines + (http or [f"(no {', '.join(HTTP_METRIC_FAMILIES)} samples)"])

@@ -1,8 +1,10 @@
 """The lab's demo application: a line-protocol TCP server, one per pod.
 
-``python -m ctl.lab.demo_app --name a --port 8080``. On connect it greets with its pod name, its own address
-and the peer address it sees (under TPROXY that is the calling pod's address, under REDIRECT the local
-proxy's), then answers each line with ``<name> echoes: <line>`` until the client closes.
+``python -m ctl.lab.demo_app --name a --port 8080 --http-port 8081``. On connect to ``--port`` it greets with
+its pod name, its own address and the peer address it sees (under TPROXY that is the calling pod's address,
+under REDIRECT the local proxy's), then answers each line with ``<name> echoes: <line>`` until the client closes:
+a server-speaks-first protocol, which the proxies relay as opaque TCP. ``--http-port`` serves HTTP/1.1
+(``demo_http``), which they proxy as HTTP.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Final
 
 import trio
 
+from ctl.lab.demo_http import handle_http
 from ctl.lab.lines import LineReader, LineTooLongError
 
 IDLE_TIMEOUT: Final = 30.0  # seconds; a forgotten client must not hold a connection for the lab's lifetime
@@ -55,14 +58,22 @@ async def handle_client(stream: trio.SocketStream, *, name: str) -> None:
             return
 
 
-async def serve(name: str, port: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-    """Listens on every address family the namespace has; started() with the bound addresses.
-
-    With port 0 each family gets its own port, hence a list.
-    """
+async def serve(
+    name: str,
+    port: int,
+    http_port: int | None = None,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listens on every address family the namespace has; started() with the bound addresses (the line
+    protocol's, then HTTP's). With port 0 each family gets its own port, hence a list."""
     listeners = await trio.open_tcp_listeners(port)
-    task_status.started([format_sockaddr(listener.socket.getsockname()) for listener in listeners])
-    await trio.serve_listeners(partial(handle_client, name=name), listeners)
+    http_listeners = await trio.open_tcp_listeners(http_port) if http_port is not None else []
+    task_status.started([format_sockaddr(listener.socket.getsockname()) for listener in listeners + http_listeners])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, partial(handle_client, name=name), listeners)
+        if http_listeners:
+            nursery.start_soon(trio.serve_listeners, partial(handle_http, name=name), http_listeners)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,13 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--name", required=True, help="the pod name to greet with")
     parser.add_argument("--port", type=int, default=8080, help="TCP port to listen on (default 8080)")
+    parser.add_argument("--http-port", type=int, default=None, help="TCP port to serve HTTP/1.1 on (default: none)")
     args = parser.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        parser.error(f"argument --port: {args.port} is not a TCP port (0-65535)")
+    for flag, value in (("--port", args.port), ("--http-port", args.http_port)):
+        if value is not None and not 0 <= value <= 65535:
+            parser.error(f"argument {flag}: {value} is not a TCP port (0-65535)")
     try:
-        trio.run(serve, str(args.name), int(args.port))
+        trio.run(serve, str(args.name), int(args.port), args.http_port)
     except OSError as exc:
-        print(f"demo_app: cannot listen on port {args.port}: {exc.strerror or exc}", file=sys.stderr)
+        ports = f"{args.port}" if args.http_port is None else f"{args.port} or {args.http_port}"
+        print(f"demo_app: cannot listen on port {ports}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -24,7 +24,7 @@ from ctl.lab.network import build_hub, build_pod, list_netns
 from ctl.lab.processes import is_alive, log_tail, marker, spawn_detached
 from ctl.lab.state import LabState, PodState, lab_dir, save_state
 from ctl.lab.teardown import Teardown, teardown
-from ctl.lab.topology import APP_PORT, DEFAULT_PREFIX, Mode, PodPlan, lab_namespaces, plan
+from ctl.lab.topology import APP_PORT, DEFAULT_PREFIX, HTTP_PORT, Mode, PodPlan, lab_namespaces, plan
 
 PROXY_ADMIN: Final = AdminAddress("127.0.0.1", 15000)  # mesh-proxy's default --admin, inside each pod
 PROXY_UID: Final = 1337  # the UID mesh-init exempts from interception by default
@@ -186,8 +186,9 @@ class Lab:
     def _start(self, pod: Pod, tools: dict[str, str]) -> tuple[int, int]:
         """Starts the demo app and the proxy; returns (proxy pid, app pid)."""
         enter = ["ip", "netns", "exec", pod.netns]
+        ports = ["--port", str(APP_PORT), "--http-port", str(HTTP_PORT)]
         app = spawn_detached(
-            [*enter, tools["python"], "-m", "ctl.lab.demo_app", "--name", pod.name, "--port", str(APP_PORT)],
+            [*enter, tools["python"], "-m", "ctl.lab.demo_app", "--name", pod.name, *ports],
             log=pod.log_dir / "app.log",
             mark=marker(self.prefix, pod.name, "app"),
         )
@@ -254,7 +255,7 @@ class Lab:
                 ready, _ = await trio.to_thread.run_sync(client.ready)
             except CtlError:
                 ready = False
-            if ready and APP_PORT in listening_ports(app_pid):
+            if ready and {APP_PORT, HTTP_PORT} <= listening_ports(app_pid):
                 return
             await trio.sleep(_POLL)
 

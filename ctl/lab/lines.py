@@ -42,3 +42,14 @@ class LineReader:
                 self._buffer.clear()
                 return line
             self._buffer += chunk
+
+    async def read_exactly(self, count: int) -> bytes:
+        """``count`` bytes (after any lines read so far); EOFError if the stream ends first."""
+        while len(self._buffer) < count:
+            chunk = await self._stream.receive_some(max(_CHUNK, count - len(self._buffer)))
+            if not chunk:
+                raise EOFError(f"the stream ended {count - len(self._buffer)} bytes short")
+            self._buffer += chunk
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data

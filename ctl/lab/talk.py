@@ -46,6 +46,44 @@ async def talk(netns: str | None, host: str, port: int, lines: Sequence[str]) ->
         raise ConnectionError(str(exc)) from None
 
 
+async def http_get(netns: str | None, host: str, port: int, paths: Sequence[str]) -> list[tuple[str, str]]:
+    """GET each of ``paths`` in turn on one keep-alive HTTP/1.1 connection; (status line, body) of each.
+
+    Error handling: as ``talk``; a response without Content-Length or an early close is an EOFError.
+    """
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = trio.socket.from_stdlib_socket(netns_socket(netns, family))
+    try:
+        await sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    authority = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    replies = []
+    try:
+        async with trio.SocketStream(sock) as stream:
+            reader = LineReader(stream)
+            for path in paths:
+                await stream.send_all(
+                    f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: meshctl-lab\r\n\r\n".encode()
+                )
+                status = await _expect_line(reader)
+                length = None
+                while field := await _expect_line(reader):
+                    name, _, value = field.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                if length is None:
+                    raise EOFError(f"response without Content-Length: {status}")
+                body = await reader.read_exactly(length)
+                replies.append((status, body.decode("utf-8", errors="replace").rstrip("\n")))
+            return replies
+    except trio.BrokenResourceError as exc:
+        if isinstance(exc.__cause__, OSError):
+            raise exc.__cause__ from None
+        raise ConnectionError(str(exc)) from None
+
+
 async def _expect_line(reader: LineReader) -> str:
     line = await reader.readline()
     if line is None:

@@ -28,6 +28,7 @@ IPV4_NET: Final = ipaddress.IPv4Network("198.18.7.0/24")  # RFC 2544 benchmark s
 IPV6_NET: Final = ipaddress.IPv6Network("fd00:7472:696f::/64")  # ULA; 7472:696f is "trio" in ASCII
 _HOST_OFFSET: Final = 10  # pod a is .11 / ::11, so the last digit matches the pod's position
 APP_PORT: Final = 8080
+HTTP_PORT: Final = 8081  # the demo app's HTTP/1.1 port
 
 
 class Mode(enum.Enum):

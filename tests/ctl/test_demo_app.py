@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from ctl.lab.demo_app import format_sockaddr, main, serve
-from ctl.lab.talk import talk
+from ctl.lab.talk import http_get, talk
 
 
 def _port(bound: list[str], host: str) -> int:
@@ -28,6 +28,17 @@ async def test_greets_with_name_and_the_peer_it_sees_then_echoes(nursery: trio.N
     greeting = lines[0]
     assert greeting.startswith(f"hello from b (127.0.0.1:{port}); you are 127.0.0.1:")
     assert lines[1:] == ["b echoes: ping from a", "b echoes: second"]
+
+
+async def test_http_requests_on_one_connection_are_answered_with_what_reached_the_app(nursery: trio.Nursery) -> None:
+    bound = await nursery.start(partial(serve, "b", 0, 0))
+    http_port = _port(bound[len(bound) // 2 :], "0.0.0.0")  # the HTTP listeners come after the line protocol's
+    with trio.fail_after(5):
+        replies = await http_get(None, "127.0.0.1", http_port, ["/one", "/two?x=1"])
+    assert replies == [
+        ("HTTP/1.1 200 OK", "b answers GET /one (no proxy fields)"),
+        ("HTTP/1.1 200 OK", "b answers GET /two?x=1 (no proxy fields)"),
+    ]
 
 
 async def test_ipv6_peer_is_bracketed(nursery: trio.Nursery) -> None:

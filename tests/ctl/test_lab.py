@@ -6,6 +6,7 @@ Processes started by the lab run the installed copy in this interpreter's virtua
 from __future__ import annotations
 
 import os
+import re
 import signal
 from functools import partial
 
@@ -118,10 +119,16 @@ async def test_demo_runs_and_cleans_up(lab_prefix: str, capsys: pytest.CaptureFi
     with trio.fail_after(UP_TIMEOUT):
         assert await trio.to_thread.run_sync(main, ["lab", "demo", "--prefix", lab_prefix, "--mode", "tproxy"]) == 0
     out = capsys.readouterr().out
-    for heading in ("1. lab up", "2. traffic", "3. connection tables", "4. metrics excerpt", "5. lab down"):
+    headings = ("1. lab up", "2. traffic", "3. HTTP/1.1", "4. connection tables", "5. metrics excerpt", "6. lab down")
+    for heading in headings:
         assert f"== {heading}" in out
     assert "< hello from b (198.18.7.12:8080); you are 198.18.7.11:" in out
     assert "< a echoes: ping from c" in out
+    # HTTP through both proxies: the request id the outbound proxy set survives the inbound one, and under
+    # TPROXY the server's proxy sees the calling pod's own address.
+    assert re.search(r"< b answers GET /again \(x-request-id=[0-9a-f-]{36}, x-forwarded-for=198\.18\.7\.11,", out)
+    assert re.search(r" http1 +2 ", out)  # the connection table's PROTO and REQS columns
     assert "FAILED" not in out
     assert "tcp_open_total" in out
+    assert 'response_total{authority="198.18.7.12:8081",classification="success",direction="inbound"' in out
     assert not [name for name in await list_netns() if name.startswith(f"{lab_prefix}-")]
