@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import trio
 from prometheus_client.parser import text_string_to_metric_families
@@ -87,3 +90,29 @@ def tcp_labels(direction: str, peer: str, target: str, ip: str, port: int) -> tu
         "tls": "no_identity",
     }
     return tuple(sorted(labels.items()))
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def app_in(pod: Pod, module: str, *args: str) -> AsyncIterator[None]:
+    """``python -m tests.apps.<module>`` serving inside ``pod`` (as root: its traffic is intercepted)."""
+    argv = ["ip", "netns", "exec", pod.netns, sys.executable, "-m", f"tests.apps.{module}", *args]
+    proc = await trio.lowlevel.open_process(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await trio.sleep(1.0)  # the servers bind within a few hundred ms; a client's first connect retries anyway
+        assert proc.returncode is None, f"{module} exited with {proc.returncode}"
+        yield
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def run_in(pod: Pod, *argv: str) -> str:
+    done = await trio.run_process(
+        ["ip", "netns", "exec", pod.netns, *argv], cwd=REPO, capture_stdout=True, capture_stderr=True, check=False
+    )
+    out = done.stdout.decode() + done.stderr.decode()
+    assert done.returncode == 0, out[-2000:]
+    return out

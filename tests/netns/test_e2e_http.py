@@ -3,47 +3,18 @@ WebSocket (HTTP/1.1 Upgrade) with trio-websocket, and curl over HTTP/2 prior kno
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 import trio
 
-from ctl.lab.lab import Pod
 from ctl.lab.topology import Mode
-from tests.netns.labs import connections, find, lab, samples
+from tests.netns.labs import app_in, connections, find, lab, run_in, samples
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("require_netns")]
 
-REPO = Path(__file__).resolve().parents[2]
 GRPC_PORT = 50051
 WS_PORT = 8765
-
-
-@asynccontextmanager
-async def app_in(pod: Pod, module: str, *args: str) -> AsyncIterator[None]:
-    """``python -m tests.apps.<module>`` serving inside ``pod`` (as root: its traffic is intercepted)."""
-    argv = ["ip", "netns", "exec", pod.netns, sys.executable, "-m", f"tests.apps.{module}", *args]
-    proc = await trio.lowlevel.open_process(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        await trio.sleep(1.0)  # the servers bind within a few hundred ms; a client's first connect retries anyway
-        assert proc.returncode is None, f"{module} exited with {proc.returncode}"
-        yield
-    finally:
-        proc.kill()
-        await proc.wait()
-
-
-async def run_in(pod: Pod, *argv: str) -> str:
-    done = await trio.run_process(
-        ["ip", "netns", "exec", pod.netns, *argv], cwd=REPO, capture_stdout=True, capture_stderr=True, check=False
-    )
-    out = done.stdout.decode() + done.stderr.decode()
-    assert done.returncode == 0, out[-2000:]
-    return out
 
 
 @pytest.mark.parametrize("mode", [Mode.REDIRECT, Mode.TPROXY], ids=lambda m: m.value)
