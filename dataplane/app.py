@@ -4,7 +4,10 @@ Task tree (ARCHITECTURE.md has the picture):
     root nursery
     ├── watch_policy            (started once watching; only with --policy)
     ├── serve_admin             (started with the bound address)
+    ├── RelayEngine.run         (every opaque relay of this worker, one epoll set)
+    ├── ConnectionPool.run      (per direction: expires idle upstream HTTP/1.1 connections)
     ├── sweep_idle              (closes idle connections)
+    ├── forget_idle_series      (drops metric series idle for --metrics-retain-idle)
     └── conns nursery           (one handler task per connection, each with its own relay child)
         └── acceptors nursery   (serve_listeners per listener; cancelled first on shutdown)
 """
@@ -46,6 +49,7 @@ from dataplane.signals import watch_shutdown_signals
 from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
+from dataplane.telemetry.sweep import forget_idle_series
 from dataplane.upstream.pool import ConnectionPool
 from dataplane.version import VERSION
 from policy.load import load_policy_file
@@ -153,6 +157,7 @@ class Proxy:
             for pool in self.http.pools.values():
                 await root.start(pool.run)
             root.start_soon(sweep_idle, self.table, self.store)
+            root.start_soon(forget_idle_series, self.table, self.http.stats, s.metrics_retain_idle)
             async with trio.open_nursery() as conns:
                 async with trio.open_nursery() as acceptors:
                     for _, side, listener in self.listeners:

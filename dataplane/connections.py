@@ -18,6 +18,7 @@ import trio
 from dataplane.admin.schema import ConnectionInfo, ConnState, Direction
 from dataplane.detect.totals import DetectTotals
 from dataplane.net.addr import SockAddr
+from dataplane.telemetry.retention import Retention
 
 if TYPE_CHECKING:
     from dataplane.detect.detect import Detection
@@ -168,6 +169,7 @@ class ConnectionTable:
         self.closed_totals: dict[tuple[MetricKey, CloseSide], PeerTotals] = {}
         self.close_reasons: dict[tuple[Direction, str], int] = {}
         self.detections = DetectTotals()
+        self._retention: Retention[MetricKey] = Retention()
         # Ids stay unique across worker processes without talking: worker w of n numbers w+1, w+1+n, ...
         self._next_id = worker + 1
         self._id_step = workers
@@ -191,6 +193,7 @@ class ConnectionTable:
         self.closed_total += 1
         self.recent.appendleft(rec)
         key: MetricKey = (rec.direction, rec.target, rec.tls)
+        self._retention.touch(key)
         _add_closed(self._totals(key, "src"), rec.up.received, rec.down.sent, rec.src_errno)
         if rec.dst_opened:
             _add_closed(self._totals(key, "dst"), rec.down.received, rec.up.sent, rec.dst_errno)
@@ -227,6 +230,17 @@ class ConnectionTable:
                 rec.cancel("idle_timeout")
                 closed += 1
         return closed
+
+    def forget_idle_series(self) -> int:
+        """Drop the TCP metric totals of targets with no connection open and none closed for a retain period
+        (see ``Retention``); returns how many targets went."""
+        live = {(rec.direction, rec.target, rec.tls) for rec in self.live.values()}
+        known = {key for key, _peer in self.closed_totals}
+        stale = [key for key in self._retention.stale(known) if key not in live]
+        for key in stale:
+            self.closed_totals.pop((key, "src"), None)
+            self.closed_totals.pop((key, "dst"), None)
+        return len(stale)
 
     def cancel_all(self, reason: str) -> int:
         records = list(self.live.values())

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
 from dataplane.net.addr import SockAddr
+from dataplane.telemetry.retention import DEFAULT_RETAIN_IDLE
 from policy.duration import Duration
 
 DEFAULT_ADMIN: Final = SockAddr("127.0.0.1", 15000)
@@ -53,6 +54,8 @@ class ProxySettings:
     """Set in a worker process started by the supervisor (--workers > 1); None in the supervisor or alone."""
     worker_admin: str | None = None
     """A worker's private admin endpoint: an abstract unix socket name the supervisor queries."""
+    metrics_retain_idle: float = DEFAULT_RETAIN_IDLE
+    """Seconds after which a metric series nothing touched is dropped (Linkerd's default: 10 minutes)."""
     worker_lifeline: int | None = None
     """A worker's end of a pipe to its supervisor: end of file when the supervisor dies."""
 
@@ -75,6 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
         mark=ns.mark,
         ipv6=ns.ipv6,
         drain_timeout=ns.drain_timeout.seconds,
+        metrics_retain_idle=ns.metrics_retain_idle.seconds,
         log_level=ns.log_level,
         forwards=forwards,
         workers=ns.workers,
@@ -143,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DRAIN_TIMEOUT,
         metavar="DURATION",
         help="after SIGTERM, how long open connections may finish (default 25s)",
+    )
+    p.add_argument(
+        "--metrics-retain-idle",
+        type=_positive_duration,
+        default=Duration(DEFAULT_RETAIN_IDLE),
+        metavar="DURATION",
+        help="forget a metric series (a target, an authority) nothing touched for this long (default 10m)",
     )
     p.add_argument(
         "--forward",
@@ -227,6 +238,13 @@ def _duration(text: str) -> Duration:
         return Duration.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_duration(text: str) -> Duration:
+    duration = _duration(text)
+    if duration.seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than zero, got {text}")
+    return duration
 
 
 def _admin_addr(text: str) -> SockAddr:

@@ -15,6 +15,7 @@ from typing import Final, Literal, NamedTuple
 
 from dataplane.admin.schema import Direction
 from dataplane.net.addr import SockAddr
+from dataplane.telemetry.retention import Retention
 
 # Linkerd's response_latency_ms buckets, in milliseconds (+Inf is implied).
 LATENCY_BUCKETS_MS: Final = (
@@ -77,13 +78,14 @@ def classify(status: int | None, grpc_status: int | None, error: str) -> Classif
 
 
 class HttpStats:
-    __slots__ = ("_authorities", "latency", "requests", "responses")
+    __slots__ = ("_authorities", "_retention", "latency", "requests", "responses")
 
     def __init__(self) -> None:
         self.requests: dict[RequestKey, int] = {}
         self.responses: dict[ResponseKey, int] = {}
         self.latency: dict[tuple[RequestKey, str], Histogram] = {}
         self._authorities: set[str] = set()
+        self._retention: Retention[RequestKey] = Retention()
 
     def authority(self, raw: str) -> str:
         """The label value for a request's authority, bounded in cardinality."""
@@ -98,7 +100,23 @@ class HttpStats:
         """Count a request as it is forwarded; returns the key its response is recorded under."""
         key = RequestKey(direction, self.authority(authority), target, tls)
         self.requests[key] = self.requests.get(key, 0) + 1
+        self._retention.touch(key)
         return key
+
+    def forget_idle(self) -> int:
+        """Drop the series of every request key with no request for a retain period (see ``Retention``), and
+        free their authorities' places under ``MAX_AUTHORITIES``; returns how many keys went."""
+        stale = set(self._retention.stale(self.requests))
+        if not stale:
+            return 0
+        for key in stale:
+            del self.requests[key]
+        for rkey in [rkey for rkey in self.responses if rkey.request in stale]:
+            del self.responses[rkey]
+        for hkey in [hkey for hkey in self.latency if hkey[0] in stale]:
+            del self.latency[hkey]
+        self._authorities = {key.authority for key in self.requests} - {OTHER_AUTHORITY}
+        return len(stale)
 
     def response(
         self,

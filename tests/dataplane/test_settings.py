@@ -38,6 +38,8 @@ def test_values() -> None:
         (["--mark", "0x1ffffffff"], "--mark"),
         (["--inbound-mode", "nat"], "--inbound-mode"),
         (["--drain-timeout", "10"], "--drain-timeout"),
+        (["--metrics-retain-idle", "0s"], "--metrics-retain-idle"),
+        (["--metrics-retain-idle", "soon"], "--metrics-retain-idle"),
         (["--inbound-port", "15001"], "--outbound-port"),
     ],
 )
