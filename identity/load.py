@@ -39,7 +39,7 @@ class Identity:
     directory: Path
     chain: tuple[Certificate, ...]
     """Our leaf first, then any intermediates cert.pem holds: what we send in the handshake."""
-    key_pem: bytes
+    key: PrivateKey
     bundle: TrustBundle
     bundle_pem: bytes
 
@@ -93,7 +93,7 @@ def load_identity(directory: Path, *, now: datetime) -> Identity:
         serial=leaf.serial,
         directory=directory,
         chain=chain,
-        key_pem=files[KEY_FILE],
+        key=key,
         bundle=bundle,
         bundle_pem=files[BUNDLE_FILE],
     )

@@ -67,6 +67,11 @@ class PrivateKey:
             raise X509Error(f"unsupported key type {type(key).__name__}: expected an ECDSA key")
         return cls(key)
 
+    @property
+    def native(self) -> ec.EllipticCurvePrivateKey:
+        """The cryptography key, for libraries built on cryptography (pyOpenSSL takes it as is)."""
+        return self._key
+
     def to_pem(self) -> bytes:
         return self._key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -107,6 +112,11 @@ class Certificate:
             return cls(x509.load_der_x509_certificate(data))
         except ValueError as exc:
             raise X509Error(f"not a DER certificate ({exc})") from None
+
+    @property
+    def native(self) -> x509.Certificate:
+        """The cryptography certificate, for libraries built on cryptography (pyOpenSSL takes it as is)."""
+        return self._cert
 
     def to_pem(self) -> bytes:
         return self._cert.public_bytes(serialization.Encoding.PEM)
