@@ -139,6 +139,7 @@ class _Verification:
     clock: Clock
     chain: dict[int, bytes] = field(default_factory=dict)
     peer: SpiffeId | None = None
+    leaf: Certificate | None = None
     rejection: Rejection | None = None
 
 
@@ -166,7 +167,7 @@ def _verify(conn: SSL.Connection, cert: crypto.X509, error: int, depth: int, ok:
     if isinstance(result, Rejection):
         state.rejection = result
         return False
-    state.peer = result
+    state.peer, state.leaf = result, chain[0]
     return True
 
 
@@ -196,6 +197,11 @@ class TLSEngine:
     def peer(self) -> SpiffeId | None:
         """The peer's verified SPIFFE ID; None until the handshake has verified it."""
         return self._state.peer
+
+    @property
+    def peer_certificate(self) -> Certificate | None:
+        """The peer's verified leaf (serial, notAfter for draining before it expires); None until verified."""
+        return self._state.leaf if self._state.peer is not None else None
 
     @property
     def alpn(self) -> str | None:

@@ -38,6 +38,7 @@ from dataplane.tls.conflict import ConflictDetector
 from dataplane.tls.errors import TLSHandshakeError
 from dataplane.tls.openssl import NeedData, TLSDataError, TLSEngine
 from identity.spiffe import SpiffeId
+from identity.x509 import Certificate
 
 RECORD_SIZE: Final = 16384  # RFC 8446 5.1: a record carries at most 2^14 bytes of plaintext
 RECEIVE_SIZE: Final = 65536  # one transport read, and receive_some's default
@@ -76,6 +77,14 @@ class TLSStream(trio.abc.HalfCloseableStream):
         if peer is None:
             raise RuntimeError("the TLS handshake has not completed")
         return peer
+
+    @property
+    def peer_certificate(self) -> Certificate:
+        """The peer's verified leaf certificate: its serial, and notAfter to drain the connection before it."""
+        leaf = self._engine.peer_certificate
+        if leaf is None:
+            raise RuntimeError("the TLS handshake has not completed")
+        return leaf
 
     @property
     def alpn(self) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from identity.spiffe import SpiffeId, SpiffeIdError, parse_spiffe_id, parse_trust_domain
 
@@ -52,3 +54,16 @@ def test_bare_trust_domain() -> None:
     assert parse_trust_domain("example.org") == "example.org"
     with pytest.raises(SpiffeIdError, match=r"invalid trust domain 'Example\.org': the trust domain must be lowercase"):
         parse_trust_domain("Example.org")
+
+
+_ID_TEXT = st.text(alphabet="spifeexample.org/:_-.%?#@AZaz09 ", max_size=60)
+
+
+@given(st.one_of(_ID_TEXT, _ID_TEXT.map(lambda rest: "spiffe://" + rest)))
+def test_any_text_parses_or_is_refused_with_a_reason(text: str) -> None:
+    try:
+        parsed = parse_spiffe_id(text)
+    except SpiffeIdError as exc:
+        assert str(exc)
+    else:
+        assert str(parsed) == text  # a valid ID has exactly one spelling

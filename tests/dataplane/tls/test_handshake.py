@@ -17,6 +17,7 @@ import trio
 from dataplane.tls import errors
 from dataplane.tls.handshake import tls_accept, tls_connect
 from dataplane.tls.openssl import TLSContext, client_context, server_context
+from dataplane.tls.stream import TLSStream
 from identity.load import Identity
 from identity.spiffe import parse_spiffe_id
 from identity.verify import TrustBundle
@@ -33,6 +34,7 @@ class Served:
     error: BaseException | None = None
     peer: str | None = None
     alpn: str | None = None
+    peer_serial: int | None = None
     delivered: bytearray = field(default_factory=bytearray)
 
 
@@ -67,7 +69,7 @@ async def serve_one(
     except errors.TLSHandshakeError as exc:
         served.error = exc
         return
-    served.peer, served.alpn = str(stream.peer), stream.alpn
+    served.peer, served.alpn, served.peer_serial = str(stream.peer), stream.alpn, stream.peer_certificate.serial
     async with stream:
         while data := await stream.receive_some():
             served.delivered.extend(data)
@@ -117,6 +119,7 @@ async def test_mutual_tls_both_ways_with_svids(backend: Identity, frontend: Iden
     assert served.peer == FRONTEND
     assert served.alpn == "h2"
     assert outcome == (b"HELLO", BACKEND)
+    assert served.peer_serial == frontend.serial
     assert served.delivered == b"hello"
 
 
@@ -297,3 +300,41 @@ async def test_openssl_with_a_valid_svid_and_h2_is_served(backend: Identity, fro
     assert served.peer == FRONTEND
     assert "ALPN protocol: h2" in output
     assert "Protocol  : TLSv1.3" in output or "TLSv1.3" in output
+
+
+async def test_a_rotated_identity_applies_to_new_handshakes_and_old_connections_continue(
+    pki: Pki, frontend: Identity, tmp_path: Path
+) -> None:
+    """Rotation builds a new context; a connection keeps the context (and certificate) it started with."""
+    directory = tmp_path / "backend"
+    first = identity_of(pki, directory, BACKEND)
+    client = client_context(frontend, protocols=MESH)
+    listener, port = await loopback_listener()
+    with trio.fail_after(10):
+        async with listener:
+            server = server_context(first, protocols=MESH)
+            old_client, old_server = await _connect_pair(listener, port, server, client)
+            second = identity_of(pki, directory, BACKEND)
+            assert second.serial != first.serial
+            new_client, new_server = await _connect_pair(listener, port, server_context(second, protocols=MESH), client)
+            for client_side, server_side in ((old_client, old_server), (new_client, new_server)):
+                await client_side.send_all(b"ping")
+                assert await server_side.receive_some() == b"ping"
+            assert old_client.peer_certificate.serial == first.serial
+            assert new_client.peer_certificate.serial == second.serial
+            for stream in (old_client, old_server, new_client, new_server):
+                await stream.aclose()
+
+
+async def _connect_pair(
+    listener: trio.SocketListener, port: int, server: TLSContext, client: TLSContext
+) -> tuple[TLSStream, TLSStream]:
+    accepted: list[TLSStream] = []
+
+    async def accept() -> None:
+        accepted.append(await tls_accept(await listener.accept(), server))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept)
+        client_stream = await tls_connect(await trio.open_tcp_stream("127.0.0.1", port), client)
+    return client_stream, accepted[0]
