@@ -139,7 +139,6 @@ class _Verification:
     clock: Clock
     chain: dict[int, bytes] = field(default_factory=dict)
     peer: SpiffeId | None = None
-    leaf: Certificate | None = None
     rejection: Rejection | None = None
 
 
@@ -167,7 +166,8 @@ def _verify(conn: SSL.Connection, cert: crypto.X509, error: int, depth: int, ok:
     if isinstance(result, Rejection):
         state.rejection = result
         return False
-    state.peer, state.leaf = result, chain[0]
+    state.peer = result
+    state.chain.clear()  # idle connections are many: keep only the verdict (OpenSSL keeps the peer's chain)
     return True
 
 
@@ -201,7 +201,10 @@ class TLSEngine:
     @property
     def peer_certificate(self) -> Certificate | None:
         """The peer's verified leaf (serial, notAfter for draining before it expires); None until verified."""
-        return self._state.leaf if self._state.peer is not None else None
+        if self._state.peer is None:
+            return None
+        leaf = self._conn.get_peer_certificate(as_cryptography=True)
+        return Certificate(leaf) if leaf is not None else None
 
     @property
     def alpn(self) -> str | None:
