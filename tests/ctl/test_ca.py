@@ -13,6 +13,7 @@ import pytest
 from ctl.__main__ import main
 from identity.load import load_identity
 from identity.spiffe import parse_spiffe_id
+from tests.tools import need
 
 IDENTITY = "spiffe://example.org/ns/default/sa/frontend"
 
@@ -28,7 +29,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def openssl_text(path: Path) -> str:
-    command = ["openssl", "x509", "-in", str(path), "-noout", "-text"]
+    command = [need("openssl"), "x509", "-in", str(path), "-noout", "-text"]
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
@@ -43,12 +44,7 @@ def ca_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
 
 def test_init_writes_a_p256_root_with_a_private_key(ca_dir: Path) -> None:
     assert stat.S_IMODE(os.stat(ca_dir / "ca.key").st_mode) == 0o600
-    text = subprocess.run(
-        ["openssl", "x509", "-in", str(ca_dir / "ca.crt"), "-noout", "-text"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    text = openssl_text(ca_dir / "ca.crt")
     assert "CA:TRUE" in text
     assert "Certificate Sign" in text
     assert "NIST CURVE: P-256" in text
@@ -83,7 +79,7 @@ def test_issue_writes_an_svid_that_loads_and_that_openssl_verifies(
     assert stat.S_IMODE(os.stat(out / "key.pem").st_mode) == 0o600
     assert (out / "bundle.pem").read_bytes() == (ca_dir / "ca.crt").read_bytes()
     verified = subprocess.run(
-        ["openssl", "verify", "-purpose", "sslclient", "-CAfile", str(out / "bundle.pem"), str(out / "cert.pem")],
+        [need("openssl"), "verify", "-purpose", "sslclient", "-CAfile", str(out / "bundle.pem"), str(out / "cert.pem")],
         capture_output=True,
         text=True,
         check=False,

@@ -23,6 +23,7 @@ from identity.spiffe import parse_spiffe_id
 from identity.verify import TrustBundle
 from tests.dataplane.tls.mesh import MESH, identity_of, loopback_listener, real_pki, unchecked_identity
 from tests.identity.pki import BACKEND, FRONTEND, Pki, leaf_spec
+from tests.tools import need
 
 pytestmark = pytest.mark.usefixtures("autoclose")
 
@@ -228,7 +229,7 @@ async def test_plaintext_is_not_tls(backend: Identity) -> None:
 
 async def _s_client(port: int, *args: str) -> str:
     # -ign_eof: keep reading after stdin ends, so the server's post-handshake alert (TLS 1.3) is printed.
-    command = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *args]
+    command = [need("openssl"), "s_client", "-connect", f"127.0.0.1:{port}", *args]
     done = await trio.run_process(command, stdin=b"", capture_stdout=True, capture_stderr=True, check=False)
     return (done.stdout + done.stderr).decode(errors="replace")
 
