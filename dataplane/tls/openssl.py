@@ -147,6 +147,7 @@ def _verify(conn: SSL.Connection, cert: crypto.X509, error: int, depth: int, ok:
     state = conn.get_app_data()
     assert isinstance(state, _Verification)
     if not ok:
+        state.peer = None  # any later complaint from OpenSSL (name constraints, ...) withdraws an earlier yes
         if state.rejection is None:
             reason = _OPENSSL_VERIFY_REASONS.get(error, RejectReason.BAD_SVID)
             what = _VERIFY_ERROR_NAMES.get(error, f"verify error {error}")
