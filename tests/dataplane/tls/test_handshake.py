@@ -227,6 +227,19 @@ async def test_plaintext_is_not_tls(backend: Identity) -> None:
     assert served.delivered == b""
 
 
+async def test_a_client_that_leaves_mid_handshake_is_reported_as_such(backend: Identity) -> None:
+    listener, port = await loopback_listener()
+    served = Served()
+    with trio.fail_after(10):
+        async with listener, trio.open_nursery() as nursery:
+            await nursery.start(serve_one, listener, server_context(backend, protocols=MESH), served)
+            client = await trio.open_tcp_stream("127.0.0.1", port)
+            async with client:
+                await client.send_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03")  # a ClientHello's first bytes
+    assert isinstance(served.error, errors.HandshakeEOFError), served.error
+    assert served.error.reason == "tls_handshake_eof"
+
+
 async def _s_client(port: int, *args: str) -> str:
     # -ign_eof: keep reading after stdin ends, so the server's post-handshake alert (TLS 1.3) is printed.
     command = [need("openssl"), "s_client", "-connect", f"127.0.0.1:{port}", *args]
