@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from ctl import ca
 from ctl.commands import conns, lab, policy, status
 from ctl.commands.target import add_target_options
 from ctl.errors import CtlError
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_target_options(parser, top_level=True)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (conns, status, policy, lab):
+    for command in (conns, status, policy, lab, ca):
         command.register(subparsers)
     return parser
 

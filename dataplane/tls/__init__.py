@@ -1,0 +1,1 @@
+"""Mutual TLS between proxies: pyOpenSSL contexts built from an ``identity.Identity`` and a trio stream over them."""
