@@ -82,6 +82,28 @@ class ReloadErrorInfo(_Doc, frozen=True):
     problems: list[ProblemInfo] = []
 
 
+class IdentityInfo(_Doc, frozen=True):
+    """The proxy's own identity (``mesh-proxy --identity``)."""
+
+    directory: str
+    valid: bool
+    """An identity is loaded and valid now; when False, /ready is 503."""
+    problem: str | None = None
+    """Why there is no valid identity (the file and problem, or the expiry); None when valid."""
+    spiffe_id: str | None = None
+    """The current SVID's ID; None until one has been loaded."""
+    serial: str | None = None
+    """The current SVID's serial number, hex."""
+    not_before: float | None = None
+    not_after: float | None = None
+    """Unix time the current SVID expires."""
+    loaded_at: float | None = None
+    generation: int = 0
+    """1 for the first identity loaded, +1 per rotation; 0: none loaded yet."""
+    last_reload_error: ReloadErrorInfo | None = None
+    """The last refused load (``source`` is the file at fault); cleared by the next successful one."""
+
+
 class StatusReport(_Doc, frozen=True):
     ready: bool
     draining: bool
@@ -97,6 +119,8 @@ class StatusReport(_Doc, frozen=True):
     listeners: list[ListenerInfo]
     connections_open: int
     workers: int = 1
+    identity: IdentityInfo | None = None
+    """None without --identity (a plaintext proxy)."""
 
 
 class ConfigReport(_Doc, frozen=True):
