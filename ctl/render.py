@@ -9,7 +9,7 @@ import msgspec
 
 from ctl.table import Column, render_table
 from ctl.units import format_bytes, format_duration
-from dataplane.admin.schema import ConnectionInfo, ConnectionsReport, ReloadErrorInfo, StatusReport
+from dataplane.admin.schema import ConnectionInfo, ConnectionsReport, IdentityInfo, ReloadErrorInfo, StatusReport
 
 CONNECTION_COLUMNS: Final = (
     Column("ID", right=True),
@@ -104,11 +104,26 @@ def render_status(report: StatusReport, *, now: float, not_ready_because: str = 
         ("last reload", _reload_error(report.last_reload_error, now)),
         ("connections", f"{report.connections_open} open"),
     ]
+    if report.identity is not None:
+        fields[-1:-1] = [
+            ("identity", _identity(report.identity, now)),
+            ("id reload", _reload_error(report.identity.last_reload_error, now)),
+        ]
     lines = [f"{key + ':':<13} {value}" for key, value in fields]
     lines.append("listeners:")
     listeners = [[listener.name, listener.address] for listener in report.listeners]
     lines.extend(f"  {line}" for line in render_table([Column("NAME"), Column("ADDRESS")], listeners))
     return "\n".join(lines) + "\n"
+
+
+def _identity(info: IdentityInfo, now: float) -> str:
+    """The SVID in use and until when; when the proxy judges it not valid, why (as /ready says it)."""
+    if info.spiffe_id is None or info.not_after is None:
+        return f"none from {info.directory} ({info.problem or 'not loaded yet'})"
+    line = f"{info.spiffe_id}, serial {info.serial or _NONE}, valid until {_timestamp(info.not_after)}"
+    if info.valid:
+        return f"{line} (in {format_duration(info.not_after - now)})"
+    return f"NOT VALID: {line} ({info.problem or 'no reason given'})"
 
 
 def _reload_error(error: ReloadErrorInfo | None, now: float) -> str:

@@ -3,6 +3,7 @@
 Task tree (ARCHITECTURE.md has the picture):
     root nursery
     ├── watch_policy            (started once watching; only with --policy)
+    ├── watch_identity          (started after the first load, good or bad; only with --identity)
     ├── serve_admin             (started with the bound address)
     ├── RelayEngine.run         (every opaque relay of this worker, one epoll set)
     ├── ConnectionPool.run      (per direction: expires idle upstream HTTP/1.1 connections)
@@ -19,6 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
@@ -46,8 +48,11 @@ from dataplane.outbound import OutboundSide
 from dataplane.runtime import HttpShared, Runtime
 from dataplane.settings import ProxySettings
 from dataplane.signals import watch_shutdown_signals
+from dataplane.svid.store import IdentityStore
+from dataplane.svid.watch import watch_identity
 from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.http_stats import HttpStats
+from dataplane.telemetry.identity_metrics import IdentityCollector
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
 from dataplane.telemetry.sweep import forget_idle_series
 from dataplane.upstream.pool import ConnectionPool
@@ -76,6 +81,9 @@ class Proxy:
         self.guard = LoopGuard(frozenset(own_ports | {fwd.listen.port for fwd in settings.forwards}))
         self.engine = RelayEngine()
         self.http = HttpShared(stats=HttpStats(), ids=RequestIds(), pools={})
+        self.identity = IdentityStore(Path(settings.identity_dir)) if settings.identity_dir is not None else None
+        if self.identity is not None:
+            self.state.identity_problem = self.identity.problem
         self.runtime = Runtime(
             table=self.table,
             store=self.store,
@@ -84,6 +92,7 @@ class Proxy:
             inbound_mode=settings.inbound_mode,
             engine=self.engine,
             http=self.http,
+            identity=self.identity,
         )
         # Shared keep-alive pools; the inbound one serves redirect mode only (under TPROXY each client connection
         # has its own, bound to the client's address).
@@ -98,6 +107,8 @@ class Proxy:
             http=self.http.stats,
             h2=(self.http.h2_clients, self.http.h2_upstreams),
         )
+        if self.identity is not None:
+            self.metrics.registry.register(IdentityCollector(self.identity.reading))
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,
@@ -105,6 +116,7 @@ class Proxy:
             state=self.state,
             version=VERSION,
             listeners=[ListenerInfo(name=name, address=str(listener_address(lst))) for name, _, lst in self.listeners],
+            identity=self.identity,
         )
 
     def _bind(self) -> list[tuple[str, Side, trio.SocketListener]]:
@@ -146,6 +158,8 @@ class Proxy:
         async with trio.open_nursery() as root:
             if s.policy_path is not None:
                 await root.start(watch_policy, s.policy_path, self.store)
+            if self.identity is not None:
+                await root.start(watch_identity, self.identity)
             if s.worker_admin is not None:  # a worker: only the supervisor talks to it, over a private socket
                 admin_listener = open_abstract_unix_listener(s.worker_admin)
                 admin = s.admin
@@ -168,7 +182,8 @@ class Proxy:
                     self.state.ready = True
                     self.state.not_ready_reason = ""
                     log.info(
-                        "ready: %s; admin on %s; policy %s (%s)",
+                        "%s: %s; admin on %s; policy %s (%s)",
+                        "ready" if self.state.readiness()[0] else "listening, not ready",
                         ", ".join(f"{li.name} {li.address}" for li in self.view.listeners),
                         admin,
                         self.store.current.version,

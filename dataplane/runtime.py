@@ -12,6 +12,7 @@ from dataplane.http2.counters import H2Counters
 from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.settings import InboundMode
+from dataplane.svid.store import IdentityStore
 from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.upstream.pool import ConnectionPool
@@ -47,3 +48,5 @@ class Runtime:
     """Relays opaque plaintext connections without a task per connection; None: a trio relay per connection."""
     http: HttpShared | None = None
     """HTTP proxying of detected HTTP/1.1 connections; None: they are relayed as opaque bytes."""
+    identity: IdentityStore | None = None
+    """The proxy's SVID and its current TLS contexts (``identity.current``); None without --identity."""

@@ -58,6 +58,8 @@ class ProxySettings:
     """Seconds after which a metric series nothing touched is dropped (Linkerd's default: 10 minutes)."""
     worker_lifeline: int | None = None
     """A worker's end of a pipe to its supervisor: end of file when the supervisor dies."""
+    identity_dir: str | None = None
+    """--identity: the SVID directory (cert.pem, key.pem, bundle.pem) watched for rotation; None: no identity."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
@@ -85,6 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
         worker_index=ns.worker_index,
         worker_admin=ns.worker_admin,
         worker_lifeline=ns.worker_lifeline,
+        identity_dir=ns.identity,
     )
 
 
@@ -98,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="policy bundle (YAML, JSON or TOML), watched for changes; "
         "without it the embedded default policy passes everything through as opaque TCP",
+    )
+    p.add_argument(
+        "--identity",
+        type=_directory,
+        metavar="DIR",
+        help="the proxy's SPIFFE identity: cert.pem, key.pem and bundle.pem as `meshctl ca issue` writes them, "
+        "watched for rotation; /ready is 503 while there is no valid identity (without it: no identity)",
     )
     p.add_argument(
         "--admin",
@@ -245,6 +255,13 @@ def _positive_duration(text: str) -> Duration:
     if duration.seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be longer than zero, got {text}")
     return duration
+
+
+def _directory(text: str) -> str:
+    """A non-empty path; whether it holds a valid identity is checked (and re-checked) at run time."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a directory path")
+    return text
 
 
 def _admin_addr(text: str) -> SockAddr:

@@ -11,12 +11,14 @@ import msgspec
 from dataplane.admin.schema import (
     ConfigReport,
     ConnectionsReport,
+    IdentityInfo,
     ListenerInfo,
     ProblemInfo,
     ReloadErrorInfo,
     StatusReport,
 )
 from dataplane.connections import ConnectionTable
+from dataplane.svid.store import IdentityStore
 from dataplane.telemetry.metrics import ProxyState
 from policy.load import encode_policy
 from policy.store import PolicyStore, ReloadFailure
@@ -31,6 +33,7 @@ class AdminView:
     state: ProxyState
     version: str
     listeners: list[ListenerInfo]
+    identity: IdentityStore | None = None
 
 
 def connections_report(view: AdminView) -> ConnectionsReport:
@@ -46,7 +49,7 @@ def connections_report(view: AdminView) -> ConnectionsReport:
 def status_report(view: AdminView) -> StatusReport:
     snap = view.store.current
     return StatusReport(
-        ready=view.state.ready,
+        ready=view.state.readiness()[0],
         draining=view.state.draining,
         version=view.version,
         pid=os.getpid(),
@@ -59,6 +62,32 @@ def status_report(view: AdminView) -> StatusReport:
         last_reload_error=reload_error_info(view.store.last_error),
         listeners=view.listeners,
         connections_open=len(view.table.live),
+        identity=identity_info(view.identity) if view.identity is not None else None,
+    )
+
+
+def identity_info(store: IdentityStore) -> IdentityInfo:
+    current, error = store.current, store.last_error
+    problem = store.problem()
+    info = IdentityInfo(
+        directory=str(store.directory),
+        valid=problem is None,
+        problem=problem,
+        last_reload_error=None
+        if error is None
+        else ReloadErrorInfo(at=error.at, source=str(error.path), message=error.problem),
+    )
+    if current is None:
+        return info
+    identity = current.identity
+    return msgspec.structs.replace(
+        info,
+        spiffe_id=str(identity.spiffe_id),
+        serial=f"{identity.serial:x}",
+        not_before=identity.not_before.timestamp(),
+        not_after=identity.not_after.timestamp(),
+        loaded_at=current.loaded_at,
+        generation=current.generation,
     )
 
 

@@ -33,7 +33,8 @@ class LocalAdmin:
             case "/live":
                 return 200, TEXT, b"live\n"
             case "/ready":
-                return ready_response(view.state.ready, view.state.draining, view.state.not_ready_reason)
+                ready, reason = view.state.readiness()
+                return ready_response(ready, view.state.draining, reason)
             case "/metrics":
                 return 200, METRICS_CONTENT_TYPE, self._render_metrics()
             case "/connections":

@@ -41,4 +41,6 @@ def merge_status(
         listeners=oldest.listeners,
         connections_open=sum(s.connections_open for s in statuses),
         workers=workers,
+        # Each worker watches the identity itself: show one that has a problem, if any does.
+        identity=next((s.identity for s in statuses if s.identity and not s.identity.valid), oldest.identity),
     )

@@ -14,7 +14,7 @@ Detection uses Linkerd's ``tcp_detect_http`` families (``..._results_total{resul
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -42,6 +42,19 @@ class ProxyState:
     ready: bool = False
     draining: bool = False
     not_ready_reason: str = "starting"
+    identity_problem: Callable[[], str | None] | None = None
+    """With --identity: why there is no identity valid now, or None (``IdentityStore.problem``)."""
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why not): what /ready, /status and ``triomesh_ready`` report."""
+        if self.draining:
+            return False, "draining"
+        if not self.ready:
+            return False, self.not_ready_reason
+        problem = self.identity_problem() if self.identity_problem is not None else None
+        if problem is not None:
+            return False, f"no valid identity ({problem})"
+        return True, ""
 
 
 class ProxyMetrics:
@@ -234,7 +247,7 @@ class StateCollector(Collector):
         info = GaugeMetricFamily("triomesh_build_info", "The running build.", labels=["version", "python"])
         info.add_metric([self._version, platform.python_version()], 1)
         yield info
-        yield GaugeMetricFamily("triomesh_ready", "1 when /ready answers 200.", value=int(self._state.ready))
+        yield GaugeMetricFamily("triomesh_ready", "1 when /ready answers 200.", value=int(self._state.readiness()[0]))
         yield GaugeMetricFamily(
             "triomesh_draining", "1 while the proxy drains after SIGTERM.", value=int(self._state.draining)
         )
