@@ -83,14 +83,14 @@ class IdentityStore:
         )
         self.last_error = None
         self.reloads_succeeded += 1
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
+        self._wake()
         return self._current
 
     def reject(self, failure: IdentityFailure) -> None:
         """Record a refused load; the current credentials (if any) stay."""
         self.last_error = failure
         self.reloads_failed += 1
+        self._wake()
 
     def problem(self) -> str | None:
         """Why there is no identity valid now (for /ready), or None when there is one."""
@@ -130,6 +130,18 @@ class IdentityStore:
         while self._current is None or self._current.generation <= after:
             await self._changed.wait()
         return self._current
+
+    async def wait_for_refusal(self, after: int) -> IdentityFailure:
+        """Return the last refusal as soon as ``reloads_failed`` is greater than ``after``."""
+        await trio.lowlevel.checkpoint()
+        while self.last_error is None or self.reloads_failed <= after:
+            await self._changed.wait()
+        return self.last_error
+
+    def _wake(self) -> None:
+        # Event swap: waiters on the old event wake and re-check; later waiters get the new one.
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
 
     def __repr__(self) -> str:
         current = self._current
