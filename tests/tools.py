@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-PACKAGES = {"curl": "curl", "nghttp": "nghttp2-client", "h2load": "nghttp2-client"}
+PACKAGES = {"curl": "curl", "nghttp": "nghttp2-client", "h2load": "nghttp2-client", "sslscan": "sslscan"}
 
 
 def need(tool: str) -> str:
