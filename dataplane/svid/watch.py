@@ -4,8 +4,8 @@ Theory of operation. Every ``poll_interval`` the watcher reads the three files a
 (``identity.files.read_set``, which resolves the ``..data`` symlink of ``meshctl ca issue``/kubelet publishing
 once) and hashes them. Reading a few kilobytes twice a second costs microseconds and, unlike comparing stat
 signatures, cannot miss a same-size rewrite within one timestamp tick: the content is the signature. A changed
-digest is acted on once it has been stable for ``settle`` seconds, so files written by hand one after the other
-are not judged half-way; with the defaults a change applies within about 0.8 s (the brief is 2 s).
+digest is acted on when the next poll finds it unchanged, so files written by hand one after the other are not
+judged half-way; a change applies within two poll intervals (1 s with the default; the brief asks for 2 s).
 
 A valid set (``identity.load.load_identity``: the key matches, the SVID chains to the bundle and is valid now)
 replaces the current credentials; new handshakes use the new contexts and open connections keep theirs. A
@@ -47,7 +47,6 @@ async def watch_identity(
     store: IdentityStore,
     *,
     poll_interval: float = 0.5,
-    settle: float = 0.2,
     recheck: float = 5.0,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
@@ -59,26 +58,23 @@ async def watch_identity(
     Error handling: an unreadable, broken or mismatched set is logged once at WARNING, counted once in
     ``store.reloads_failed`` and recorded in ``store.last_error``; the current identity stays.
     """
-    if poll_interval <= 0 or settle < 0 or recheck <= 0:
-        raise ValueError("poll_interval and recheck must be positive and settle must not be negative")
+    if poll_interval <= 0 or recheck <= 0:
+        raise ValueError("poll_interval and recheck must be positive")
     watcher = _Watcher(store)
     watcher.handle(watcher.observe())
     task_status.started()
     next_recheck = trio.current_time() + recheck
+    previous = watcher.handled
     while True:
         await trio.sleep(poll_interval)
         seen = watcher.observe()
         if seen != watcher.handled:
-            while True:  # wait until the files hold still for `settle` seconds
-                await trio.sleep(settle)
-                again = watcher.observe()
-                if again == seen:
-                    break
-                seen = again
-            watcher.handle(seen)
+            if seen == previous:  # unchanged for a whole poll interval: the writer is done
+                watcher.handle(seen)
         elif store.last_error is not None and trio.current_time() >= next_recheck:
             next_recheck = trio.current_time() + recheck
             watcher.handle(seen, quiet=True)
+        previous = seen
         watcher.note_expiry()
 
 

@@ -1,10 +1,14 @@
-"""Identity directories in the layout ``meshctl ca issue`` writes, with good, broken and mismatched sets."""
+"""Identity directories in the layout ``meshctl ca issue`` writes (good, broken and mismatched sets), and waiting
+for an ``IdentityStore`` to apply one."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import trio
+
+from dataplane.svid.store import IdentityStore
 from identity.authority import BUNDLE_FILE, CERT_FILE, KEY_FILE, IssuedSvid, issue_svid, publish_svid
 from identity.files import publish_set
 from identity.spiffe import parse_spiffe_id
@@ -40,3 +44,11 @@ class IdentityDir:
 
     def _publish(self, cert: bytes, key: bytes, bundle: bytes) -> None:
         publish_set(self.path, {CERT_FILE: (cert, 0o644), KEY_FILE: (key, 0o600), BUNDLE_FILE: (bundle, 0o644)})
+
+
+async def applied(store: IdentityStore, generation: int) -> float:
+    """Wait (bounded) until ``store`` holds ``generation``; how long it took, on trio's clock."""
+    start = trio.current_time()
+    with trio.fail_after(10):
+        await store.wait_for_generation(generation - 1)
+    return trio.current_time() - start

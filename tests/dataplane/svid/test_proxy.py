@@ -19,22 +19,12 @@ from dataplane.svid.store import IdentityStore
 from dataplane.tls.handshake import tls_accept, tls_connect
 from dataplane.tls.openssl import TLSContext, client_context
 from dataplane.tls.stream import TLSStream
-from tests.dataplane.svid.sets import IdentityDir
+from tests.dataplane.svid.sets import IdentityDir, applied
 from tests.dataplane.test_admin import _settings, get, running
-from tests.dataplane.tls.mesh import MESH, identity_of, loopback_listener, real_pki
+from tests.dataplane.tls.mesh import MESH, identity_of, loopback_listener
 from tests.identity.pki import BACKEND, FRONTEND, Pki
 
 APPLY_WITHIN = 2.0  # seconds, real time: the brief's bound for a change to reach new handshakes
-
-
-@pytest.fixture
-def pki() -> Pki:
-    return real_pki()
-
-
-@pytest.fixture
-def directory(pki: Pki, tmp_path: Path) -> IdentityDir:
-    return IdentityDir(pki, tmp_path / "identity")
 
 
 def with_identity(directory: IdentityDir) -> ProxySettings:
@@ -44,14 +34,6 @@ def with_identity(directory: IdentityDir) -> ProxySettings:
 def metric(text: bytes, name: str) -> float:
     [line] = [line for line in text.decode().splitlines() if line.split(" ")[0] == name]
     return float(line.split(" ")[1])
-
-
-async def wait_applied(store: IdentityStore, generation: int) -> float:
-    """Wait for ``generation`` (bounded); the real seconds it took."""
-    start = trio.current_time()
-    with trio.fail_after(10):
-        await store.wait_for_generation(generation - 1)
-    return trio.current_time() - start
 
 
 def test_the_identity_flag() -> None:
@@ -128,7 +110,7 @@ async def test_a_bad_directory_at_start_starts_not_ready_until_a_valid_identity_
 
         directory.publish()
         assert proxy.identity is not None
-        assert await wait_applied(proxy.identity, 1) <= APPLY_WITHIN
+        assert await applied(proxy.identity, 1) <= APPLY_WITHIN
         assert await get(admin, "/ready") == (200, b"ready\n")
 
 
@@ -175,7 +157,7 @@ async def test_rotation_break_and_fix_seen_by_real_tls_clients(
             assert await echo(old, b"before") == b"BEFORE"
 
             second = directory.publish()
-            assert await wait_applied(store, 2) <= APPLY_WITHIN
+            assert await applied(store, 2) <= APPLY_WITHIN
             async with await dial(port, client) as new:
                 assert new.peer_certificate.serial == second.cert.serial
                 assert await echo(new, b"after") == b"AFTER"
@@ -196,7 +178,7 @@ async def test_rotation_break_and_fix_seen_by_real_tls_clients(
             assert f"{directory.path / 'key.pem'}: does not match the certificate" in line
 
             third = directory.publish()
-            assert await wait_applied(store, 3) <= APPLY_WITHIN
+            assert await applied(store, 3) <= APPLY_WITHIN
             async with await dial(port, client) as fixed:
                 assert fixed.peer_certificate.serial == third.cert.serial
             assert await echo(old, b"through it all") == b"THROUGH IT ALL"

@@ -31,23 +31,13 @@ from dataplane.tls.openssl import TLSContext, client_context
 from dataplane.tls.stream import TLSStream
 from policy.model import DEFAULT_POLICY
 from policy.store import PolicyStore
-from tests.dataplane.svid.sets import IdentityDir
-from tests.dataplane.tls.mesh import MESH, handshake_pair, identity_of, real_pki
+from tests.dataplane.svid.sets import IdentityDir, applied
+from tests.dataplane.tls.mesh import MESH, handshake_pair, identity_of
 from tests.identity.pki import BACKEND, FRONTEND, Pki
 
 # The brief's bound for a rotation to reach new handshakes.
 APPLY_WITHIN = 2.0
 LOGGER = "dataplane.svid.watch"
-
-
-@pytest.fixture
-def pki() -> Pki:
-    return real_pki()
-
-
-@pytest.fixture
-def directory(pki: Pki, tmp_path: Path) -> IdentityDir:
-    return IdentityDir(pki, tmp_path / "identity")
 
 
 @pytest.fixture
@@ -63,14 +53,6 @@ async def start_watching(nursery: trio.Nursery, directory: IdentityDir) -> Ident
     store = IdentityStore(directory.path, clock=lambda: base + timedelta(seconds=trio.current_time() - started))
     await nursery.start(watch_identity, store)
     return store
-
-
-async def applied(store: IdentityStore, generation: int) -> float:
-    """Wait (virtual time, bounded) for ``generation``; how long it took."""
-    start = trio.current_time()
-    with trio.fail_after(10):
-        await store.wait_for_generation(generation - 1)
-    return trio.current_time() - start
 
 
 async def connect(store: IdentityStore, client: TLSContext) -> tuple[TLSStream, TLSStream]:
