@@ -27,6 +27,11 @@ _RULES: Final[dict[str, Callable[[Iterable[float]], float]]] = {
     "triomesh_build_info": max,
     "triomesh_policy_info": max,
     "python_info": max,
+    # Each worker loads --identity itself; the proxy is as good as its worst worker.
+    "identity_cert_expiration_timestamp_seconds": min,
+    "triomesh_identity_valid": min,
+    "triomesh_identity_last_reload_success_timestamp_seconds": min,
+    "triomesh_identity_info": max,
 }
 
 

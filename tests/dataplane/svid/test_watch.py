@@ -25,6 +25,7 @@ from dataplane.admin.schema import StatusReport
 from dataplane.connections import ConnectionTable
 from dataplane.svid.store import IdentityStore
 from dataplane.svid.watch import watch_identity
+from dataplane.telemetry.aggregate import merge_expositions
 from dataplane.telemetry.identity_metrics import IdentityCollector
 from dataplane.telemetry.metrics import ProxyState
 from dataplane.tls.openssl import TLSContext, client_context
@@ -268,15 +269,25 @@ async def test_a_not_yet_valid_identity_is_taken_once_it_becomes_valid(
     assert len(messages(caplog, logging.ERROR)) == 1
 
 
-def scrape(store: IdentityStore) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def exposition(store: IdentityStore) -> str:
     registry = CollectorRegistry()
     registry.register(IdentityCollector(store.reading))
-    text = generate_latest(registry).decode()
+    return generate_latest(registry).decode()
+
+
+def samples_of(text: str) -> Samples:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def scrape(store: IdentityStore) -> Samples:
+    return samples_of(exposition(store))
 
 
 async def test_metrics_show_expiry_reloads_and_the_spiffe_id(
@@ -302,3 +313,19 @@ async def test_metrics_show_expiry_reloads_and_the_spiffe_id(
         ("triomesh_identity_info", (("serial", f"{first.cert.serial:x}"), ("spiffe_id", BACKEND))): 1.0,
         ("triomesh_identity_last_reload_success_timestamp_seconds", ()): store.current.loaded_at,
     }
+
+
+async def test_worker_metrics_merge_to_the_worst_worker(
+    directory: IdentityDir, tmp_path: Path, nursery: trio.Nursery, autojump_clock: object
+) -> None:
+    """With --workers each worker loads the identity; the merged gauges must not be summed."""
+    older = directory.publish()
+    first = await start_watching(nursery, directory)
+    other = IdentityDir(directory.pki, tmp_path / "other")
+    newer = other.publish(ttl=timedelta(hours=2))
+    second = await start_watching(nursery, other)
+    merged = samples_of(merge_expositions([exposition(first), exposition(second)]).decode())
+    assert merged[("identity_cert_expiration_timestamp_seconds", ())] == older.cert.not_after.timestamp()
+    assert newer.cert.not_after > older.cert.not_after
+    assert merged[("triomesh_identity_valid", ())] == 1.0
+    assert merged[("triomesh_identity_reloads_total", (("result", "success"),))] == 2.0
