@@ -11,7 +11,7 @@ Task tree:
     ├── watch_shutdown_signals  first SIGTERM/SIGINT -> drain; second -> stop now
     ├── serve_admin             merged answers (SupervisorAdmin)
     └── workers nursery
-        └── _supervise (one per worker)     start, wait ready (first time), wait exit, restart
+        └── _supervise (one per worker)     start, wait serving (first time), wait exit, restart
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ from dataplane.settings import ProxySettings
 from dataplane.signals import watch_shutdown_signals
 from dataplane.telemetry.aggregate import merge_expositions, supervisor_families
 from dataplane.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from dataplane.telemetry.metrics import STARTING
 
 log = logging.getLogger(__name__)
 
-FIRST_READY_TIMEOUT: Final = 30.0  # seconds for a worker to bind and load its policy at start
+FIRST_READY_TIMEOUT: Final = 30.0  # seconds for a worker to bind, load its policy and accept at start
 BACKOFF_MIN: Final = 0.5  # seconds before restarting a worker that died
 BACKOFF_MAX: Final = 30.0  # a worker that keeps dying is retried at most this often
 HEALTHY_AFTER: Final = 60.0  # seconds alive after which a death restarts at BACKOFF_MIN again
@@ -176,10 +177,12 @@ async def _wait_first_ready(worker: Worker, process: trio.Process) -> None:
     with trio.move_on_after(FIRST_READY_TIMEOUT):
         while process.returncode is None and process.poll() is None:
             try:
-                status, _ = await fetch(worker.admin_name, "/ready", timeout=1.0)
+                status, body = await fetch(worker.admin_name, "/ready", timeout=1.0)
             except FetchError:
-                status = 0
-            if status == 200:
+                status, body = 0, b""
+            # Serving is enough: a worker that accepts but is not ready for a reason of its own (no valid
+            # identity yet) reports it through the merged /ready, like a single proxy does.
+            if status == 200 or (status == 503 and STARTING.encode() not in body):
                 return
             await trio.sleep(_POLL)
         raise WorkerStartError(
@@ -210,9 +213,13 @@ class SupervisorAdmin:
             case "/live":
                 return 200, TEXT, b"live\n"
             case "/ready":
-                statuses = await self._gather("/status", StatusReport)
-                ready = len(statuses) == len(sup.workers) and all(s.ready for s in statuses)
-                return ready_response(ready, sup.draining, f"{len(statuses)}/{len(sup.workers)} workers ready")
+                answers = await _each(sup.workers, _ready_answer)
+                not_ready = [answer.decode().strip() for answer in answers if answer != b"ready"]
+                ready = len(answers) == len(sup.workers) and not not_ready
+                reason = f"{len(answers) - len(not_ready)}/{len(sup.workers)} workers ready"
+                if not_ready:  # a worker's own reason (e.g. no valid identity) says what to fix
+                    reason += f"; {not_ready[0]}"
+                return ready_response(ready, sup.draining, reason)
             case "/metrics":
                 texts = await self._gather_raw("/metrics")
                 running = sum(1 for w in sup.workers if w.process is not None)
@@ -258,6 +265,20 @@ async def _fetch_ok(worker: Worker, path: str) -> bytes | None:
         log.debug("worker %d: %s", worker.index, exc)
         return None
     return body if status == 200 else None
+
+
+async def _ready_answer(worker: Worker) -> bytes | None:
+    """``ready``, or the worker's reason for not being ready; None when it does not answer."""
+    if worker.process is None:
+        return None
+    try:
+        status, body = await fetch(worker.admin_name, "/ready")
+    except FetchError as exc:
+        log.debug("worker %d: %s", worker.index, exc)
+        return None
+    if status == 200:
+        return b"ready"
+    return b"worker %d %s" % (worker.index, body.strip())
 
 
 async def _each(workers: Sequence[Worker], ask: Callable[[Worker], Awaitable[bytes | None]]) -> list[bytes]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -32,6 +33,8 @@ from policy.store import PolicyStore
 
 _TCP_LABELS = ["direction", "peer", "target_addr", "target_ip", "target_port", "tls"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STARTING: Final = "starting"
+"""Why a proxy is not ready before its listeners accept: the only reason the supervisor waits out at start."""
 
 
 @dataclass
@@ -41,7 +44,7 @@ class ProxyState:
     started_at: float
     ready: bool = False
     draining: bool = False
-    not_ready_reason: str = "starting"
+    not_ready_reason: str = STARTING
     identity_problem: Callable[[], str | None] | None = None
     """With --identity: why there is no identity valid now, or None (``IdentityStore.problem``)."""
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from ctl.client import AdminClient, parse_admin_url
@@ -32,12 +33,14 @@ async def ready_answer(client: AdminClient, *, until: str, timeout: float) -> tu
     return answer
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_a_bad_identity_directory_at_start_is_a_log_line_and_503_then_a_valid_one_makes_it_ready(
-    directory: IdentityDir, tmp_path: Path
+    directory: IdentityDir, tmp_path: Path, workers: int
 ) -> None:
     admin = free_port()
     log = tmp_path / "proxy.log"
     flags = ["--identity", str(directory.path), "--admin", f"127.0.0.1:{admin}", "--mark", "0", "--ipv6", "off"]
+    flags += ["--workers", str(workers)]
     flags += ["--outbound-port", str(free_port()), "--inbound-port", str(free_port())]
     client = AdminClient(parse_admin_url(f"127.0.0.1:{admin}"), timeout=1.0)
     cwd = Path(__file__).resolve().parents[3]  # the checkout: -m dataplane runs this working copy
@@ -45,11 +48,16 @@ async def test_a_bad_identity_directory_at_start_is_a_log_line_and_503_then_a_va
         proc = subprocess.Popen([sys.executable, "-m", "dataplane", *flags], stdout=out, stderr=out, cwd=cwd)
     try:
         missing = directory.path / "cert.pem"
-        ready, text = await ready_answer(client, until="not ready: no valid identity", timeout=START_TIMEOUT)
-        assert (ready, text) == (False, f"not ready: no valid identity ({missing}: no such file)"), log.read_text()
+        problem = f"no valid identity ({missing}: no such file)"
+        # With workers the supervisor serves /ready, naming the first worker's own reason.
+        expected = (
+            f"not ready: {problem}" if workers == 1 else f"not ready: 0/2 workers ready; worker 0 not ready: {problem}"
+        )
+        ready, text = await ready_answer(client, until=expected, timeout=START_TIMEOUT)
+        assert (ready, text) == (False, expected), log.read_text()
         assert proc.poll() is None
         refusals = [line for line in log.read_text().splitlines() if "refused" in line]
-        assert len(refusals) == 1 and refusals[0].endswith(
+        assert 1 <= len(refusals) <= workers and refusals[0].endswith(  # workers start one after another
             f"identity from {directory.path} refused: {missing}: no such file; "
             "not ready until a valid identity is written there"
         )
