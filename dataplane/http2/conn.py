@@ -75,10 +75,14 @@ _FEED_SLICE: Final = 16384
 """h2 parses at most this much between two flood checks (about 600 HEADERS+RST pairs)."""
 _HIGH_WATER: Final = 65536
 """Senders wait while this many bytes are queued for the writer: the socket, not us, buffers the rest."""
+_H2_STREAM_LIMIT: Final = (1 << 31) - 1
+"""The inbound stream limit h2 is given; the announced one is enforced by us, stream by stream."""
 _CLOSE_FLUSH_TIMEOUT: Final = 1.0
 """How long a closing connection tries to write its final GOAWAY to a peer that may not read."""
 
 StreamHandler = Callable[["H2Stream"], Awaitable[None]]
+MAX_CONCURRENT_STREAMS_REASON: Final = "max_concurrent_streams"
+"""``counters.rejected`` reason of a stream refused (REFUSED_STREAM) for going over our announced limit."""
 
 
 class H2Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -241,15 +245,7 @@ class H2Connection:
             normalize_outbound_headers=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
-        self._h2.local_settings = h2.settings.Settings(
-            client=client_side,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.stream_window,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-            },
-        )
+        self._h2.local_settings = self._local_settings(settings.max_concurrent_streams)
         self._scanner = FrameScanner(settings.flood, expect_preface=not client_side)
         self._rapid_reset = RapidReset(settings.flood)
         self._control = ControlBudget(settings.flood)
@@ -273,6 +269,17 @@ class H2Connection:
         """The flood kind that closed this connection, if one did."""
         self.close_reason = ""
         """Why the connection ended: peer_closed, drained, goaway_received, or an error's ``reason``."""
+
+    def _local_settings(self, max_concurrent_streams: int) -> h2.settings.Settings:
+        return h2.settings.Settings(
+            client=self._client_side,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self._settings.stream_window,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self._settings.max_header_list_size,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
 
     def __repr__(self) -> str:
         side = "client" if self._client_side else "server"
@@ -308,6 +315,10 @@ class H2Connection:
         if not self._client_side and handler is None:
             raise ValueError("the server side of H2Connection needs a stream handler")
         self._h2.initiate_connection()
+        # Our SETTINGS frame (queued above) announces max_concurrent_streams; h2 itself must never enforce it: one
+        # stream too many is its connection error (TooManyStreamsError), while RFC 9113 5.1.2 and reliability.md G2
+        # 20 want only that stream refused. _request_received refuses it; h2 is told a limit a client cannot reach.
+        self._h2.local_settings = self._local_settings(_H2_STREAM_LIMIT)
         extra = self._settings.connection_window - 65535
         if extra > 0:
             self._h2.increment_flow_control_window(extra)
@@ -478,17 +489,23 @@ class H2Connection:
             self._h2.reset_stream(stream_id, H2ErrorCode.REFUSED_STREAM)
             return self._control.queued(1) is None or self._flooded(FloodKind.OUTBOUND_CONTROL)
         self._rapid_reset.opened()
-        invalid = validate_request(headers, allow_underscores=self._settings.allow_underscores)
-        if invalid is not None:
-            self.counters.rejected[invalid.reason] += 1
+        if len(self._streams) >= self._settings.max_concurrent_streams:
+            # One stream over the limit we announced: refused alone (the client may retry it). Like an invalid one
+            # it ended early, so a client that keeps ignoring the limit trips rapid_reset.
+            reason, code = MAX_CONCURRENT_STREAMS_REASON, H2ErrorCode.REFUSED_STREAM
+        else:
+            invalid = validate_request(headers, allow_underscores=self._settings.allow_underscores)
+            if invalid is None:
+                stream = H2Stream(self, stream_id, headers)
+                self._streams[stream_id] = stream
+                self._new_streams.append(stream)
+                return True
             LOG.debug("h2 stream %d refused: %s", stream_id, invalid.message)
-            self._h2.reset_stream(stream_id, H2ErrorCode.PROTOCOL_ERROR)
-            kind = self._rapid_reset.ended_early() or self._control.queued(1)
-            return kind is None or self._flooded(kind)
-        stream = H2Stream(self, stream_id, headers)
-        self._streams[stream_id] = stream
-        self._new_streams.append(stream)
-        return True
+            reason, code = invalid.reason, H2ErrorCode.PROTOCOL_ERROR
+        self.counters.rejected[reason] += 1
+        self._h2.reset_stream(stream_id, code)
+        kind = self._rapid_reset.ended_early() or self._control.queued(1)
+        return kind is None or self._flooded(kind)
 
     def _response_received(self, stream_id: int, headers: list[Header]) -> None:
         stream = self._streams.get(stream_id)
@@ -616,6 +633,7 @@ class H2Connection:
             self._h2.reset_stream(stream.stream_id, code)
         self._release(stream)
         self._slots.unpark_all()
+        self._window.unpark_all()  # a sender waiting for this stream's window sees the reset
         kind = self._control.queued(1)
         if kind is not None:
             self._flooded(kind)

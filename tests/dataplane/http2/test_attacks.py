@@ -13,11 +13,12 @@ from hyperframe.frame import (
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
+    PriorityFrame,
     RstStreamFrame,
     SettingsFrame,
 )
 
-from dataplane.http2.conn import H2Connection, H2Stream
+from dataplane.http2.conn import MAX_CONCURRENT_STREAMS_REASON, H2Connection, H2Stream
 from dataplane.http2.errors import H2ErrorCode, H2FloodError, H2ProtocolError
 from tests.dataplane.http2.pair import deadline, request
 from tests.dataplane.http2.raw import RawPeer
@@ -109,6 +110,52 @@ async def test_control_frame_flood_from_a_client_that_does_not_read(frame: bytes
     target, _ = await attack(frame * 1000, repeat=1000, small_buffers=True)  # up to 10^6 frames
     assert isinstance(target.error, H2FloodError) and target.error.kind == "outbound_control"
     assert target.conn.counters.flood_closed == {"outbound_control": 1}
+
+
+@deadline(30)
+async def test_priority_churn_is_capped_per_stream() -> None:
+    peer = RawPeer()
+    opened = b"".join(peer.headers(sid, request()) for sid in range(1, 21, 2))
+    churn = b"".join(PriorityFrame(1 + 2 * (i % 10), depends_on=0).serialize() for i in range(100_000))
+    target, frames = await attack(opened + churn)  # 10^5 PRIORITY frames on 10 streams
+    assert isinstance(target.error, H2FloodError) and target.error.kind == "priority"
+    assert target.conn.counters.flood_closed == {"priority": 1}
+    assert goaway(frames).error_code == H2ErrorCode.ENHANCE_YOUR_CALM
+    assert len(target.handled) <= 10  # the chunk that trips is never parsed by h2
+
+
+@deadline(30)
+async def test_one_stream_over_the_limit_is_refused_alone() -> None:
+    release = trio.Event()
+    answered: list[int] = []
+
+    async def hold(stream: H2Stream) -> None:
+        await release.wait()
+        await stream.send_headers([(b":status", b"200")], end_stream=True)
+        answered.append(stream.stream_id)
+
+    client_sock, server_sock = await tcp_pair()
+    server = H2Connection(server_sock, client_side=False)
+    peer = RawPeer(client_sock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run, hold)
+        await peer.start_client()
+        await peer.send(b"".join(peer.headers(sid, request()) for sid in range(1, 203, 2)))  # 101 streams
+        frame = await peer.next_frame()
+        while not isinstance(frame, RstStreamFrame):
+            frame = await peer.next_frame()
+        assert (frame.stream_id, frame.error_code) == (201, H2ErrorCode.REFUSED_STREAM)
+        release.set()
+        await peer.send(peer.headers(203, request()))  # a slot is free again once the others are answered
+        statuses: dict[int, object] = {}
+        while len(statuses) < 101:
+            frame = await peer.next_frame()
+            assert frame is not None and not isinstance(frame, (GoAwayFrame, RstStreamFrame)), frame
+            if isinstance(frame, HeadersFrame):
+                statuses[frame.stream_id] = frame
+        assert sorted(statuses) == [*range(1, 201, 2), 203]
+        assert server.counters.rejected == {MAX_CONCURRENT_STREAMS_REASON: 1}
+        nursery.cancel_scope.cancel()
 
 
 @deadline(30)
