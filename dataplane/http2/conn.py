@@ -110,6 +110,7 @@ class H2Stream:
         "_buffered",
         "_conn",
         "_error",
+        "_held",
         "_inbox",
         "_local_ended",
         "_remote_ended",
@@ -133,6 +134,7 @@ class H2Stream:
         self.responded = False
         self._inbox: deque[tuple[bytes, int]] = deque()
         self._buffered = 0
+        self._held = 0  # flow-controlled bytes of the chunk a ``hold`` caller has in hand
         self._wakeup = trio.Event()
         self._remote_ended = False
         self._local_ended = False
@@ -146,7 +148,7 @@ class H2Stream:
 
     @property
     def buffered(self) -> int:
-        """Flow-controlled bytes received on this stream and not yet taken by ``receive_data``."""
+        """Flow-controlled bytes received on this stream and not yet given back to the peer's window."""
         return self._buffered
 
     @property
@@ -164,9 +166,15 @@ class H2Stream:
             await self._wait()
         return self.response_headers
 
-    async def receive_data(self) -> bytes:
+    async def receive_data(self, *, hold: bool = False) -> bytes:
         """The next body chunk; b'' once the peer ended the stream (``trailers`` is then set if it sent any).
-        Taking a chunk is what gives its bytes back to the peer's flow-control window."""
+
+        Taking a chunk is what gives its bytes back to the peer's flow-control window; with ``hold`` that waits
+        until the next ``receive_data`` call (a proxy forwards the chunk in between), so the chunk in hand still
+        counts against the peer's window and ``buffered`` never exceeds it."""
+        if self._held:
+            self._give_back(self._held)
+            self._held = 0
         while not self._inbox:
             # A complete stream stays complete: a reset that came after the peer's END_STREAM (RST_STREAM NO_ERROR
             # after a full response, RFC 9113 8.1) only stops our sending.
@@ -176,9 +184,15 @@ class H2Stream:
                 raise self._error
             await self._wait()
         data, flow_controlled = self._inbox.popleft()
+        if hold:
+            self._held = flow_controlled
+        else:
+            self._give_back(flow_controlled)
+        return data
+
+    def _give_back(self, flow_controlled: int) -> None:
         self._buffered -= flow_controlled
         self._conn._consumed(self.stream_id, flow_controlled)
-        return data
 
     async def _wait(self) -> None:
         await self._wakeup.wait()
@@ -648,10 +662,13 @@ class H2Connection:
             self._flush()
 
     def _release(self, stream: H2Stream) -> None:
-        """Give the window of a dead stream's unread data back to the connection."""
+        """Give the window of a dead stream's unread (or held) data back to the connection."""
         while stream._inbox:
             _, flow_controlled = stream._inbox.popleft()
             self._consumed(stream.stream_id, flow_controlled)
+        if stream._held:
+            self._consumed(stream.stream_id, stream._held)
+            stream._held = 0
         stream._buffered = 0
 
     def _maybe_forget(self, stream: H2Stream) -> None:
