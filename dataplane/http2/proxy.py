@@ -9,10 +9,15 @@ acknowledges data only when the other side's send took it (``H2Stream.receive_da
 refused (REFUSED_STREAM, or above a GOAWAY's last id) before we sent any of its body is retried once on a new
 upstream connection; later, it is passed to the client as REFUSED_STREAM so the client may retry.
 
+Timeouts (from the policy, per stream): no response head within ``response_timeout`` of the request's end -> 504
+and the upstream stream cancelled, like HTTP/1.1; no bytes either way for ``stream_idle_timeout`` -> both streams
+reset with CANCEL. Upstream connections send a keepalive PING every 10 s (Linkerd's period); one unanswered for
+20 s is closed, its streams fail as below, and the next stream opens a new connection.
+
 Errors users see: no upstream connection -> 503, an invalid or missing response (the upstream reset the stream
-or closed first) -> 502, each with ``x-triomesh-error``; a response already started is never completed by us:
-the client's stream is reset instead. Metrics are recorded per stream like HTTP/1.1's, with ``grpc_status``
-taken from the trailers (or a trailers-only response).
+or closed first) -> 502, no response in time -> 504, each with ``x-triomesh-error``; a response already started
+is never completed by us: the client's stream is reset instead. Metrics are recorded per stream like HTTP/1.1's,
+with ``grpc_status`` taken from the trailers (or a trailers-only response).
 """
 
 from __future__ import annotations
@@ -33,16 +38,21 @@ from dataplane.http.errors import ERROR_FIELD, error_value
 from dataplane.http.forwarding import ensure_request_id, set_forwarded
 from dataplane.http.model import Headers
 from dataplane.http.request_id import RequestIds
-from dataplane.http2.conn import H2Connection, H2Stream
+from dataplane.http2.conn import H2Connection, H2Settings, H2Stream
 from dataplane.http2.counters import H2Counters
 from dataplane.http2.errors import H2Error, H2ErrorCode, H2StreamResetError
 from dataplane.http2.validate import Header
 from dataplane.net.addr import SockAddr
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
+from policy.model import DEFAULT_STREAM_IDLE_TIMEOUT
 
 log = logging.getLogger(__name__)
 
+STREAM_IDLE_ERROR: Final = "stream_idle_timeout"
+"""The ``response_total`` error label of a stream reset by the idle timeout."""
 MAX_ATTEMPTS: Final = 2  # the first try, and one retry of a stream the upstream provably did not process
+UPSTREAM_SETTINGS: Final = H2Settings(ping_interval=10.0, ping_timeout=20.0)
+"""Upstream connections: keepalive PINGs as Linkerd sends them, so a silently dead upstream is noticed."""
 
 
 @dataclass
@@ -61,6 +71,11 @@ class H2Context:
     upstream_counters: H2Counters
     drain: Drain | None = None
     """The proxy's drain signal: the client connection is sent GOAWAY and ends once its streams are done."""
+    response_timeout: float | None = None
+    """Seconds from the request's end to the response head before the stream is answered 504; None waits."""
+    stream_idle_timeout: float = DEFAULT_STREAM_IDLE_TIMEOUT.seconds
+    """Seconds a stream may move no bytes in either direction before both its sides are reset (CANCEL)."""
+    upstream_settings: H2Settings = UPSTREAM_SETTINGS
 
 
 async def serve_h2(client: trio.SocketStream, ctx: H2Context) -> None:
@@ -102,7 +117,9 @@ class _Upstreams:
                 transport, self.unused_first = self.unused_first, None
             else:
                 transport = await self.ctx.connect()
-            conn = H2Connection(transport, client_side=True, counters=self.ctx.upstream_counters)
+            conn = H2Connection(
+                transport, client_side=True, settings=self.ctx.upstream_settings, counters=self.ctx.upstream_counters
+            )
             await self.nursery.start(self._run, conn)
             self.current = conn
             return conn
@@ -144,7 +161,19 @@ async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream)
     await exchange.run(pump=not bodiless)
 
 
+class _NoResponseError(Exception):
+    """The upstream sent no response head within the response timeout: answered 504, as HTTP/1.1 does."""
+
+    reason = "response_timeout"  # the metric's error label, HTTP/1.1's
+
+
 class _Exchange:
+    """One client stream and the upstream stream it is forwarded on.
+
+    Timeouts are cancel scopes, not tasks: ``idle`` wraps the whole exchange and its deadline moves on with every
+    head or chunk forwarded; ``head`` wraps the wait for the response head and gets its deadline once the request
+    has ended (a streaming request waits for no response in particular)."""
+
     def __init__(self, ctx: H2Context, down: H2Stream, up: H2Stream, key: RequestKey, started: float) -> None:
         self.ctx = ctx
         self.down = down  # the client's stream (we are its server)
@@ -152,24 +181,37 @@ class _Exchange:
         self.key = key
         self.started = started
         self.recorded = False
+        self.idle = trio.CancelScope(deadline=started + ctx.stream_idle_timeout)
+        self.head = trio.CancelScope()
+
+    def _moved(self) -> None:
+        self.idle.deadline = trio.current_time() + self.ctx.stream_idle_timeout
+
+    def _request_ended(self) -> None:
+        if self.ctx.response_timeout is not None:
+            self.head.deadline = trio.current_time() + self.ctx.response_timeout
 
     async def run(self, *, pump: bool) -> None:
-        if not pump:
-            try:
-                await self._relay_response()
-            except H2Error as exc:
-                await self._failed(exc)
-            return
-        # Failures are caught inside the nursery (which would wrap them in exception groups) and handled after.
-        failure: H2Error | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump_request, nursery.cancel_scope)
-            try:
-                await self._relay_response()
-            except H2Error as exc:
-                failure = exc
-                nursery.cancel_scope.cancel(reason="the response side failed")
-        if failure is not None:
+        # Failures are caught inside the scopes (a nursery would wrap them in exception groups) and handled after.
+        failure: H2Error | _NoResponseError | None = None
+        with self.idle:
+            if not pump:
+                self._request_ended()
+                try:
+                    await self._relay_response()
+                except (H2Error, _NoResponseError) as exc:
+                    failure = exc
+            else:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pump_request, nursery.cancel_scope)
+                    try:
+                        await self._relay_response()
+                    except (H2Error, _NoResponseError) as exc:
+                        failure = exc
+                        nursery.cancel_scope.cancel(reason="the response side failed")
+        if self.idle.cancelled_caught:
+            self._idled_out()
+        elif failure is not None:
             await self._failed(failure)
 
     async def _pump_request(self, scope: trio.CancelScope) -> None:
@@ -181,7 +223,7 @@ class _Exchange:
         rec = self.ctx.rec
         while True:
             try:
-                data = await self.down.receive_data()
+                data = await self.down.receive_data(hold=True)  # acknowledged once forwarded
             except H2Error:
                 self.up.reset(H2ErrorCode.CANCEL)
                 scope.cancel(reason="the client gave up on the request")
@@ -191,18 +233,24 @@ class _Exchange:
                     rec.up.received += len(data)
                     await self.up.send_data(data)
                     rec.up.sent += len(data)
+                    self._moved()
                     continue
                 if self.down.trailers:
                     await self.up.send_trailers(self.down.trailers)
                 else:
                     await self.up.end()
+                self._request_ended()
             except H2Error:
                 pass
             return
 
     async def _relay_response(self) -> None:
         rec = self.ctx.rec
-        head = await self.up.receive_response()
+        with self.head:
+            head = await self.up.receive_response()
+        if self.head.cancelled_caught:
+            raise _NoResponseError(f"no response from upstream within {self.ctx.response_timeout:g}s")
+        self._moved()
         status = int(_get(head, b":status") or b"0")
         grpc = _grpc_status(head)  # a trailers-only gRPC response carries it here
         if self.up.remote_ended and self.up.buffered == 0 and not self.up.trailers:
@@ -213,10 +261,11 @@ class _Exchange:
             self.recorded = True
             return
         await self.down.send_headers(head)
-        while data := await self.up.receive_data():
+        while data := await self.up.receive_data(hold=True):  # acknowledged once forwarded
             rec.down.received += len(data)
             await self.down.send_data(data)
             rec.down.sent += len(data)
+            self._moved()
         trailers = self.up.trailers
         if trailers:
             trailer_status = _grpc_status(trailers)
@@ -227,12 +276,24 @@ class _Exchange:
         self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), grpc_status=grpc)
         self.recorded = True
 
-    async def _failed(self, exc: H2Error) -> None:
+    def _idled_out(self) -> None:
+        """No bytes moved for ``stream_idle_timeout``: reset both sides (a response may have started)."""
+        idle = self.ctx.stream_idle_timeout
+        log.info("conn=%d h2 stream %d moved nothing for %gs: reset", self.ctx.rec.id, self.down.stream_id, idle)
+        self.up.reset(H2ErrorCode.CANCEL)
+        self.down.reset(H2ErrorCode.CANCEL)
+        if not self.recorded:
+            self.ctx.stats.response(self.key, status=None, latency_ms=_ms(self.started), error=STREAM_IDLE_ERROR)
+            self.recorded = True
+
+    async def _failed(self, exc: H2Error | _NoResponseError) -> None:
         """The exchange failed (upstream or client side): tell the client in the way that keeps the truth, and
         stop the upstream stream (a no-op when it is the one that failed)."""
         self.up.reset(H2ErrorCode.CANCEL)
+        timed_out = isinstance(exc, _NoResponseError)
         if not self.recorded:
-            self.ctx.stats.response(self.key, status=None, latency_ms=_ms(self.started), error=exc.reason)
+            status = 504 if timed_out else None
+            self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), error=exc.reason)
             self.recorded = True
         refused = isinstance(exc, H2StreamResetError) and exc.remote and exc.code == H2ErrorCode.REFUSED_STREAM
         if self.down.responded:
@@ -240,6 +301,8 @@ class _Exchange:
             self.down.reset(H2ErrorCode.INTERNAL_ERROR)
         elif refused:
             self.down.reset(H2ErrorCode.REFUSED_STREAM)  # unprocessed upstream: the client may retry
+        elif timed_out:
+            await _refuse(self.down, 504, str(exc))
         else:
             await _refuse(self.down, 502, f"upstream {self.ctx.upstream}: {exc}")
 
