@@ -4,6 +4,7 @@ with RST_STREAM(REFUSED_STREAM) while the connection and its other streams carry
 
 from __future__ import annotations
 
+import grpc
 import trio
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
 
@@ -75,7 +76,7 @@ def _concurrent_calls(target: str, count: int) -> list[bytes]:
     """``count`` gRPC calls started at once on one channel (grpcio queues what the proxy's limit holds back)."""
     client = grpc_app.Client(target)
     try:
-        call = client.channel.unary_unary(f"/{grpc_app.SERVICE}/Slow")
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = client.channel.unary_unary(f"/{grpc_app.SERVICE}/Slow")
         futures = [call.future(b"20", timeout=30) for _ in range(count)]
         return [future.result() for future in futures]
     finally:
