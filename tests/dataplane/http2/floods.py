@@ -3,6 +3,8 @@ H2Connection and through the whole proxy. Each builder uses its own hpack encode
 
 from __future__ import annotations
 
+import struct
+
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -29,8 +31,15 @@ def rapid_reset(pairs: int) -> bytes:
 
 
 def settings_with_entries(count: int) -> bytes:
-    """One SETTINGS frame carrying ``count`` entries (unknown identifiers, which a peer must ignore)."""
-    return SettingsFrame(0, settings={0x100 + i: i for i in range(count)}).serialize()
+    """One SETTINGS frame carrying ``count`` entries that each make the peer work: the HPACK table size and the
+    initial window (which touches every open stream) flip back and forth, and unknown identifiers."""
+
+    def entry(i: int) -> bytes:
+        identifier, value = [(0x1, 4096 * (i % 2)), (0x4, 65535 - i % 2), (0x100 + i, i)][i % 3]
+        return struct.pack("!HL", identifier, value)
+
+    payload = b"".join(entry(i) for i in range(count))
+    return struct.pack("!L", len(payload))[1:] + b"\x04\x00\x00\x00\x00\x00" + payload
 
 
 def empty_data(frames: int = 10) -> bytes:

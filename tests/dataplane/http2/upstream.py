@@ -43,8 +43,9 @@ async def h2_upstream(handler: StreamHandler) -> AsyncIterator[SockAddr]:
 
 
 class Recorder:
-    """A handler that counts the streams it gets, waits ``delay`` seconds (or until ``release`` is set, when
-    ``hold``), then answers 200 ``ok``."""
+    """A handler that counts the streams it gets, reads the request body, waits ``delay`` seconds (or until
+    ``release`` is set, when ``hold``), then answers 200 ``ok``. A stream reset while its body is awaited ends
+    at once, so ``active`` is what the proxy holds open here."""
 
     def __init__(self, *, delay: float = 0.0, hold: bool = False) -> None:
         self.delay = delay
@@ -62,6 +63,8 @@ class Recorder:
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
+            while await stream.receive_data():
+                pass
             await trio.sleep(self.delay)
             await self.release.wait()
             await stream.send_headers([(b":status", b"200"), (b"content-length", b"2")])
