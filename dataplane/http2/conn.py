@@ -13,11 +13,14 @@ server side, one handler task per accepted stream.
   reader from blocking on a peer that does not read, so a PING/SETTINGS flood is counted and refused instead of
   stalling the connection (``ControlBudget``).
 - Receive side flow control: DATA is queued on its stream and acknowledged to h2 (``flow_controlled_length``) only
-  when the consumer takes it, so a slow consumer stops the peer. The queue needs no item bound: its bytes are
+  when the consumer takes it (with ``hold``, once it comes back for the next chunk: a proxy has then forwarded
+  it), so a slow consumer stops the peer. The queue needs no item bound: its bytes are
   bounded by the windows we advertise (``stream_window`` per stream, ``connection_window`` per connection), which h2
   enforces; empty DATA is acknowledged at once and never queued.
 - Send side: ``send_data`` writes no more than the peer's window allows and waits for WINDOW_UPDATE (and for the
   outbound buffer to drain below 64 KiB) instead of buffering.
+- Inbound MAX_CONCURRENT_STREAMS is ours too: h2 would make one stream too many a connection error, so it is
+  given a limit no client reaches and the stream over the announced one is refused alone (REFUSED_STREAM).
 - GOAWAY is handled by us, not h2: h2 4.4.1 closes its whole state machine on one, which would kill the streams a
   graceful GOAWAY lets finish. Received: streams above the last id fail with ``H2StreamRefusedError`` (retryable)
   and no new stream opens. ``drain`` sends GOAWAY(NO_ERROR, last processed id) and ends when the streams are done.

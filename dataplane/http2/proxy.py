@@ -246,10 +246,13 @@ class _Exchange:
 
     async def _relay_response(self) -> None:
         rec = self.ctx.rec
-        with self.head:
-            head = await self.up.receive_response()
-        if self.head.cancelled_caught:
-            raise _NoResponseError(f"no response from upstream within {self.ctx.response_timeout:g}s")
+        if self.ctx.response_timeout is None:
+            head = await self.up.receive_response()  # no scope to enter and leave per stream
+        else:
+            with self.head:
+                head = await self.up.receive_response()
+            if self.head.cancelled_caught:
+                raise _NoResponseError(f"no response from upstream within {self.ctx.response_timeout:g}s")
         self._moved()
         status = int(_get(head, b":status") or b"0")
         grpc = _grpc_status(head)  # a trailers-only gRPC response carries it here
