@@ -9,11 +9,10 @@ import trio
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from dataplane.http2.conn import MAX_CONCURRENT_STREAMS_REASON
-from dataplane.http2.counters import H2Counters
 from dataplane.http2.errors import H2ErrorCode
 from dataplane.net.addr import SockAddr
 from tests.apps import grpc_app
-from tests.dataplane.http2.hello import serve_hello
+from tests.dataplane.http2.hello import hello
 from tests.dataplane.http2.pair import deadline, request
 from tests.dataplane.http2.raw import RawPeer
 from tests.dataplane.http2.upstream import Recorder, h2_upstream
@@ -60,16 +59,11 @@ async def test_the_101st_stream_is_refused_and_the_others_complete() -> None:
 
 @deadline(60)
 async def test_h2load_with_200_streams_per_connection_completes_every_request() -> None:
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(serve_hello, 0, H2Counters())
-        async with forwarding_proxy(SockAddr("127.0.0.1", port)) as (listen, proxy):
-            done = await trio.run_process(
-                [need("h2load"), "-n", "4000", "-c", "2", "-m", "200", f"http://{listen}/"], capture_stdout=True
-            )
-            out = done.stdout.decode()
-            assert "4000 succeeded, 0 failed, 0 errored" in out, (out[-600:], proxy.http.h2_clients.rejected)
-            assert proxy.http.h2_clients.flood_closed == {} and proxy.http.h2_clients.protocol_errors == 0
-        nursery.cancel_scope.cancel()
+    async with h2_upstream(hello) as addr, forwarding_proxy(addr) as (listen, proxy):
+        argv = [need("h2load"), "-n", "4000", "-c", "2", "-m", "200", f"http://{listen}/"]
+        out = (await trio.run_process(argv, capture_stdout=True)).stdout.decode()
+        assert "4000 succeeded, 0 failed, 0 errored" in out, (out[-600:], proxy.http.h2_clients.rejected)
+        assert proxy.http.h2_clients.flood_closed == {} and proxy.http.h2_clients.protocol_errors == 0
 
 
 def _concurrent_calls(target: str, count: int) -> list[bytes]:

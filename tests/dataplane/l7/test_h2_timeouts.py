@@ -125,6 +125,18 @@ class _BigResponses:
                 await trio.sleep(0.1)
 
 
+@contextlib.asynccontextmanager
+async def _big_responses_idle_5s(tmp_path: Path) -> AsyncIterator[tuple[_BigResponses, Running, RawPeer]]:
+    """The proxy with ``stream_idle: 5s`` in front of ``_BigResponses``, and a raw client connected to it."""
+    upstream = _BigResponses()
+    policy = _policy(tmp_path, "stream_idle: 5s")
+    async with h2_upstream(upstream) as addr, running_proxy(addr, "--policy", policy) as running:
+        peer = RawPeer(await trio.open_tcp_stream(running.listen.ip, running.listen.port))
+        await peer.start_client()
+        yield upstream, running, peer
+        await peer.stream.aclose()
+
+
 async def _data(peer: RawPeer) -> bytes:
     """The payload of the next DATA frame."""
     frame = await peer.next_frame()
@@ -149,11 +161,7 @@ async def test_a_client_that_never_opens_its_window_is_bounded_and_reset_when_id
     mock_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     mock_clock.autojump_threshold = 0.02
-    upstream = _BigResponses()
-    policy = _policy(tmp_path, "stream_idle: 5s")
-    async with h2_upstream(upstream) as addr, running_proxy(addr, "--policy", policy) as running:
-        peer = RawPeer(await trio.open_tcp_stream(running.listen.ip, running.listen.port))
-        await peer.start_client()
+    async with _big_responses_idle_5s(tmp_path) as (upstream, running, peer):
         streams = range(1, 61, 2)  # 30 streams of 10 MiB: more than the proxy's 1 MiB upstream connection window
         started = trio.current_time()
         await peer.send(b"".join(peer.headers(sid, request()) for sid in streams))
@@ -169,18 +177,13 @@ async def test_a_client_that_never_opens_its_window_is_bounded_and_reset_when_id
         assert resets == dict.fromkeys(streams, H2ErrorCode.CANCEL)
         await upstream.wait_reset(len(streams))
         assert _errors(running) == {("", STREAM_IDLE_ERROR): len(streams)}  # heads came through, bodies were cut
-        await peer.stream.aclose()
 
 
 async def test_a_one_byte_window_dribble_moves_bytes_but_buffers_no_more(
     mock_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     mock_clock.autojump_threshold = 0.02
-    upstream = _BigResponses()
-    policy = _policy(tmp_path, "stream_idle: 5s")
-    async with h2_upstream(upstream) as addr, running_proxy(addr, "--policy", policy) as running:
-        peer = RawPeer(await trio.open_tcp_stream(running.listen.ip, running.listen.port))
-        await peer.start_client()
+    async with _big_responses_idle_5s(tmp_path) as (upstream, running, peer):
         await peer.send(peer.headers(1, request()))
         received = 0
         while received < WINDOW:  # the whole initial window arrives
@@ -195,7 +198,6 @@ async def test_a_one_byte_window_dribble_moves_bytes_but_buffers_no_more(
         await upstream.wait_reset(1)
         assert upstream.sent[1] <= 2 * WINDOW + dribbles
         assert _errors(running) == {("", STREAM_IDLE_ERROR): 1}
-        await peer.stream.aclose()
 
 
 async def test_the_idle_timeout_resets_a_stream_waiting_for_its_response_head(
