@@ -140,25 +140,59 @@ async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream)
     forwarded = _forwarded_request(headers, ctx)
     # A request that ended with its headers (most GETs) goes out the same way: no body pump, no empty DATA frame.
     bodiless = stream.remote_ended and stream.buffered == 0 and not stream.trailers
-    up: H2Stream | None = None
-    for attempt in range(MAX_ATTEMPTS):
+    # The stream idle timeout: a cancel scope of this task whose deadline moves on with every head or chunk
+    # forwarded (no timer task per stream). It covers waiting for an upstream stream slot too.
+    idle = trio.CancelScope(deadline=started + ctx.stream_idle_timeout)
+    exchange: _Exchange | None = None
+    with idle:
+        up = await _open_upstream(ctx, upstreams, stream, forwarded, bodiless=bodiless, key=key, started=started)
+        if up is not None:
+            exchange = _Exchange(ctx, stream, up, key, started, idle)
+            await exchange.run(pump=not bodiless)
+    if idle.cancelled_caught:
+        _idled_out(ctx, stream, key, started, exchange)
+
+
+async def _open_upstream(
+    ctx: H2Context,
+    upstreams: _Upstreams,
+    stream: H2Stream,
+    forwarded: list[Header],
+    *,
+    bodiless: bool,
+    key: RequestKey,
+    started: float,
+) -> H2Stream | None:
+    """The request's stream on an upstream connection; None once the client was answered 503 instead."""
+    attempt = 1
+    while True:
         try:
             conn = await upstreams.get()
-            up = await conn.open_stream(forwarded, end_stream=bodiless)
-            break
+            return await conn.open_stream(forwarded, end_stream=bodiless)
         except ConnectError as exc:
             await _refuse(stream, 503, f"upstream {ctx.upstream} unreachable: {exc.reason}")
             ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
-            return
+            return None
         except H2Error as exc:
-            if exc.retryable and attempt + 1 < MAX_ATTEMPTS:
+            if exc.retryable and attempt < MAX_ATTEMPTS:
+                attempt += 1
                 continue
             await _refuse(stream, 503, f"upstream {ctx.upstream}: {exc}")
             ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+            return None
+
+
+def _idled_out(ctx: H2Context, down: H2Stream, key: RequestKey, started: float, exchange: _Exchange | None) -> None:
+    """Nothing moved for ``stream_idle_timeout`` (waiting for an upstream stream, a response head, a window): both
+    sides are reset with CANCEL, since a response may have started."""
+    idle = ctx.stream_idle_timeout
+    log.info("conn=%d h2 stream %d moved nothing for %gs: reset", ctx.rec.id, down.stream_id, idle)
+    down.reset(H2ErrorCode.CANCEL)
+    if exchange is not None:
+        exchange.up.reset(H2ErrorCode.CANCEL)
+        if exchange.recorded:
             return
-    assert up is not None
-    exchange = _Exchange(ctx, stream, up, key, started)
-    await exchange.run(pump=not bodiless)
+    ctx.stats.response(key, status=None, latency_ms=_ms(started), error=STREAM_IDLE_ERROR)
 
 
 class _NoResponseError(Exception):
@@ -170,18 +204,20 @@ class _NoResponseError(Exception):
 class _Exchange:
     """One client stream and the upstream stream it is forwarded on.
 
-    Timeouts are cancel scopes, not tasks: ``idle`` wraps the whole exchange and its deadline moves on with every
+    Timeouts are cancel scopes, not tasks: ``idle`` (entered by the caller) has its deadline moved on with every
     head or chunk forwarded; ``head`` wraps the wait for the response head and gets its deadline once the request
     has ended (a streaming request waits for no response in particular)."""
 
-    def __init__(self, ctx: H2Context, down: H2Stream, up: H2Stream, key: RequestKey, started: float) -> None:
+    def __init__(
+        self, ctx: H2Context, down: H2Stream, up: H2Stream, key: RequestKey, started: float, idle: trio.CancelScope
+    ) -> None:
         self.ctx = ctx
         self.down = down  # the client's stream (we are its server)
         self.up = up  # our stream to the upstream (we are its client)
         self.key = key
         self.started = started
         self.recorded = False
-        self.idle = trio.CancelScope(deadline=started + ctx.stream_idle_timeout)
+        self.idle = idle
         self.head = trio.CancelScope()
 
     def _moved(self) -> None:
@@ -192,26 +228,23 @@ class _Exchange:
             self.head.deadline = trio.current_time() + self.ctx.response_timeout
 
     async def run(self, *, pump: bool) -> None:
-        # Failures are caught inside the scopes (a nursery would wrap them in exception groups) and handled after.
+        # Failures are caught inside the nursery (which would wrap them in exception groups) and handled after.
         failure: H2Error | _NoResponseError | None = None
-        with self.idle:
-            if not pump:
-                self._request_ended()
+        if not pump:
+            self._request_ended()
+            try:
+                await self._relay_response()
+            except (H2Error, _NoResponseError) as exc:
+                failure = exc
+        else:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump_request, nursery.cancel_scope)
                 try:
                     await self._relay_response()
                 except (H2Error, _NoResponseError) as exc:
                     failure = exc
-            else:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._pump_request, nursery.cancel_scope)
-                    try:
-                        await self._relay_response()
-                    except (H2Error, _NoResponseError) as exc:
-                        failure = exc
-                        nursery.cancel_scope.cancel(reason="the response side failed")
-        if self.idle.cancelled_caught:
-            self._idled_out()
-        elif failure is not None:
+                    nursery.cancel_scope.cancel(reason="the response side failed")
+        if failure is not None:
             await self._failed(failure)
 
     async def _pump_request(self, scope: trio.CancelScope) -> None:
@@ -278,16 +311,6 @@ class _Exchange:
             await self.down.end()
         self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), grpc_status=grpc)
         self.recorded = True
-
-    def _idled_out(self) -> None:
-        """No bytes moved for ``stream_idle_timeout``: reset both sides (a response may have started)."""
-        idle = self.ctx.stream_idle_timeout
-        log.info("conn=%d h2 stream %d moved nothing for %gs: reset", self.ctx.rec.id, self.down.stream_id, idle)
-        self.up.reset(H2ErrorCode.CANCEL)
-        self.down.reset(H2ErrorCode.CANCEL)
-        if not self.recorded:
-            self.ctx.stats.response(self.key, status=None, latency_ms=_ms(self.started), error=STREAM_IDLE_ERROR)
-            self.recorded = True
 
     async def _failed(self, exc: H2Error | _NoResponseError) -> None:
         """The exchange failed (upstream or client side): tell the client in the way that keeps the truth, and

@@ -9,15 +9,17 @@ from functools import partial
 
 import trio
 
-from dataplane.http2.conn import H2Connection, H2Stream, StreamHandler
+from dataplane.http2.conn import H2Connection, H2Settings, H2Stream, StreamHandler
 from dataplane.http2.counters import H2Counters
 from dataplane.http2.errors import H2Error
 from dataplane.net.addr import SockAddr
 
 
-async def _serve_one(handler: StreamHandler, counters: H2Counters, sock: trio.SocketStream) -> None:
+async def _serve_one(
+    handler: StreamHandler, counters: H2Counters, settings: H2Settings | None, sock: trio.SocketStream
+) -> None:
     with contextlib.suppress(H2Error):  # a broken peer closes only its own connection
-        await H2Connection(sock, client_side=False, counters=counters).run(handler)
+        await H2Connection(sock, client_side=False, settings=settings, counters=counters).run(handler)
 
 
 async def serve_h2(
@@ -25,19 +27,20 @@ async def serve_h2(
     counters: H2Counters | None = None,
     port: int = 0,
     *,
+    settings: H2Settings | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve h2c on 127.0.0.1:``port``; started with the bound port."""
     listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
     task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(_serve_one, handler, counters or H2Counters()), listeners)
+    await trio.serve_listeners(partial(_serve_one, handler, counters or H2Counters(), settings), listeners)
 
 
 @contextlib.asynccontextmanager
-async def h2_upstream(handler: StreamHandler) -> AsyncIterator[SockAddr]:
+async def h2_upstream(handler: StreamHandler, settings: H2Settings | None = None) -> AsyncIterator[SockAddr]:
     """An h2c server running ``handler`` for every stream until the block exits."""
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(serve_h2, handler)
+        port = await nursery.start(partial(serve_h2, handler, settings=settings))
         yield SockAddr("127.0.0.1", port)
         nursery.cancel_scope.cancel()
 

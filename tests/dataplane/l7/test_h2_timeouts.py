@@ -1,7 +1,8 @@
 """HTTP/2 timeouts through the whole proxy, in virtual time (autojump with a threshold, so the kernel delivers
 before time jumps): the response timeout (504, like HTTP/1.1), the per-stream idle timeout with flow-control
 buffers bounded while a client never opens its window or dribbles it open (reliability.md G2 18), and keepalive
-PINGs that find a dead upstream connection."""
+PINGs that find a dead upstream connection. Each test is bounded at 120 virtual seconds, past every timeout set
+here, so a hang fails at once."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import trio
 import trio.testing
 from hyperframe.frame import DataFrame, RstStreamFrame, WindowUpdateFrame
 
-from dataplane.http2.conn import H2Connection, H2Stream
+from dataplane.http2.conn import H2Connection, H2Settings, H2Stream
 from dataplane.http2.errors import H2Error, H2ErrorCode
 from dataplane.http2.proxy import STREAM_IDLE_ERROR, UPSTREAM_SETTINGS
 from dataplane.net.addr import SockAddr
 from tests.dataplane.http2.hello import HELLO, hello
-from tests.dataplane.http2.pair import read_body, request
+from tests.dataplane.http2.pair import deadline, read_body, request
 from tests.dataplane.http2.raw import RawPeer
 from tests.dataplane.http2.upstream import Recorder, h2_upstream
 from tests.dataplane.l7.harness import Running, running_proxy
@@ -48,6 +49,7 @@ def _errors(running: Running) -> dict[tuple[str, str], int]:
     return {(k.status_code, k.error): n for k, n in running.proxy.http.stats.responses.items()}
 
 
+@deadline(120)
 async def test_no_response_head_in_time_is_504_and_the_upstream_stream_cancelled(
     mock_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -74,6 +76,7 @@ async def test_no_response_head_in_time_is_504_and_the_upstream_stream_cancelled
         assert _errors(running) == {("504", "response_timeout"): 1}
 
 
+@deadline(120)
 async def test_a_streaming_request_waits_for_its_end_before_the_response_timeout_starts(
     mock_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -139,24 +142,27 @@ async def _big_responses_idle_5s(tmp_path: Path) -> AsyncIterator[tuple[_BigResp
 
 async def _data(peer: RawPeer) -> bytes:
     """The payload of the next DATA frame."""
-    frame = await peer.next_frame()
-    while not isinstance(frame, DataFrame):
-        assert frame is not None, "the proxy closed the connection"
+    with trio.fail_after(60):
         frame = await peer.next_frame()
+        while not isinstance(frame, DataFrame):
+            assert frame is not None, "the proxy closed the connection"
+            frame = await peer.next_frame()
     return bytes(frame.data)
 
 
 async def _resets(peer: RawPeer, count: int) -> dict[int, int]:
     """Read frames until ``count`` RST_STREAMs came; their codes by stream id."""
     resets: dict[int, int] = {}
-    while len(resets) < count:
-        frame = await peer.next_frame()
-        assert frame is not None, "the proxy closed the connection"
-        if isinstance(frame, RstStreamFrame):
-            resets[frame.stream_id] = frame.error_code
+    with trio.fail_after(60):  # virtual seconds: well past every timeout these tests set
+        while len(resets) < count:
+            frame = await peer.next_frame()
+            assert frame is not None, "the proxy closed the connection"
+            if isinstance(frame, RstStreamFrame):
+                resets[frame.stream_id] = frame.error_code
     return resets
 
 
+@deadline(120)
 async def test_a_client_that_never_opens_its_window_is_bounded_and_reset_when_idle(
     mock_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -179,6 +185,7 @@ async def test_a_client_that_never_opens_its_window_is_bounded_and_reset_when_id
         assert _errors(running) == {("", STREAM_IDLE_ERROR): len(streams)}  # heads came through, bodies were cut
 
 
+@deadline(120)
 async def test_a_one_byte_window_dribble_moves_bytes_but_buffers_no_more(
     mock_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -200,6 +207,7 @@ async def test_a_one_byte_window_dribble_moves_bytes_but_buffers_no_more(
         assert _errors(running) == {("", STREAM_IDLE_ERROR): 1}
 
 
+@deadline(120)
 async def test_the_idle_timeout_resets_a_stream_waiting_for_its_response_head(
     mock_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -219,6 +227,24 @@ async def test_the_idle_timeout_resets_a_stream_waiting_for_its_response_head(
                 await trio.sleep(0.1)
         assert upstream.cancelled == 1
         assert _errors(running) == {("", STREAM_IDLE_ERROR): 1}
+        await peer.stream.aclose()
+
+
+@deadline(120)
+async def test_the_idle_timeout_resets_a_stream_waiting_for_an_upstream_stream_slot(
+    mock_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    mock_clock.autojump_threshold = 0.02
+    upstream = Recorder(hold=True)
+    policy = _policy(tmp_path, "stream_idle: 5s")
+    one_at_a_time = H2Settings(max_concurrent_streams=1)
+    async with h2_upstream(upstream, one_at_a_time) as addr, running_proxy(addr, "--policy", policy) as running:
+        peer = RawPeer(await trio.open_tcp_stream(running.listen.ip, running.listen.port))
+        await peer.start_client()
+        await peer.send(peer.headers(1, request()), peer.headers(3, request()))
+        assert await _resets(peer, 2) == {1: H2ErrorCode.CANCEL, 3: H2ErrorCode.CANCEL}
+        assert upstream.total == 1  # stream 3 never got a slot upstream
+        assert _errors(running) == {("", STREAM_IDLE_ERROR): 2}
         await peer.stream.aclose()
 
 
@@ -245,6 +271,7 @@ class _DeadFirst:
             await H2Connection(sock, client_side=False).run(hello)
 
 
+@deadline(120)
 async def test_keepalive_closes_a_dead_upstream_connection_and_the_next_stream_gets_a_new_one(
     mock_clock: trio.testing.MockClock,
 ) -> None:
