@@ -640,6 +640,9 @@ class H2Connection:
 
     def _reset(self, stream: H2Stream, code: H2ErrorCode) -> None:
         if stream._error is not None or self._closing:
+            # Already failed or reset; what it kept readable (a complete stream the peer reset with NO_ERROR) is
+            # not going to be read now: its window goes back to the connection.
+            self._release(stream)
             return
         stream._error = H2StreamResetError(
             f"stream {stream.stream_id} reset by us ({code.name})", code=code, remote=False
