@@ -1,11 +1,12 @@
 """reliability.md G2 floods through the whole proxy: each attacking connection gets GOAWAY with the right code (or,
 when it does not read, is dropped), is closed, and shows up in the admin /metrics as
-``triomesh_h2_flood_closed_total{side="client",kind=...}``; the upstream sees a bounded number of streams; and a
-legitimate client on another connection is served all along."""
+``triomesh_h2_flood_closed_total{side="client",kind=...}``; the proxy's memory grows by at most 1 MiB; the upstream
+sees a bounded number of streams; and a legitimate client on another connection is served all along."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 from dataclasses import dataclass
 
@@ -79,6 +80,11 @@ class LegitClient:
                 await trio.sleep(0.01)
 
 
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
 async def scrape(admin: SockAddr) -> str:
     stream = await trio.open_tcp_stream(admin.ip, admin.port)
     async with stream:
@@ -125,7 +131,11 @@ async def test_flood_through_the_proxy(name: str) -> None:
         await bg.start(legit.run, listen)
         await legit.served_more(than=0)
         before = legit.served
+        gc.collect()
+        rss = _rss_kib()
         frames = await attack(listen, what)
+        gc.collect()
+        assert _rss_kib() - rss <= 1024  # reliability.md G2 12/16: the proxy (this process) grew <= 1 MiB
         if what.goaway is not None:
             goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
             assert goaways and goaways[-1].error_code == what.goaway, frames[-5:]
