@@ -62,6 +62,7 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     first_sock, legs.upstream_socket = legs.upstream_socket, None  # the loop guard entry stays with legs
     connector = pool_connector(side, rt, source_ip=side.source_ip(rec.client))
     opened: list[PooledStream[SockAddr]] = []
+    settings = side.port_settings(rt.store.current, dst)
 
     async def connect() -> trio.SocketStream:
         pooled = await connector(dst)
@@ -78,6 +79,8 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         counters=http.h2_clients,
         upstream_counters=http.h2_upstreams,
         drain=http.drain,
+        response_timeout=settings.response_timeout,
+        stream_idle_timeout=settings.stream_idle_timeout,
     )
     rec.state = "open"
     try:

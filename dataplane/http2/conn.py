@@ -13,11 +13,14 @@ server side, one handler task per accepted stream.
   reader from blocking on a peer that does not read, so a PING/SETTINGS flood is counted and refused instead of
   stalling the connection (``ControlBudget``).
 - Receive side flow control: DATA is queued on its stream and acknowledged to h2 (``flow_controlled_length``) only
-  when the consumer takes it, so a slow consumer stops the peer. The queue needs no item bound: its bytes are
+  when the consumer takes it (with ``hold``, once it comes back for the next chunk: a proxy has then forwarded
+  it), so a slow consumer stops the peer. The queue needs no item bound: its bytes are
   bounded by the windows we advertise (``stream_window`` per stream, ``connection_window`` per connection), which h2
   enforces; empty DATA is acknowledged at once and never queued.
 - Send side: ``send_data`` writes no more than the peer's window allows and waits for WINDOW_UPDATE (and for the
   outbound buffer to drain below 64 KiB) instead of buffering.
+- Inbound MAX_CONCURRENT_STREAMS is ours too: h2 would make one stream too many a connection error, so it is
+  given a limit no client reaches and the stream over the announced one is refused alone (REFUSED_STREAM).
 - GOAWAY is handled by us, not h2: h2 4.4.1 closes its whole state machine on one, which would kill the streams a
   graceful GOAWAY lets finish. Received: streams above the last id fail with ``H2StreamRefusedError`` (retryable)
   and no new stream opens. ``drain`` sends GOAWAY(NO_ERROR, last processed id) and ends when the streams are done.
@@ -75,10 +78,14 @@ _FEED_SLICE: Final = 16384
 """h2 parses at most this much between two flood checks (about 600 HEADERS+RST pairs)."""
 _HIGH_WATER: Final = 65536
 """Senders wait while this many bytes are queued for the writer: the socket, not us, buffers the rest."""
+_H2_STREAM_LIMIT: Final = (1 << 31) - 1
+"""The inbound stream limit h2 is given; the announced one is enforced by us, stream by stream."""
 _CLOSE_FLUSH_TIMEOUT: Final = 1.0
 """How long a closing connection tries to write its final GOAWAY to a peer that may not read."""
 
 StreamHandler = Callable[["H2Stream"], Awaitable[None]]
+MAX_CONCURRENT_STREAMS_REASON: Final = "max_concurrent_streams"
+"""``counters.rejected`` reason of a stream refused (REFUSED_STREAM) for going over our announced limit."""
 
 
 class H2Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +113,7 @@ class H2Stream:
         "_buffered",
         "_conn",
         "_error",
+        "_held",
         "_inbox",
         "_local_ended",
         "_remote_ended",
@@ -129,6 +137,7 @@ class H2Stream:
         self.responded = False
         self._inbox: deque[tuple[bytes, int]] = deque()
         self._buffered = 0
+        self._held = 0  # flow-controlled bytes of the chunk a ``hold`` caller has in hand
         self._wakeup = trio.Event()
         self._remote_ended = False
         self._local_ended = False
@@ -142,7 +151,7 @@ class H2Stream:
 
     @property
     def buffered(self) -> int:
-        """Flow-controlled bytes received on this stream and not yet taken by ``receive_data``."""
+        """Flow-controlled bytes received on this stream and not yet given back to the peer's window."""
         return self._buffered
 
     @property
@@ -160,9 +169,15 @@ class H2Stream:
             await self._wait()
         return self.response_headers
 
-    async def receive_data(self) -> bytes:
+    async def receive_data(self, *, hold: bool = False) -> bytes:
         """The next body chunk; b'' once the peer ended the stream (``trailers`` is then set if it sent any).
-        Taking a chunk is what gives its bytes back to the peer's flow-control window."""
+
+        Taking a chunk is what gives its bytes back to the peer's flow-control window; with ``hold`` that waits
+        until the next ``receive_data`` call (a proxy forwards the chunk in between), so the chunk in hand still
+        counts against the peer's window and ``buffered`` never exceeds it."""
+        if self._held:
+            self._give_back(self._held)
+            self._held = 0
         while not self._inbox:
             # A complete stream stays complete: a reset that came after the peer's END_STREAM (RST_STREAM NO_ERROR
             # after a full response, RFC 9113 8.1) only stops our sending.
@@ -172,9 +187,15 @@ class H2Stream:
                 raise self._error
             await self._wait()
         data, flow_controlled = self._inbox.popleft()
+        if hold:
+            self._held = flow_controlled
+        else:
+            self._give_back(flow_controlled)
+        return data
+
+    def _give_back(self, flow_controlled: int) -> None:
         self._buffered -= flow_controlled
         self._conn._consumed(self.stream_id, flow_controlled)
-        return data
 
     async def _wait(self) -> None:
         await self._wakeup.wait()
@@ -241,15 +262,7 @@ class H2Connection:
             normalize_outbound_headers=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
-        self._h2.local_settings = h2.settings.Settings(
-            client=client_side,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.stream_window,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-            },
-        )
+        self._h2.local_settings = self._local_settings(settings.max_concurrent_streams)
         self._scanner = FrameScanner(settings.flood, expect_preface=not client_side)
         self._rapid_reset = RapidReset(settings.flood)
         self._control = ControlBudget(settings.flood)
@@ -273,6 +286,17 @@ class H2Connection:
         """The flood kind that closed this connection, if one did."""
         self.close_reason = ""
         """Why the connection ended: peer_closed, drained, goaway_received, or an error's ``reason``."""
+
+    def _local_settings(self, max_concurrent_streams: int) -> h2.settings.Settings:
+        return h2.settings.Settings(
+            client=self._client_side,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self._settings.stream_window,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self._settings.max_header_list_size,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
 
     def __repr__(self) -> str:
         side = "client" if self._client_side else "server"
@@ -308,6 +332,10 @@ class H2Connection:
         if not self._client_side and handler is None:
             raise ValueError("the server side of H2Connection needs a stream handler")
         self._h2.initiate_connection()
+        # Our SETTINGS frame (queued above) announces max_concurrent_streams; h2 itself must never enforce it: one
+        # stream too many is its connection error (TooManyStreamsError), while RFC 9113 5.1.2 and reliability.md G2
+        # 20 want only that stream refused. _request_received refuses it; h2 is told a limit a client cannot reach.
+        self._h2.local_settings = self._local_settings(_H2_STREAM_LIMIT)
         extra = self._settings.connection_window - 65535
         if extra > 0:
             self._h2.increment_flow_control_window(extra)
@@ -478,17 +506,23 @@ class H2Connection:
             self._h2.reset_stream(stream_id, H2ErrorCode.REFUSED_STREAM)
             return self._control.queued(1) is None or self._flooded(FloodKind.OUTBOUND_CONTROL)
         self._rapid_reset.opened()
-        invalid = validate_request(headers, allow_underscores=self._settings.allow_underscores)
-        if invalid is not None:
-            self.counters.rejected[invalid.reason] += 1
+        if len(self._streams) >= self._settings.max_concurrent_streams:
+            # One stream over the limit we announced: refused alone (the client may retry it). Like an invalid one
+            # it ended early, so a client that keeps ignoring the limit trips rapid_reset.
+            reason, code = MAX_CONCURRENT_STREAMS_REASON, H2ErrorCode.REFUSED_STREAM
+        else:
+            invalid = validate_request(headers, allow_underscores=self._settings.allow_underscores)
+            if invalid is None:
+                stream = H2Stream(self, stream_id, headers)
+                self._streams[stream_id] = stream
+                self._new_streams.append(stream)
+                return True
             LOG.debug("h2 stream %d refused: %s", stream_id, invalid.message)
-            self._h2.reset_stream(stream_id, H2ErrorCode.PROTOCOL_ERROR)
-            kind = self._rapid_reset.ended_early() or self._control.queued(1)
-            return kind is None or self._flooded(kind)
-        stream = H2Stream(self, stream_id, headers)
-        self._streams[stream_id] = stream
-        self._new_streams.append(stream)
-        return True
+            reason, code = invalid.reason, H2ErrorCode.PROTOCOL_ERROR
+        self.counters.rejected[reason] += 1
+        self._h2.reset_stream(stream_id, code)
+        kind = self._rapid_reset.ended_early() or self._control.queued(1)
+        return kind is None or self._flooded(kind)
 
     def _response_received(self, stream_id: int, headers: list[Header]) -> None:
         stream = self._streams.get(stream_id)
@@ -606,6 +640,9 @@ class H2Connection:
 
     def _reset(self, stream: H2Stream, code: H2ErrorCode) -> None:
         if stream._error is not None or self._closing:
+            # Already failed or reset; what it kept readable (a complete stream the peer reset with NO_ERROR) is
+            # not going to be read now: its window goes back to the connection.
+            self._release(stream)
             return
         stream._error = H2StreamResetError(
             f"stream {stream.stream_id} reset by us ({code.name})", code=code, remote=False
@@ -616,6 +653,7 @@ class H2Connection:
             self._h2.reset_stream(stream.stream_id, code)
         self._release(stream)
         self._slots.unpark_all()
+        self._window.unpark_all()  # a sender waiting for this stream's window sees the reset
         kind = self._control.queued(1)
         if kind is not None:
             self._flooded(kind)
@@ -630,10 +668,13 @@ class H2Connection:
             self._flush()
 
     def _release(self, stream: H2Stream) -> None:
-        """Give the window of a dead stream's unread data back to the connection."""
+        """Give the window of a dead stream's unread (or held) data back to the connection."""
         while stream._inbox:
             _, flow_controlled = stream._inbox.popleft()
             self._consumed(stream.stream_id, flow_controlled)
+        if stream._held:
+            self._consumed(stream.stream_id, stream._held)
+            stream._held = 0
         stream._buffered = 0
 
     def _maybe_forget(self, stream: H2Stream) -> None:

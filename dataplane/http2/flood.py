@@ -18,6 +18,7 @@ class FloodKind(StrEnum):
     EMPTY_FRAMES = "empty_frames"
     CONTINUATION = "continuation"
     HPACK_BOMB = "hpack_bomb"
+    PRIORITY = "priority"
 
 
 class FloodLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +36,8 @@ class FloodLimits(msgspec.Struct, frozen=True, kw_only=True):
     """CONTINUATION frames in one header block; below h2's own 64 so the kind is ours to report."""
     max_header_block_bytes: int = 65536
     """Encoded bytes of one header block (HEADERS + CONTINUATIONs); the decoded limit is h2's 64 KiB."""
+    max_priority_per_stream: int = 100
+    """PRIORITY frames per HEADERS frame received, plus as many before the first (Envoy's 100, CVE-2019-9513)."""
 
 
 class RapidReset:
@@ -93,6 +96,28 @@ class EmptyFrames:
             return None
         self._run += 1
         return FloodKind.EMPTY_FRAMES if self._run > self._max else None
+
+
+class PriorityBudget:
+    """PRIORITY frames against the HEADERS frames that opened streams (CVE-2019-9513 resource loop).
+
+    h2 keeps no priority tree, so a PRIORITY frame only costs its parse; a connection may still send
+    ``max_priority_per_stream`` of them for every HEADERS frame and as many before its first (browsers announce a
+    few idle-stream priorities up front), and trips beyond that."""
+
+    __slots__ = ("_allowed", "_frames", "_per_stream")
+
+    def __init__(self, limits: FloodLimits) -> None:
+        self._per_stream = limits.max_priority_per_stream
+        self._allowed = self._per_stream
+        self._frames = 0
+
+    def headers(self) -> None:
+        self._allowed += self._per_stream
+
+    def frame(self) -> FloodKind | None:
+        self._frames += 1
+        return FloodKind.PRIORITY if self._frames > self._allowed else None
 
 
 class Continuation:

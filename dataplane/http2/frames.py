@@ -1,8 +1,8 @@
 """Walks the frame headers of the inbound byte stream before h2 parses it. Pure.
 
 Two jobs h2 cannot do for us (reliability.md A7):
-- the frame-level flood detectors (empty frames, CONTINUATION, PING/SETTINGS counts) run on 9-byte headers, so an
-  attacking chunk is refused before h2 spends CPU on it;
+- the frame-level flood detectors (empty frames, CONTINUATION, PRIORITY, PING/SETTINGS counts) run on 9-byte
+  headers, so an attacking chunk is refused before h2 spends CPU on it;
 - GOAWAY frames are cut out of the stream and reported here: h2 4.4.1 moves its whole connection to CLOSED on a
   received GOAWAY and then refuses every later frame, which would kill the streams the GOAWAY lets finish.
 
@@ -15,13 +15,14 @@ from typing import Final
 
 import msgspec
 
-from dataplane.http2.flood import Continuation, EmptyFrames, FloodKind, FloodLimits
+from dataplane.http2.flood import Continuation, EmptyFrames, FloodKind, FloodLimits, PriorityBudget
 
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HEADER: Final = 9
 
 DATA: Final = 0x0
 HEADERS: Final = 0x1
+PRIORITY: Final = 0x2
 RST_STREAM: Final = 0x3
 SETTINGS: Final = 0x4
 PUSH_PROMISE: Final = 0x5
@@ -62,6 +63,7 @@ class FrameScanner:
         "_in_block",
         "_pad_check",
         "_preface_left",
+        "_priority",
         "_remaining",
         "control_frames",
         "goaways",
@@ -72,6 +74,7 @@ class FrameScanner:
         self._preface_left = len(PREFACE) if expect_preface else 0
         self._empty = EmptyFrames(limits)
         self._continuation = Continuation(limits)
+        self._priority = PriorityBudget(limits)
         self._held = b""  # a frame header split across chunks: held back until whole (it may be a GOAWAY)
         self._remaining = 0  # payload bytes of the current frame still to come
         self._cutting = False  # the current frame is a GOAWAY being cut out
@@ -151,6 +154,7 @@ class FrameScanner:
                 return False
             return self._frame_empty(empty=not length, end_stream=bool(flags & END_STREAM))
         if kind == HEADERS:
+            self._priority.headers()
             if not flags & END_HEADERS:
                 self._in_block = True
                 self.tripped = self._continuation.started(length)
@@ -165,6 +169,9 @@ class FrameScanner:
             self._goaway_payload.clear()
         elif kind == CONTINUATION:
             return self._frame_empty(empty=not length, end_stream=False)
+        elif kind == PRIORITY:
+            self.tripped = self._priority.frame()
+            return self.tripped is not None
         return False
 
     def _in_header_block(self, kind: int, flags: int, length: int) -> bool:

@@ -9,10 +9,15 @@ acknowledges data only when the other side's send took it (``H2Stream.receive_da
 refused (REFUSED_STREAM, or above a GOAWAY's last id) before we sent any of its body is retried once on a new
 upstream connection; later, it is passed to the client as REFUSED_STREAM so the client may retry.
 
+Timeouts (from the policy, per stream): no response head within ``response_timeout`` of the request's end -> 504
+and the upstream stream cancelled, like HTTP/1.1; no bytes either way for ``stream_idle_timeout`` -> both streams
+reset with CANCEL. Upstream connections send a keepalive PING every 10 s (Linkerd's period); one unanswered for
+20 s is closed, its streams fail as below, and the next stream opens a new connection.
+
 Errors users see: no upstream connection -> 503, an invalid or missing response (the upstream reset the stream
-or closed first) -> 502, each with ``x-triomesh-error``; a response already started is never completed by us:
-the client's stream is reset instead. Metrics are recorded per stream like HTTP/1.1's, with ``grpc_status``
-taken from the trailers (or a trailers-only response).
+or closed first) -> 502, no response in time -> 504, each with ``x-triomesh-error``; a response already started
+is never completed by us: the client's stream is reset instead. Metrics are recorded per stream like HTTP/1.1's,
+with ``grpc_status`` taken from the trailers (or a trailers-only response).
 """
 
 from __future__ import annotations
@@ -33,16 +38,21 @@ from dataplane.http.errors import ERROR_FIELD, error_value
 from dataplane.http.forwarding import ensure_request_id, set_forwarded
 from dataplane.http.model import Headers
 from dataplane.http.request_id import RequestIds
-from dataplane.http2.conn import H2Connection, H2Stream
+from dataplane.http2.conn import H2Connection, H2Settings, H2Stream
 from dataplane.http2.counters import H2Counters
 from dataplane.http2.errors import H2Error, H2ErrorCode, H2StreamResetError
 from dataplane.http2.validate import Header
 from dataplane.net.addr import SockAddr
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
+from policy.model import DEFAULT_STREAM_IDLE_TIMEOUT
 
 log = logging.getLogger(__name__)
 
+STREAM_IDLE_ERROR: Final = "stream_idle_timeout"
+"""The ``response_total`` error label of a stream reset by the idle timeout."""
 MAX_ATTEMPTS: Final = 2  # the first try, and one retry of a stream the upstream provably did not process
+UPSTREAM_SETTINGS: Final = H2Settings(ping_interval=10.0, ping_timeout=20.0)
+"""Upstream connections: keepalive PINGs as Linkerd sends them, so a silently dead upstream is noticed."""
 
 
 @dataclass
@@ -61,6 +71,11 @@ class H2Context:
     upstream_counters: H2Counters
     drain: Drain | None = None
     """The proxy's drain signal: the client connection is sent GOAWAY and ends once its streams are done."""
+    response_timeout: float | None = None
+    """Seconds from the request's end to the response head before the stream is answered 504; None waits."""
+    stream_idle_timeout: float = DEFAULT_STREAM_IDLE_TIMEOUT.seconds
+    """Seconds a stream may move no bytes in either direction before both its sides are reset (CANCEL)."""
+    upstream_settings: H2Settings = UPSTREAM_SETTINGS
 
 
 async def serve_h2(client: trio.SocketStream, ctx: H2Context) -> None:
@@ -102,7 +117,9 @@ class _Upstreams:
                 transport, self.unused_first = self.unused_first, None
             else:
                 transport = await self.ctx.connect()
-            conn = H2Connection(transport, client_side=True, counters=self.ctx.upstream_counters)
+            conn = H2Connection(
+                transport, client_side=True, settings=self.ctx.upstream_settings, counters=self.ctx.upstream_counters
+            )
             await self.nursery.start(self._run, conn)
             self.current = conn
             return conn
@@ -123,52 +140,110 @@ async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream)
     forwarded = _forwarded_request(headers, ctx)
     # A request that ended with its headers (most GETs) goes out the same way: no body pump, no empty DATA frame.
     bodiless = stream.remote_ended and stream.buffered == 0 and not stream.trailers
-    up: H2Stream | None = None
-    for attempt in range(MAX_ATTEMPTS):
+    # The stream idle timeout: a cancel scope of this task whose deadline moves on with every head or chunk
+    # forwarded (no timer task per stream). It covers waiting for an upstream stream slot too.
+    idle = trio.CancelScope(deadline=started + ctx.stream_idle_timeout)
+    exchange: _Exchange | None = None
+    with idle:
+        up = await _open_upstream(ctx, upstreams, stream, forwarded, bodiless=bodiless, key=key, started=started)
+        if up is not None:
+            exchange = _Exchange(ctx, stream, up, key, started, idle)
+            await exchange.run(pump=not bodiless)
+    if idle.cancelled_caught:
+        _idled_out(ctx, stream, key, started, exchange)
+
+
+async def _open_upstream(
+    ctx: H2Context,
+    upstreams: _Upstreams,
+    stream: H2Stream,
+    forwarded: list[Header],
+    *,
+    bodiless: bool,
+    key: RequestKey,
+    started: float,
+) -> H2Stream | None:
+    """The request's stream on an upstream connection; None once the client was answered 503 instead."""
+    attempt = 1
+    while True:
         try:
             conn = await upstreams.get()
-            up = await conn.open_stream(forwarded, end_stream=bodiless)
-            break
+            return await conn.open_stream(forwarded, end_stream=bodiless)
         except ConnectError as exc:
             await _refuse(stream, 503, f"upstream {ctx.upstream} unreachable: {exc.reason}")
             ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
-            return
+            return None
         except H2Error as exc:
-            if exc.retryable and attempt + 1 < MAX_ATTEMPTS:
+            if exc.retryable and attempt < MAX_ATTEMPTS:
+                attempt += 1
                 continue
             await _refuse(stream, 503, f"upstream {ctx.upstream}: {exc}")
             ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+            return None
+
+
+def _idled_out(ctx: H2Context, down: H2Stream, key: RequestKey, started: float, exchange: _Exchange | None) -> None:
+    """Nothing moved for ``stream_idle_timeout`` (waiting for an upstream stream, a response head, a window): both
+    sides are reset with CANCEL, since a response may have started."""
+    idle = ctx.stream_idle_timeout
+    log.info("conn=%d h2 stream %d moved nothing for %gs: reset", ctx.rec.id, down.stream_id, idle)
+    down.reset(H2ErrorCode.CANCEL)
+    if exchange is not None:
+        exchange.up.reset(H2ErrorCode.CANCEL)
+        if exchange.recorded:
             return
-    assert up is not None
-    exchange = _Exchange(ctx, stream, up, key, started)
-    await exchange.run(pump=not bodiless)
+    ctx.stats.response(key, status=None, latency_ms=_ms(started), error=STREAM_IDLE_ERROR)
+
+
+class _NoResponseError(Exception):
+    """The upstream sent no response head within the response timeout: answered 504, as HTTP/1.1 does."""
+
+    reason = "response_timeout"  # the metric's error label, HTTP/1.1's
 
 
 class _Exchange:
-    def __init__(self, ctx: H2Context, down: H2Stream, up: H2Stream, key: RequestKey, started: float) -> None:
+    """One client stream and the upstream stream it is forwarded on.
+
+    Timeouts are cancel scopes, not tasks: ``idle`` (entered by the caller) has its deadline moved on with every
+    head or chunk forwarded; ``head`` wraps the wait for the response head and gets its deadline once the request
+    has ended (a streaming request waits for no response in particular)."""
+
+    def __init__(
+        self, ctx: H2Context, down: H2Stream, up: H2Stream, key: RequestKey, started: float, idle: trio.CancelScope
+    ) -> None:
         self.ctx = ctx
         self.down = down  # the client's stream (we are its server)
         self.up = up  # our stream to the upstream (we are its client)
         self.key = key
         self.started = started
         self.recorded = False
+        self.idle = idle
+        self.head = trio.CancelScope()
+
+    def _moved(self) -> None:
+        self.idle.deadline = trio.current_time() + self.ctx.stream_idle_timeout
+
+    def _request_ended(self) -> None:
+        if self.ctx.response_timeout is not None:
+            self.head.deadline = trio.current_time() + self.ctx.response_timeout
 
     async def run(self, *, pump: bool) -> None:
-        if not pump:
-            try:
-                await self._relay_response()
-            except H2Error as exc:
-                await self._failed(exc)
-            return
         # Failures are caught inside the nursery (which would wrap them in exception groups) and handled after.
-        failure: H2Error | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump_request, nursery.cancel_scope)
+        failure: H2Error | _NoResponseError | None = None
+        if not pump:
+            self._request_ended()
             try:
                 await self._relay_response()
-            except H2Error as exc:
+            except (H2Error, _NoResponseError) as exc:
                 failure = exc
-                nursery.cancel_scope.cancel(reason="the response side failed")
+        else:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump_request, nursery.cancel_scope)
+                try:
+                    await self._relay_response()
+                except (H2Error, _NoResponseError) as exc:
+                    failure = exc
+                    nursery.cancel_scope.cancel(reason="the response side failed")
         if failure is not None:
             await self._failed(failure)
 
@@ -181,7 +256,7 @@ class _Exchange:
         rec = self.ctx.rec
         while True:
             try:
-                data = await self.down.receive_data()
+                data = await self.down.receive_data(hold=True)  # acknowledged once forwarded
             except H2Error:
                 self.up.reset(H2ErrorCode.CANCEL)
                 scope.cancel(reason="the client gave up on the request")
@@ -191,18 +266,27 @@ class _Exchange:
                     rec.up.received += len(data)
                     await self.up.send_data(data)
                     rec.up.sent += len(data)
+                    self._moved()
                     continue
                 if self.down.trailers:
                     await self.up.send_trailers(self.down.trailers)
                 else:
                     await self.up.end()
+                self._request_ended()
             except H2Error:
                 pass
             return
 
     async def _relay_response(self) -> None:
         rec = self.ctx.rec
-        head = await self.up.receive_response()
+        if self.ctx.response_timeout is None:
+            head = await self.up.receive_response()  # no scope to enter and leave per stream
+        else:
+            with self.head:
+                head = await self.up.receive_response()
+            if self.head.cancelled_caught:
+                raise _NoResponseError(f"no response from upstream within {self.ctx.response_timeout:g}s")
+        self._moved()
         status = int(_get(head, b":status") or b"0")
         grpc = _grpc_status(head)  # a trailers-only gRPC response carries it here
         if self.up.remote_ended and self.up.buffered == 0 and not self.up.trailers:
@@ -213,10 +297,11 @@ class _Exchange:
             self.recorded = True
             return
         await self.down.send_headers(head)
-        while data := await self.up.receive_data():
+        while data := await self.up.receive_data(hold=True):  # acknowledged once forwarded
             rec.down.received += len(data)
             await self.down.send_data(data)
             rec.down.sent += len(data)
+            self._moved()
         trailers = self.up.trailers
         if trailers:
             trailer_status = _grpc_status(trailers)
@@ -227,12 +312,14 @@ class _Exchange:
         self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), grpc_status=grpc)
         self.recorded = True
 
-    async def _failed(self, exc: H2Error) -> None:
+    async def _failed(self, exc: H2Error | _NoResponseError) -> None:
         """The exchange failed (upstream or client side): tell the client in the way that keeps the truth, and
         stop the upstream stream (a no-op when it is the one that failed)."""
         self.up.reset(H2ErrorCode.CANCEL)
+        timed_out = isinstance(exc, _NoResponseError)
         if not self.recorded:
-            self.ctx.stats.response(self.key, status=None, latency_ms=_ms(self.started), error=exc.reason)
+            status = 504 if timed_out else None
+            self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), error=exc.reason)
             self.recorded = True
         refused = isinstance(exc, H2StreamResetError) and exc.remote and exc.code == H2ErrorCode.REFUSED_STREAM
         if self.down.responded:
@@ -240,6 +327,8 @@ class _Exchange:
             self.down.reset(H2ErrorCode.INTERNAL_ERROR)
         elif refused:
             self.down.reset(H2ErrorCode.REFUSED_STREAM)  # unprocessed upstream: the client may retry
+        elif timed_out:
+            await _refuse(self.down, 504, str(exc))
         else:
             await _refuse(self.down, 502, f"upstream {self.ctx.upstream}: {exc}")
 

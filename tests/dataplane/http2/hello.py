@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from functools import partial
 
 import trio
 
-from dataplane.http2.conn import H2Connection, H2Stream
+from dataplane.http2.conn import H2Stream
 from dataplane.http2.counters import H2Counters
-from dataplane.http2.errors import H2Error
+from tests.dataplane.http2.upstream import serve_h2
 
 HELLO = b"hello\n"
 
@@ -28,17 +26,10 @@ async def hello(stream: H2Stream) -> None:
     await stream.send_data(HELLO, end_stream=True)
 
 
-async def _serve_one(counters: H2Counters, sock: trio.SocketStream) -> None:
-    with contextlib.suppress(H2Error):  # a broken client closes only its own connection
-        await H2Connection(sock, client_side=False, counters=counters).run(hello)
-
-
 async def serve_hello(
     port: int, counters: H2Counters, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(_serve_one, counters), listeners)
+    await serve_h2(hello, counters, port, task_status=task_status)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,14 @@ import socket
 import pytest
 import trio
 from hyperframe.frame import (
-    ContinuationFrame,
-    DataFrame,
     GoAwayFrame,
     HeadersFrame,
-    PingFrame,
     RstStreamFrame,
-    SettingsFrame,
 )
 
-from dataplane.http2.conn import H2Connection, H2Stream
+from dataplane.http2.conn import MAX_CONCURRENT_STREAMS_REASON, H2Connection, H2Stream
 from dataplane.http2.errors import H2ErrorCode, H2FloodError, H2ProtocolError
+from tests.dataplane.http2 import floods
 from tests.dataplane.http2.pair import deadline, request
 from tests.dataplane.http2.raw import RawPeer
 from tests.dataplane.sockets import tcp_pair
@@ -79,18 +76,9 @@ def goaway(frames: list[object]) -> GoAwayFrame:
     return found[-1]
 
 
-def _pairs(peer: RawPeer, first: int, count: int) -> bytes:
-    return b"".join(
-        peer.headers(sid, request(), end_stream=True) + RstStreamFrame(sid, error_code=8).serialize()
-        for sid in range(first, first + 2 * count, 2)
-    )
-
-
 @deadline(60)
 async def test_rapid_reset_closes_before_1000_streams() -> None:
-    encoder_peer = RawPeer()
-    flood = b"".join(_pairs(encoder_peer, 1 + 2000 * i, 1000) for i in range(50))  # 50,000 pairs
-    target, frames = await attack(flood)
+    target, frames = await attack(floods.rapid_reset(50_000))
     assert isinstance(target.error, H2FloodError) and target.error.kind == "rapid_reset"
     assert target.conn.counters.flood_closed == {"rapid_reset": 1}
     last = goaway(frames)
@@ -102,7 +90,7 @@ async def test_rapid_reset_closes_before_1000_streams() -> None:
 @deadline(60)
 @pytest.mark.parametrize(
     "frame",
-    [PingFrame(0, opaque_data=b"12345678").serialize(), SettingsFrame(0).serialize()],
+    [floods.PING, floods.SETTINGS],
     ids=["ping", "settings"],
 )
 async def test_control_frame_flood_from_a_client_that_does_not_read(frame: bytes) -> None:
@@ -112,20 +100,60 @@ async def test_control_frame_flood_from_a_client_that_does_not_read(frame: bytes
 
 
 @deadline(30)
+async def test_priority_churn_is_capped_per_stream() -> None:
+    target, frames = await attack(floods.priority_churn())  # 10^5 PRIORITY frames on 10 streams
+    assert isinstance(target.error, H2FloodError) and target.error.kind == "priority"
+    assert target.conn.counters.flood_closed == {"priority": 1}
+    assert goaway(frames).error_code == H2ErrorCode.ENHANCE_YOUR_CALM
+    assert len(target.handled) <= 10  # the chunk that trips is never parsed by h2
+
+
+@deadline(30)
+async def test_one_stream_over_the_limit_is_refused_alone() -> None:
+    release = trio.Event()
+
+    async def hold(stream: H2Stream) -> None:
+        await release.wait()
+        await stream.send_headers([(b":status", b"200")], end_stream=True)
+
+    async def answered(peer: RawPeer, count: int) -> set[int]:
+        streams: set[int] = set()
+        while len(streams) < count:
+            frame = await peer.next_frame()
+            assert frame is not None and not isinstance(frame, (GoAwayFrame, RstStreamFrame)), frame
+            if isinstance(frame, HeadersFrame):
+                streams.add(frame.stream_id)
+        return streams
+
+    client_sock, server_sock = await tcp_pair()
+    server = H2Connection(server_sock, client_side=False)
+    peer = RawPeer(client_sock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run, hold)
+        await peer.start_client()
+        await peer.send(b"".join(peer.headers(sid, request()) for sid in range(1, 203, 2)))  # 101 streams
+        frame = await peer.next_frame()
+        while not isinstance(frame, RstStreamFrame):
+            frame = await peer.next_frame()
+        assert (frame.stream_id, frame.error_code) == (201, H2ErrorCode.REFUSED_STREAM)
+        release.set()
+        assert await answered(peer, 100) == set(range(1, 201, 2))
+        await peer.send(peer.headers(203, request()))  # the slots are free again once answered
+        assert await answered(peer, 1) == {203}
+        assert server.counters.rejected == {MAX_CONCURRENT_STREAMS_REASON: 1}
+        nursery.cancel_scope.cancel()
+
+
+@deadline(30)
 async def test_empty_data_frames() -> None:
-    peer = RawPeer()
-    flood = peer.headers(1, request(b"/", b"POST"), end_stream=False) + DataFrame(1, b"").serialize() * 10
-    target, frames = await attack(flood)
+    target, frames = await attack(floods.empty_data())
     assert isinstance(target.error, H2FloodError) and target.error.kind == "empty_frames"
     assert goaway(frames).error_code == H2ErrorCode.PROTOCOL_ERROR
 
 
 @deadline(30)
 async def test_continuation_flood() -> None:
-    peer = RawPeer()
-    block = peer.encoder.encode(request())
-    flood = HeadersFrame(1, block).serialize() + ContinuationFrame(1, b"\x82").serialize() * 100_000
-    target, frames = await attack(flood)
+    target, frames = await attack(floods.continuation_flood())
     assert isinstance(target.error, H2FloodError) and target.error.kind == "continuation"
     assert goaway(frames).error_code == H2ErrorCode.ENHANCE_YOUR_CALM
     assert target.handled == []
@@ -133,23 +161,10 @@ async def test_continuation_flood() -> None:
 
 @deadline(30)
 async def test_hpack_bomb() -> None:
-    value = b"a" * 4000
-    # literal with incremental indexing (new name), then the new entry (index 62) referenced 20 times: ~80 KB decoded
-    add = b"\x40\x01x" + b"\x7f" + _hpack_int(len(value) - 127) + value
-    block = b"\x82\x86\x84\x41\x0cexample.test" + add + b"\xbe" * 20
-    target, frames = await attack(HeadersFrame(1, block, flags=["END_HEADERS", "END_STREAM"]).serialize())
+    target, frames = await attack(floods.hpack_bomb())
     assert isinstance(target.error, H2FloodError) and target.error.kind == "hpack_bomb"
     assert goaway(frames).error_code == H2ErrorCode.ENHANCE_YOUR_CALM
     assert target.handled == []
-
-
-def _hpack_int(value: int) -> bytes:
-    out = bytearray()
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 G3_21 = [

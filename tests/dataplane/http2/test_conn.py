@@ -291,3 +291,27 @@ async def test_a_complete_response_stays_readable_after_the_server_resets_with_n
             await trio.testing.wait_all_tasks_blocked()  # the response and the reset have both arrived
             assert (await stream.receive_response())[0] == (b":status", b"200")
             assert await read_body(stream) == b"hello\n"
+
+
+@deadline(30)
+async def test_resetting_a_complete_unread_response_gives_its_window_back() -> None:
+    body = b"x" * 65535
+
+    async def answer_early(stream: H2Stream) -> None:
+        if dict(stream.request_headers)[b":method"] == b"GET":
+            await echo(stream)
+            return
+        await stream.send_headers([(b":status", b"200")])
+        await stream.send_data(body, end_stream=True)  # then reset with NO_ERROR: the request is still open
+
+    async with h2_pair(answer_early) as pair:
+        for _ in range(40):  # 40 x 64 KiB unread: 2.5 times the client's 1 MiB connection window
+            stream = await pair.client.open_stream(request(b"/", b"POST"))
+            assert (await stream.receive_response())[0] == (b":status", b"200")
+            while stream.buffered < len(body):
+                await trio.sleep(0.001)
+            stream.reset()  # the caller gives up on the rest without reading it
+        assert pair.client.buffered == 0
+        stream = await pair.client.open_stream(request(), end_stream=True)
+        assert (await stream.receive_response())[0] == (b":status", b"200")
+        assert await read_body(stream) == b""

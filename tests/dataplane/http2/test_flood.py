@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    PriorityFrame,
+    SettingsFrame,
+)
 
-from dataplane.http2.flood import ControlBudget, FloodKind, FloodLimits, RapidReset
+from dataplane.http2.flood import ControlBudget, FloodKind, FloodLimits, PriorityBudget, RapidReset
 from dataplane.http2.frames import PREFACE, FrameScanner, GoAway, encode_goaway
 
 LIMITS = FloodLimits()
@@ -109,3 +117,26 @@ def test_scanner_caps_header_block_bytes() -> None:
         assert scanner.tripped is None
     scanner.feed(ContinuationFrame(1, b"\x82" * 16000).serialize())
     assert scanner.tripped is FloodKind.CONTINUATION
+
+
+def test_priority_budget_is_100_per_headers_frame_plus_100() -> None:
+    budget = PriorityBudget(LIMITS)
+    assert all(budget.frame() is None for _ in range(100))
+    assert budget.frame() is FloodKind.PRIORITY
+    budget = PriorityBudget(LIMITS)
+    for _ in range(10):
+        budget.headers()
+    assert all(budget.frame() is None for _ in range(1100))
+    assert budget.frame() is FloodKind.PRIORITY
+
+
+def test_scanner_caps_priority_frames_per_stream() -> None:
+    scanner = FrameScanner(LIMITS, expect_preface=False)
+    headers = b"".join(HeadersFrame(sid, b"\x82", flags=["END_HEADERS"]).serialize() for sid in range(1, 21, 2))
+    churn = b"".join(
+        PriorityFrame(1 + 2 * (i % 10), depends_on=0, stream_weight=i % 256).serialize() for i in range(1100)
+    )
+    scanner.feed(headers + churn)
+    assert scanner.tripped is None  # 10 streams: 100 each, plus 100 before the first
+    scanner.feed(PriorityFrame(1, depends_on=3).serialize())
+    assert scanner.tripped is FloodKind.PRIORITY
