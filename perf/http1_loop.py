@@ -24,6 +24,7 @@ import trio
 
 from dataplane.connections import ConnectionTable
 from dataplane.http.request_id import RequestIds
+from dataplane.http1.engine import Http1Engine
 from dataplane.http1.proxy import Http1Context, serve_http1
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
@@ -49,9 +50,9 @@ FIGURES: Final = (
 )
 
 
-async def _start_triomesh(services: Services, upstream: SockAddr) -> Running:
+async def _start_triomesh(services: Services, upstream: SockAddr, engine: str) -> Running:
     listen = SockAddr(LOOPBACK, free_port())
-    argv = [sys.executable, "-m", "perf.http1_loop", "serve", str(listen), str(upstream)]
+    argv = [sys.executable, "-m", "perf.http1_loop", "serve", str(listen), str(upstream), f"--engine={engine}"]
     service = await services.start("triomesh-http1", argv, core=0, ready=listen, cwd=REPO)
     return Running(listen, service)
 
@@ -60,7 +61,7 @@ async def _measure(name: str, upstream: SockAddr, args: argparse.Namespace, run_
     await trio.Path(run_dir).mkdir()
     async with Services(run_dir) as services:
         if name == "triomesh":
-            running = await _start_triomesh(services, upstream)
+            running = await _start_triomesh(services, upstream, args.engine)
         else:
             running = await start_proxy(services, PEER_BY_NAME[name], Layer.L7, upstream, run_dir)
         assert running.service is not None
@@ -120,7 +121,7 @@ def _table(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace)
     head = "| proxy | " + " | ".join(label for _, label, _ in FIGURES) + " |"
     rows = [
         f"{args.rounds} rounds of {args.duration} s, medians; fixed rate {args.rate} req/s over "
-        f"{FIXED_RATE_CONNECTIONS} connections; (xN) = ratio to Envoy L7 in this run",
+        f"{FIXED_RATE_CONNECTIONS} connections; triomesh engine {args.engine}; (xN) = ratio to Envoy L7 in this run",
         "",
         head,
         "|---|" + "---:|" * len(FIGURES),
@@ -140,8 +141,9 @@ def _table(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace)
 # === the proxy child ===
 
 
-async def _serve(listen: SockAddr, upstream: SockAddr) -> None:
+async def _serve(listen: SockAddr, upstream: SockAddr, engine_on: bool) -> None:
     stats, table, ids = HttpStats(), ConnectionTable(), RequestIds()
+    engine = Http1Engine() if engine_on else None
 
     async def connect(dst: SockAddr) -> PooledStream[SockAddr]:
         sock = await open_upstream(dst, timeout=2.0, mark=0)
@@ -154,11 +156,17 @@ async def _serve(listen: SockAddr, upstream: SockAddr) -> None:
         client = SockAddr.from_sockname(stream.socket.getpeername())
         rec = table.open("outbound", client, listen)
         async with stream:
-            await serve_http1(stream, Http1Context(rec, upstream, pool, stats, ids))
+            ctx = Http1Context(rec, upstream, pool, stats, ids)
+            if engine is not None:
+                await engine.serve(stream, ctx)
+            else:
+                await serve_http1(stream, ctx)
         table.close(rec)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(pool.run)
+        if engine is not None:
+            await nursery.start(engine.run)
         await nursery.start(trio.serve_listeners, handle, listeners)
 
 
@@ -183,13 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="(internal) run the proxy loop: LISTEN -> UPSTREAM")
     serve.add_argument("listen", type=_addr)
     serve.add_argument("upstream", type=_addr)
+    serve.add_argument("--engine", choices=("on", "off"), default="on")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per load")
     parser.add_argument("--rate", type=int, default=1000, help="requests/s of the fixed-rate load")
     parser.add_argument("--proxies", type=_proxies, default=PROXIES)
+    parser.add_argument(
+        "--engine", choices=("on", "off"), default="on", help="triomesh: the HTTP/1.1 engine, or serve_http1 only"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        trio.run(_serve, args.listen, args.upstream)
+        trio.run(_serve, args.listen, args.upstream, args.engine == "on")
         return 0
     for flag in ("rounds", "duration", "rate"):
         if getattr(args, flag) < 1:
