@@ -90,7 +90,7 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
 async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     """Serve the client's HTTP/1.1 requests (``PROTOCOL_HANDLERS[HTTP1]``): in the worker's HTTP/1.1 engine when
     there is one, which hands what it does not serve itself to ``serve_http1``. Connections with their own pool
-    (TPROXY) or a response timeout are served by ``serve_http1`` alone."""
+    (TPROXY) are served by ``serve_http1`` alone."""
     http = rt.http
     assert http is not None and legs.upstream_socket is not None and rec.upstream is not None
     side, dst = legs.side, rec.upstream
@@ -113,9 +113,8 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         rec, dst, pool, http.stats, http.ids, response_timeout=settings.response_timeout, drain=http.drain
     )
     engine = http.h1_engine
-    if engine is not None and own_pool is None and settings.response_timeout is None:
-        engine.seed(pool, first)
-        await engine.serve(legs.client, ctx)
+    if engine is not None and own_pool is None:
+        await engine.serve(legs.client, ctx, first=first)
         return
     pool.release(first, reusable=True)
     try:

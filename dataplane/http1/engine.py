@@ -10,8 +10,9 @@ Theory of operation, per client connection (``_Client``):
 
 - READING: bytes from the client go to the strict ``RequestParser`` (every rule unchanged) and, raw, to a
   buffer holding everything since the start of the current request. A request the engine serves itself: no
-  Upgrade, no CONNECT, no ``Expect: 100-continue``, a body of at most ``MAX_BUFFERED_BODY`` bytes by
-  Content-Length (waited for in full), the proxy not draining. Anything else, and any parse error, is handed to
+  Upgrade, no CONNECT, no ``Expect: 100-continue``, no body or a Content-Length body of at most
+  ``MAX_BUFFERED_BODY`` bytes that arrived with its head (a body still coming streams while the response may
+  already start: ``serve_http1`` does that), the proxy not draining. Anything else, and any parse error, is handed to
   ``serve_http1`` AT THE MESSAGE BOUNDARY with the raw bytes, before anything of that request went upstream: it
   parses them again and does exactly what it always did (the same 4xx, the pump task, the upgrade relay...).
 - ACQUIRING (only when the engine holds no idle upstream connection for the destination): a short task awaits
@@ -74,7 +75,7 @@ from dataplane.upstream.pool import DEFAULT_MAX_IDLE_PER_KEY, ConnectionPool, Po
 log = logging.getLogger(__name__)
 
 READ_SIZE: Final = 65536  # one read at most, from either side
-MAX_BUFFERED_BODY: Final = 65536  # a Content-Length request body up to this is read in full before forwarding
+MAX_BUFFERED_BODY: Final = 65536  # a Content-Length request body up to this, all here with its head, is served
 READ_AHEAD: Final = 65536  # pipelined bytes read from a client while its exchange runs, at most
 MAX_EVENTS: Final = 512  # events handled per wake-up before other trio tasks get a turn
 IDLE_RETURN: Final = 5.0  # seconds an upstream connection idles here before going back to the pool
@@ -197,15 +198,34 @@ class Http1Engine:
     def idle_upstreams(self) -> int:
         return sum(len(conns) for conns in self._idle.values())
 
-    def seed(self, pool: ConnectionPool[UpstreamKey], conn: PooledStream[UpstreamKey]) -> None:
-        """Keep ``conn`` (connected, unused) as an idle upstream connection of ``pool``, e.g. the handler's first."""
-        self._park(_Upstream(conn, (pool, conn.key)))
+    @property
+    def held(self) -> int:
+        """Bytes held in Python for all connections now (client input, response output, parser buffers): the
+        backpressure bound, for tests."""
+        total = 0
+        for obj in self._socks.values():
+            if isinstance(obj, _Client):
+                total += len(obj.out) + len(obj.raw) + obj.parser.buffered
+                if obj.up is not None:
+                    total += len(obj.up.pending) + obj.up.parser.buffered
+        return total
 
-    async def serve(self, client: trio.SocketStream, ctx: Http1Context) -> None:
+    async def serve(
+        self, client: trio.SocketStream, ctx: Http1Context, *, first: PooledStream[UpstreamKey] | None = None
+    ) -> None:
         """Proxy ``client``'s requests until it closes (the caller closes it), handing the connection to
-        ``serve_http1`` for what the engine does not serve itself. Needs ``run`` to be running."""
+        ``serve_http1`` for what the engine does not serve itself. ``first``: an unused upstream connection to
+        ``ctx.upstream`` to start with. Needs ``run`` to be running."""
         if self._nursery is None:
             raise RuntimeError("Http1Engine.serve() before run()")
+        if ctx.response_timeout is not None:
+            # A timer per response is a cancel scope in a task: that connection is served by the trio loop.
+            if first is not None:
+                ctx.pool.release(first, reusable=True)
+            await serve_http1(client, ctx)
+            return
+        if first is not None:
+            self._park(_Upstream(first, (ctx.pool, ctx.upstream)))
         trio_sock = client.socket
         # The same descriptor as a stdlib socket; detached (not closed) when the engine is done with it.
         sock = socket.socket(trio_sock.family, trio_sock.type, trio_sock.proto, trio_sock.fileno())
@@ -369,7 +389,7 @@ class Http1Engine:
                 self._update_client(c)
                 return
             if isinstance(event, RequestReceived):
-                if not self._serves(event):
+                if not self._serves(event, parser.buffered):
                     self._hand_over(c)
                     return
                 c.request = event
@@ -383,7 +403,8 @@ class Http1Engine:
                 self._finish(c, _End.DONE)
                 return
 
-    def _serves(self, request: RequestReceived) -> bool:
+    def _serves(self, request: RequestReceived, buffered: int) -> bool:
+        """Whether the engine serves this request itself; ``buffered``: bytes already here after its head."""
         framing = request.framing
         drain = self._drain
         return (
@@ -392,12 +413,16 @@ class Http1Engine:
             and not request.is_connect
             and (
                 framing.kind is BodyKind.NONE
-                or (framing.kind is BodyKind.LENGTH and framing.length <= MAX_BUFFERED_BODY)
+                or (framing.kind is BodyKind.LENGTH and framing.length <= min(buffered, MAX_BUFFERED_BODY))
             )
             and not (drain is not None and drain.draining)
         )
 
     def _hand_over(self, c: _Client) -> None:
+        # serve_http1 takes its upstream connections from the pool: move one of ours there for it.
+        conns = self._idle.get((c.ctx.pool, c.ctx.upstream))
+        if conns:
+            self._give_back(conns.pop())
         self._finish(c, _End.HANDOVER, bytes(c.raw))
 
     def _begin(self, c: _Client) -> None:
