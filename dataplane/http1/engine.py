@@ -77,7 +77,9 @@ log = logging.getLogger(__name__)
 READ_SIZE: Final = 65536  # one read at most, from either side
 MAX_BUFFERED_BODY: Final = 65536  # a Content-Length request body up to this, all here with its head, is served
 READ_AHEAD: Final = 65536  # pipelined bytes read from a client while its exchange runs, at most
-MAX_EVENTS: Final = 512  # events handled per wake-up before other trio tasks get a turn
+MAX_EVENTS: Final = 512  # events handled per batch
+BATCHES_PER_WAKEUP: Final = 8  # batches handled per wake-up before other trio tasks get a turn
+TRUSTED_IDLE: Final = 1.0  # seconds: an upstream connection idle for less is reused without a health check
 IDLE_RETURN: Final = 5.0  # seconds an upstream connection idles here before going back to the pool
 _IN: Final = select.EPOLLIN
 _OUT: Final = select.EPOLLOUT
@@ -225,7 +227,7 @@ class Http1Engine:
             await serve_http1(client, ctx)
             return
         if first is not None:
-            self._park(_Upstream(first, (ctx.pool, ctx.upstream)))
+            self._park(_Upstream(first, (ctx.pool, ctx.upstream)), trio.current_time())
         trio_sock = client.socket
         # The same descriptor as a stdlib socket; detached (not closed) when the engine is done with it.
         sock = socket.socket(trio_sock.family, trio_sock.type, trio_sock.proto, trio_sock.fileno())
@@ -270,8 +272,14 @@ class Http1Engine:
                 try:
                     while True:
                         await trio.lowlevel.wait_readable(fd)
-                        for ready_fd, events in poll(0, MAX_EVENTS):
-                            dispatch(ready_fd, events)
+                        # While busy, more events are ready by the time a batch is done (the answers to what
+                        # it sent): take a few more batches before going back through trio's loop.
+                        for _ in range(BATCHES_PER_WAKEUP):
+                            ready = poll(0, MAX_EVENTS)
+                            if not ready:
+                                break
+                            for ready_fd, events in ready:
+                                dispatch(ready_fd, events)
                 finally:
                     if drain is not None and token is not None:
                         drain.unhook(token)
@@ -446,7 +454,7 @@ class Http1Engine:
         data = forwarded + b"".join(c.body) if c.body else forwarded
         c.body = []
         c.recorded = c.responded = c.response_done = False
-        up = self._take_idle(ctx.pool, ctx.upstream)
+        up = self._take_idle(ctx.pool, ctx.upstream, c.started)
         if up is None:
             c.state = _State.ACQUIRING
             self._update_client(c)
@@ -659,7 +667,7 @@ class Http1Engine:
         c.up = None
         up.client = None
         if c.response_keep_alive and up.parser.buffered == 0:
-            self._park(up)
+            self._park(up, c.started)  # idle from a little earlier than now: checked and returned sooner
         else:
             self._close_upstream(up)
         if not (request.keep_alive and c.response_keep_alive) or c.closing:
@@ -706,21 +714,23 @@ class Http1Engine:
 
     # === idle upstream connections ===
 
-    def _take_idle(self, pool: ConnectionPool[UpstreamKey], dst: UpstreamKey) -> _Upstream | None:
+    def _take_idle(self, pool: ConnectionPool[UpstreamKey], dst: UpstreamKey, now: float) -> _Upstream | None:
+        """The most recently used idle connection; one idle for a while is health-checked as the pool does (a
+        close noticed earlier has already removed it from the list: idle sockets stay in the epoll set)."""
         conns = self._idle.get((pool, dst))
         while conns:
             up = conns.pop()
-            if up.pooled.looks_idle():
+            if now - up.idle_since < TRUSTED_IDLE or up.pooled.looks_idle():
                 return up
             self._close_upstream(up)
         return None
 
-    def _park(self, up: _Upstream) -> None:
+    def _park(self, up: _Upstream, since: float) -> None:
         conns = self._idle.setdefault(up.key, [])
         if len(conns) >= self._max_idle:
             oldest = conns.pop(0)
             self._give_back(oldest)
-        up.idle_since = trio.current_time()
+        up.idle_since = since
         up.client = None
         up.pending = b""
         self._socks[up.fd] = up
