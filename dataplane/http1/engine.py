@@ -517,29 +517,17 @@ class Http1Engine:
         if c.out:
             c.out += data
             return
-        try:
-            sent = c.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._client_failed(c)
-            return
-        c.rec.down.sent += sent
-        if sent < len(data):
+        sent = self._write_client(c, data)
+        if sent is not None and sent < len(data):
             c.out = data[sent:]
             self._update_client(c)
             if c.up is not None:
                 self._update_upstream(c.up)
 
     def _flush_client(self, c: _Client) -> None:
-        try:
-            sent = c.sock.send(c.out)
-        except BlockingIOError:
+        sent = self._write_client(c, c.out)
+        if sent is None:
             return
-        except OSError:
-            self._client_failed(c)
-            return
-        c.rec.down.sent += sent
         c.out = c.out[sent:]
         if c.out:
             return
@@ -551,6 +539,18 @@ class Http1Engine:
                 assert c.up is not None
                 self._update_upstream(c.up)
                 self._pump_response(c)  # the parser may hold more than the last write took
+
+    def _write_client(self, c: _Client, data: bytes) -> int | None:
+        """One ``send``: the bytes taken (0 when the socket is full), None when the client failed."""
+        try:
+            sent = c.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self._client_failed(c)
+            return None
+        c.rec.down.sent += sent
+        return sent
 
     def _client_failed(self, c: _Client) -> None:
         if c.rec.close_reason is None:
