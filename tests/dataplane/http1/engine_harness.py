@@ -3,6 +3,7 @@ as ``proxy_http1`` runs them: the same shape as ``harness.http1_proxy``, plus th
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,12 +29,18 @@ class EngineProxy(Http1Proxy):
 
 
 @asynccontextmanager
-async def engine_proxy(upstream: SockAddr, *, response_timeout: float | None = None) -> AsyncIterator[EngineProxy]:
+async def engine_proxy(
+    upstream: SockAddr, *, response_timeout: float | None = None, upstream_sndbuf: int | None = None
+) -> AsyncIterator[EngineProxy]:
+    """``upstream_sndbuf``: a small send buffer on upstream connections (with a small window at the upstream, a
+    request then does not fit in one send)."""
     stats, table, ids, drain = HttpStats(), ConnectionTable(), RequestIds(), Drain()
     engine = Http1Engine(drain=drain)
 
     async def connect(dst: SockAddr) -> PooledStream[SockAddr]:
         sock = await open_upstream(dst, timeout=2.0, mark=0)
+        if upstream_sndbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, upstream_sndbuf)
         return PooledStream(dst, sock)
 
     pool: ConnectionPool[SockAddr] = ConnectionPool(connect)

@@ -345,3 +345,83 @@ async def test_drain_closes_idle_connections_and_ends_busy_ones_with_connection_
             assert head.status_code == 200 and (b"connection", b"close") in head.headers
             assert await busy.stream.receive_some(100) == b""
             assert [c.rec.close_reason for c in proxy.contexts] == ["drain", "drain"]
+
+
+async def test_http10_client_head_request_and_until_close_response() -> None:
+    with origin.running_origin() as (host, port):
+        async with engine_proxy(SockAddr(host, port)) as proxy:
+            # HTTP/1.0 without keep-alive: one response, then the proxy closes.
+            got = await raw_exchange(proxy, b"GET /ten HTTP/1.0\r\nHost: a\r\n\r\n")
+            assert got.startswith(b"HTTP/1.1 200 ") and report(got.split(b"\r\n\r\n", 1)[1])["target"] == "/ten"
+            # HEAD: the length is metadata, no body follows; the connection carries on.
+            client = await Client.open(proxy)
+            await client.send(b"HEAD /bytes/100 HTTP/1.1\r\nHost: a\r\n\r\n" + get("/after-head"))
+            raw = b""
+            with trio.fail_after(5):
+                while raw.count(b"HTTP/1.1 200 ") < 2 or not raw.endswith(b"}"):
+                    raw += await client.stream.receive_some(65536)
+            head_response, rest = raw.split(b"\r\n\r\n", 1)
+            assert b"Content-Length: 100" in head_response and rest.startswith(b"HTTP/1.1 200 ")
+            await client.aclose()
+
+
+async def test_an_until_close_response_is_chunked_to_the_client_and_1xx_forwarded() -> None:
+    answer = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.0 200 OK\r\nX-A: 1\r\n\r\nuntil the end"
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_scripted_upstream, answer, False)
+        async with engine_proxy(SockAddr("127.0.0.1", port)) as proxy:
+            assert proxy.engine is not None
+            client = await Client.open(proxy)
+            await client.send(get("/"))
+            raw = b""
+            with trio.move_on_after(1):  # the upstream never closes: the body streams, no end yet
+                while True:
+                    raw += await client.stream.receive_some(65536)
+            assert raw.startswith(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\n")
+            assert b"Transfer-Encoding: chunked\r\n" in raw and raw.endswith(b"\r\nd\r\nuntil the end\r\n")
+            await client.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def _narrow_upstream(*, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """An upstream with a 4 KiB receive buffer (a small TCP window): a request body does not fit in one send.
+    Answers each request with the SHA-256 of its Content-Length body."""
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by accepted connections
+    await sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    listener = trio.SocketListener(sock)
+    task_status.started(sock.getsockname()[1])
+
+    async def session(stream: trio.SocketStream) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some(65536)
+            head, data = data.split(b"\r\n\r\n", 1)
+            length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+            while len(data) < length:
+                await trio.sleep(0.001)  # a slow reader: the proxy's send finds the window closed
+                data += await stream.receive_some(1024)
+            body, data = data[:length], data[length:]
+            digest = hashlib.sha256(body).hexdigest().encode()
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(digest), digest))
+
+    await trio.serve_listeners(session, [listener])
+
+
+async def test_a_request_the_upstream_socket_cannot_take_at_once_is_sent_whole() -> None:
+    body = bytes(range(256)) * 234  # 59,904 bytes: served by the engine, more than the upstream's window
+    request = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_narrow_upstream)
+        async with engine_proxy(SockAddr("127.0.0.1", port), upstream_sndbuf=4096) as proxy:
+            assert proxy.engine is not None
+            client = await Client.open(proxy)
+            for _ in range(3):
+                await client.send(request)
+                head, answer = await client.response()
+                assert head.status_code == 200 and answer == hashlib.sha256(body).hexdigest().encode()
+            assert proxy.engine.handed_over == 0 and proxy.pool.opened == 1
+            await client.aclose()
+        nursery.cancel_scope.cancel()
