@@ -597,7 +597,7 @@ class Http1Engine:
         request = c.request
         assert request is not None
         parser = up.parser
-        out = bytearray()
+        out: list[bytes] = []
         while not c.out:
             try:
                 event = parser.next_event()
@@ -608,13 +608,13 @@ class Http1Engine:
                 break
             if isinstance(event, DataReceived):
                 # At most one upstream read is parsed per pump: ``out`` stays within about READ_SIZE.
-                out += encode_chunk(event.data) if c.chunked else event.data
+                out.append(encode_chunk(event.data) if c.chunked else event.data)
             elif isinstance(event, ResponseReceived):
                 if not self._response_head(c, event, out):
                     return
             elif isinstance(event, MessageEnded):
                 if c.chunked:
-                    out += encode_last_chunk(event.trailers)
+                    out.append(encode_last_chunk(event.trailers))
                 c.response_done = True
                 break
             else:  # after MessageEnded the loop stops: PAUSED is never asked for
@@ -622,13 +622,13 @@ class Http1Engine:
                 self._flush_then_fail(c, out, 502, "upstream closed without a response", "upstream_reset")
                 return
         if out:
-            self._send_client(c, bytes(out))
+            self._send_client(c, b"".join(out))
             if c.state is _State.FINISHED:
                 return
         if c.response_done and not c.out:
             self._response_ended(c)
 
-    def _response_head(self, c: _Client, event: ResponseReceived, out: bytearray) -> bool:
+    def _response_head(self, c: _Client, event: ResponseReceived, out: list[bytes]) -> bool:
         """Write the response head (or forward a 1xx); False when the exchange ended instead."""
         request = c.request
         assert request is not None and c.key is not None
@@ -636,7 +636,7 @@ class Http1Engine:
         if event.informational:
             if request.head.version == b"1.1":
                 informational = ResponseHead(head.status, head.reason, b"HTTP/1.1", strip_hop_by_hop(head.headers))
-                out += serialise_response_head(informational, Framing(BodyKind.NONE))
+                out.append(serialise_response_head(informational, Framing(BodyKind.NONE)))
             return True
         ctx = c.ctx
         ctx.stats.response(c.key, status=head.status, latency_ms=self._ms(c))
@@ -655,7 +655,7 @@ class Http1Engine:
             # While the proxy drains, this exchange is the connection's last: tell the client so it reconnects.
             headers.set(b"connection", b"close")
             c.closing = True
-        out += serialise_response_head(ResponseHead(head.status, head.reason, b"HTTP/1.1", headers), framing)
+        out.append(serialise_response_head(ResponseHead(head.status, head.reason, b"HTTP/1.1", headers), framing))
         c.chunked = framing.kind is BodyKind.CHUNKED
         c.responded = True
         return True
@@ -684,16 +684,19 @@ class Http1Engine:
         c.request = None
         c.state = _State.READING
         drain = self._drain
-        if drain is not None and drain.draining and not c.parser.buffered:
-            if c.rec.close_reason is None:
-                c.rec.close_reason = "drain"
-            self._finish(c, _End.DONE)
+        if not c.parser.buffered and not c.eof:
+            if drain is not None and drain.draining:
+                if c.rec.close_reason is None:
+                    c.rec.close_reason = "drain"
+                self._finish(c, _End.DONE)
+            else:
+                self._update_client(c)  # nothing pipelined: wait for the next request
             return
         self._advance(c)
 
-    def _flush_then_fail(self, c: _Client, out: bytearray, status: int, why: str, error: str) -> None:
+    def _flush_then_fail(self, c: _Client, out: list[bytes], status: int, why: str, error: str) -> None:
         if out and c.responded:
-            self._send_client(c, bytes(out))  # what arrived before the failure still goes out
+            self._send_client(c, b"".join(out))  # what arrived before the failure still goes out
             if c.state is _State.FINISHED:
                 return
         self._upstream_failed(c, status, why, error)
@@ -726,8 +729,10 @@ class Http1Engine:
         return None
 
     def _park(self, up: _Upstream, since: float) -> None:
-        conns = self._idle.setdefault(up.key, [])
-        if len(conns) >= self._max_idle:
+        conns = self._idle.get(up.key)
+        if conns is None:
+            conns = self._idle[up.key] = []
+        elif len(conns) >= self._max_idle:
             oldest = conns.pop(0)
             self._give_back(oldest)
         up.idle_since = since
