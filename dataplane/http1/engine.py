@@ -77,8 +77,7 @@ log = logging.getLogger(__name__)
 READ_SIZE: Final = 65536  # one read at most, from either side
 MAX_BUFFERED_BODY: Final = 65536  # a Content-Length request body up to this, all here with its head, is served
 READ_AHEAD: Final = 65536  # pipelined bytes read from a client while its exchange runs, at most
-MAX_EVENTS: Final = 512  # events handled per batch
-BATCHES_PER_WAKEUP: Final = 8  # batches handled per wake-up before other trio tasks get a turn
+MAX_EVENTS: Final = 512  # events handled per wake-up before other trio tasks get a turn
 TRUSTED_IDLE: Final = 1.0  # seconds: an upstream connection idle for less is reused without a health check
 IDLE_RETURN: Final = 5.0  # seconds an upstream connection idles here before going back to the pool
 _IN: Final = select.EPOLLIN
@@ -272,14 +271,8 @@ class Http1Engine:
                 try:
                     while True:
                         await trio.lowlevel.wait_readable(fd)
-                        # While busy, more events are ready by the time a batch is done (the answers to what
-                        # it sent): take a few more batches before going back through trio's loop.
-                        for _ in range(BATCHES_PER_WAKEUP):
-                            ready = poll(0, MAX_EVENTS)
-                            if not ready:
-                                break
-                            for ready_fd, events in ready:
-                                dispatch(ready_fd, events)
+                        for ready_fd, events in poll(0, MAX_EVENTS):
+                            dispatch(ready_fd, events)
                 finally:
                     if drain is not None and token is not None:
                         drain.unhook(token)
@@ -316,10 +309,7 @@ class Http1Engine:
                 assert isinstance(obj, _Upstream)
                 self._upstream_event(c, obj, events)
         except Exception:  # a bug: end this connection, keep the engine serving the others
-            log.exception("conn=%d: HTTP/1.1 engine failed", c.rec.id)
-            if c.rec.close_reason is None:
-                c.rec.close_reason = "proxy_error"
-            self._finish(c, _End.DONE)
+            self._bug(c)
 
     def _set_mask(self, obj: _Client | _Upstream, mask: int) -> None:
         """Watch ``obj`` for ``mask``; with nothing to watch it leaves the set (EPOLLHUP cannot be masked)."""
@@ -464,6 +454,12 @@ class Http1Engine:
         self._send_request(c, up, data)
 
     async def _acquire(self, c: _Client, data: bytes) -> None:
+        try:
+            await self._acquire_and_send(c, data)
+        except Exception:  # a bug: end this connection, not the engine (this task runs in its nursery)
+            self._bug(c)
+
+    async def _acquire_and_send(self, c: _Client, data: bytes) -> None:
         ctx = c.ctx
         pool = ctx.pool
         try:
@@ -792,6 +788,12 @@ class Http1Engine:
                 self._finish(obj, _End.DONE)
 
     # === endings ===
+
+    def _bug(self, c: _Client) -> None:
+        log.exception("conn=%d: HTTP/1.1 engine failed", c.rec.id)
+        if c.rec.close_reason is None:
+            c.rec.close_reason = "proxy_error"
+        self._finish(c, _End.DONE)
 
     def _finish(self, c: _Client, end: _End, tail: bytes = b"") -> None:
         """Take ``c`` out of the engine and wake its handler task; a no-op once finished."""
