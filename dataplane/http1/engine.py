@@ -495,16 +495,8 @@ class Http1Engine:
         up.client = c
         self._socks[up.fd] = up
         up.parser.expect(request.head.method)
-        try:
-            sent = up.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._upstream_failed(c, 502, "upstream reset while sending the request", "upstream_reset")
+        if not self._write_upstream(c, up, data):
             return
-        c.rec.up.sent += sent
-        if sent < len(data):
-            up.pending = data[sent:]
         self._update_upstream(up)
         self._update_client(c)
 
@@ -557,15 +549,8 @@ class Http1Engine:
 
     def _upstream_event(self, c: _Client, up: _Upstream, events: int) -> None:
         if events & _OUT and up.pending:
-            try:
-                sent = up.sock.send(up.pending)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._upstream_failed(c, 502, "upstream reset while sending the request", "upstream_reset")
+            if not self._write_upstream(c, up, up.pending):
                 return
-            c.rec.up.sent += sent
-            up.pending = up.pending[sent:]
             self._update_upstream(up)
         if c.up is not up:  # the exchange ended meanwhile
             return
@@ -584,6 +569,19 @@ class Http1Engine:
             self._pump_response(c)
         elif events & _BROKEN:
             self._upstream_failed(c, 502, "upstream reset the connection", "upstream_reset")
+
+    def _write_upstream(self, c: _Client, up: _Upstream, data: bytes) -> bool:
+        """One ``send`` of request bytes; what the socket does not take stays ``pending``. False: it failed."""
+        try:
+            sent = up.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._upstream_failed(c, 502, "upstream reset while sending the request", "upstream_reset")
+            return False
+        c.rec.up.sent += sent
+        up.pending = data[sent:]
+        return True
 
     def _pump_response(self, c: _Client) -> None:
         """Turn what the response parser holds into bytes for the client, until it needs more or the client's
