@@ -29,9 +29,11 @@ from dataplane.admin.local import LocalAdmin
 from dataplane.admin.schema import ListenerInfo
 from dataplane.admin.server import serve_admin
 from dataplane.connections import ConnectionTable
+from dataplane.drain import Drain
 from dataplane.forward import ForwardSide
 from dataplane.handler import Side, handle_connection
 from dataplane.http.request_id import RequestIds
+from dataplane.http1.engine import Http1Engine
 from dataplane.idle import sweep_idle
 from dataplane.inbound import InboundSide
 from dataplane.layer7 import pool_connector
@@ -80,7 +82,10 @@ class Proxy:
         own_ports = {settings.outbound_port, settings.inbound_port, settings.admin.port}
         self.guard = LoopGuard(frozenset(own_ports | {fwd.listen.port for fwd in settings.forwards}))
         self.engine = RelayEngine()
-        self.http = HttpShared(stats=HttpStats(), ids=RequestIds(), pools={})
+        drain = Drain()
+        self.http = HttpShared(
+            stats=HttpStats(), ids=RequestIds(), pools={}, drain=drain, h1_engine=Http1Engine(drain=drain)
+        )
         self.identity = IdentityStore(Path(settings.identity_dir)) if settings.identity_dir is not None else None
         if self.identity is not None:
             self.state.identity_problem = self.identity.problem
@@ -168,6 +173,8 @@ class Proxy:
                 admin = listener_address(admin_listener)
             await root.start(serve_admin, admin_listener, LocalAdmin(self.view, self.metrics.render))
             await root.start(self.engine.run)
+            if self.http.h1_engine is not None:
+                await root.start(self.http.h1_engine.run)
             for pool in self.http.pools.values():
                 await root.start(pool.run)
             root.start_soon(sweep_idle, self.table, self.store)

@@ -91,7 +91,9 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
 
 
 async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
-    """Serve the client's HTTP/1.1 requests (``PROTOCOL_HANDLERS[HTTP1]``)."""
+    """Serve the client's HTTP/1.1 requests (``PROTOCOL_HANDLERS[HTTP1]``): in the worker's HTTP/1.1 engine when
+    there is one, which hands what it does not serve itself to ``serve_http1``. Connections with their own pool
+    (TPROXY) are served by ``serve_http1`` alone."""
     http = rt.http
     assert http is not None and legs.upstream_socket is not None and rec.upstream is not None
     side, dst = legs.side, rec.upstream
@@ -108,12 +110,16 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         pool = http.pools[side.direction]
     else:
         pool = own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
-    pool.release(first, reusable=True)
     rec.state = "open"
     settings = side.port_settings(rt.store.current, dst)
     ctx = Http1Context(
         rec, dst, pool, http.stats, http.ids, response_timeout=settings.response_timeout, drain=http.drain
     )
+    engine = http.h1_engine
+    if engine is not None and own_pool is None:
+        await engine.serve(legs.client, ctx, first=first)
+        return
+    pool.release(first, reusable=True)
     try:
         await serve_http1(legs.client, ctx)
     finally:

@@ -8,6 +8,7 @@ from dataplane.admin.schema import Direction
 from dataplane.connections import ConnectionTable
 from dataplane.drain import Drain
 from dataplane.http.request_id import RequestIds
+from dataplane.http1.engine import Http1Engine
 from dataplane.http2.counters import H2Counters
 from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
@@ -34,6 +35,8 @@ class HttpShared:
     """HTTP/2 connections from clients: streams, validation rejections, protocol errors, floods."""
     h2_upstreams: H2Counters = field(default_factory=H2Counters)
     """HTTP/2 connections to upstreams."""
+    h1_engine: Http1Engine | None = None
+    """Serves the common HTTP/1.1 exchange without a task wake-up per request; None: ``serve_http1`` only."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,16 @@
 """The HTTP/1.1 proxy loop against Envoy's L7 proxy, in one interleaved run (issue 4's HTTP/1.1 speed targets).
 
-``python -m perf`` cannot run triomesh as an HTTP proxy yet (its listeners are wired by the lead), so this script
-runs ``serve_http1`` itself: a child process (``python -m perf.http1_loop serve LISTEN UPSTREAM``) with a trio
-listener, the keep-alive pool and the real ``Http1Context``, pinned to core 0 like every proxy of the harness.
+This script runs the HTTP/1.1 proxying itself, without detection and the connection handler around it: a child
+process (``python -m perf.http1_loop serve LISTEN UPSTREAM [--engine on|off]``) with a trio listener, the keep-alive
+pool and the real ``Http1Context``, pinned to core 0 like every proxy of the harness. ``triomesh`` serves each
+connection with the HTTP/1.1 engine (``Http1Engine.serve``, as ``proxy_http1`` does); ``triomesh-loop`` with
+``serve_http1`` alone (the trio loop the engine hands over to).
 Envoy runs as the harness runs it (``perf.proxies.start_proxy``, L7, one worker, core 0); the upstream nginx and
 wrk run on core 1. For each round, each proxy in turn: ``wrk -t1 -c50`` (req/s, p50, p99, CPU µs/request from
 /proc) and ``wrk`` at a fixed rate over 8 connections (p50, p99). The medians over the rounds are printed as a
 markdown table with each figure's ratio to Envoy's from the same run.
 
-    python -m perf.http1_loop [--rounds 3] [--duration 5] [--rate 1000] [--proxies triomesh,envoy]
+    python -m perf.http1_loop [--rounds 3] [--duration 5] [--rate 1000] [--proxies triomesh,triomesh-loop,envoy]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import trio
 
 from dataplane.connections import ConnectionTable
 from dataplane.http.request_id import RequestIds
+from dataplane.http1.engine import Http1Engine
 from dataplane.http1.proxy import Http1Context, serve_http1
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
@@ -37,7 +40,8 @@ from perf.processes import BenchError, Services, free_port, pin_self, run_tool
 from perf.proxies import LOOPBACK, REPO, Running, start_proxy, start_upstream
 from perf.scenarios import PEER_BY_NAME
 
-PROXIES: Final = ("triomesh", "envoy")
+PROXIES: Final = ("triomesh", "triomesh-loop", "envoy")
+"""triomesh: the HTTP/1.1 engine (``Http1Engine``) as ``proxy_http1`` runs it; triomesh-loop: ``serve_http1`` alone."""
 FIGURES: Final = (
     ("rps", "req/s", True),
     ("cpu_us_per_req", "CPU µs/req", False),
@@ -49,9 +53,9 @@ FIGURES: Final = (
 )
 
 
-async def _start_triomesh(services: Services, upstream: SockAddr) -> Running:
+async def _start_triomesh(services: Services, upstream: SockAddr, engine: str) -> Running:
     listen = SockAddr(LOOPBACK, free_port())
-    argv = [sys.executable, "-m", "perf.http1_loop", "serve", str(listen), str(upstream)]
+    argv = [sys.executable, "-m", "perf.http1_loop", "serve", str(listen), str(upstream), f"--engine={engine}"]
     service = await services.start("triomesh-http1", argv, core=0, ready=listen, cwd=REPO)
     return Running(listen, service)
 
@@ -59,8 +63,8 @@ async def _start_triomesh(services: Services, upstream: SockAddr) -> Running:
 async def _measure(name: str, upstream: SockAddr, args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
     await trio.Path(run_dir).mkdir()
     async with Services(run_dir) as services:
-        if name == "triomesh":
-            running = await _start_triomesh(services, upstream)
+        if name.startswith("triomesh"):
+            running = await _start_triomesh(services, upstream, engine="off" if name == "triomesh-loop" else "on")
         else:
             running = await start_proxy(services, PEER_BY_NAME[name], Layer.L7, upstream, run_dir)
         assert running.service is not None
@@ -140,8 +144,9 @@ def _table(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace)
 # === the proxy child ===
 
 
-async def _serve(listen: SockAddr, upstream: SockAddr) -> None:
+async def _serve(listen: SockAddr, upstream: SockAddr, engine_on: bool) -> None:
     stats, table, ids = HttpStats(), ConnectionTable(), RequestIds()
+    engine = Http1Engine() if engine_on else None
 
     async def connect(dst: SockAddr) -> PooledStream[SockAddr]:
         sock = await open_upstream(dst, timeout=2.0, mark=0)
@@ -154,11 +159,17 @@ async def _serve(listen: SockAddr, upstream: SockAddr) -> None:
         client = SockAddr.from_sockname(stream.socket.getpeername())
         rec = table.open("outbound", client, listen)
         async with stream:
-            await serve_http1(stream, Http1Context(rec, upstream, pool, stats, ids))
+            ctx = Http1Context(rec, upstream, pool, stats, ids)
+            if engine is not None:
+                await engine.serve(stream, ctx)
+            else:
+                await serve_http1(stream, ctx)
         table.close(rec)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(pool.run)
+        if engine is not None:
+            await nursery.start(engine.run)
         await nursery.start(trio.serve_listeners, handle, listeners)
 
 
@@ -183,13 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="(internal) run the proxy loop: LISTEN -> UPSTREAM")
     serve.add_argument("listen", type=_addr)
     serve.add_argument("upstream", type=_addr)
+    serve.add_argument("--engine", choices=("on", "off"), default="on")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per load")
     parser.add_argument("--rate", type=int, default=1000, help="requests/s of the fixed-rate load")
     parser.add_argument("--proxies", type=_proxies, default=PROXIES)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        trio.run(_serve, args.listen, args.upstream)
+        trio.run(_serve, args.listen, args.upstream, args.engine == "on")
         return 0
     for flag in ("rounds", "duration", "rate"):
         if getattr(args, flag) < 1:

@@ -27,7 +27,6 @@ import trio
 from dataplane.connections import ConnRecord
 from dataplane.drain import Drain
 from dataplane.errors import ConnectError
-from dataplane.http.errors import ERROR_FIELD, error_value
 from dataplane.http.forwarding import forwarded_request_head, strip_hop_by_hop
 from dataplane.http.model import BodyKind, Framing, Headers, ResponseHead
 from dataplane.http.request_id import RequestIds
@@ -45,6 +44,7 @@ from dataplane.http1.events import (
 )
 from dataplane.http1.framing import downstream_response_framing
 from dataplane.http1.parser import RequestParser, ResponseParser
+from dataplane.http1.refusal import linger, refusal
 from dataplane.net.addr import SockAddr
 from dataplane.tcp.relay import relay
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
@@ -53,18 +53,6 @@ from dataplane.upstream.pool import ConnectionPool, PooledStream
 
 # RFC 9110 9.2.2: repeating one of these has the effect of sending it once.
 IDEMPOTENT_METHODS: Final = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
-LINGER_SECONDS: Final = 2.0
-LINGER_BYTES: Final = 1 << 20
-_REASONS: Final = {
-    400: b"Bad Request",
-    414: b"URI Too Long",
-    431: b"Request Header Fields Too Large",
-    501: b"Not Implemented",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-    505: b"HTTP Version Not Supported",
-}
 
 UpstreamKey = SockAddr
 """Where a request goes: the connection's original destination (services and balancing come later)."""
@@ -95,9 +83,15 @@ class _ResponseFailed(Exception):
         self.error = error  # the metric's error label
 
 
-async def serve_http1(client: trio.SocketStream, ctx: Http1Context) -> None:
-    """Proxy requests from ``client`` until it closes, an error closes the connection, or an upgrade is done."""
+async def serve_http1(client: trio.SocketStream, ctx: Http1Context, *, initial: bytes = b"") -> None:
+    """Proxy requests from ``client`` until it closes, an error closes the connection, or an upgrade is done.
+
+    ``initial``: bytes already read from the client (and counted on ``ctx.rec``), parsed before reading more: the
+    epoll engine hands a connection over at a message boundary with the request it will not serve itself.
+    """
     session = _Session(client, ctx)
+    if initial:
+        session.parser.receive_data(initial)
     try:
         await session.run()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -262,31 +256,10 @@ class _Session:
             raise _ResponseFailed(503, why, error=exc.reason) from exc
 
     async def _refuse(self, status: int, why: str, *, close: bool) -> None:
-        reason = _REASONS.get(status, b"Error")
-        body = b"%d %s: %s\n" % (status, reason, error_value(why))
-        headers = Headers([(b"content-type", b"text/plain"), (ERROR_FIELD, error_value(why))])
-        if close:
-            headers.add(b"connection", b"close")
-        head = serialise_response_head(
-            ResponseHead(status, reason, b"HTTP/1.1", headers), Framing(BodyKind.LENGTH, len(body))
-        )
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._send_client(head + body)
+            await self._send_client(refusal(status, why, close=close))
             if close:
-                await self._linger()
-
-    async def _linger(self) -> None:
-        """Close gracefully after refusing a request the client may still be sending: closing a socket with
-        unread input sends a reset, which can destroy our error response before the client reads it. So pass our
-        FIN, then read and discard what still comes (bounded in bytes and time) until the client's FIN."""
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            return
-        discarded = 0
-        with trio.move_on_after(LINGER_SECONDS):
-            while discarded < LINGER_BYTES and (n := await direct_io.receive(self.sock, _discard)):
-                discarded += n
+                await linger(self.sock)
 
 
 class _Exchange:
@@ -447,9 +420,8 @@ class _Exchange:
         framing = downstream_response_framing(head_event.framing, self.request.head.version)
         headers = strip_hop_by_hop(head.headers)
         self._last_if_draining(headers)
-        version = b"HTTP/1.1" if self.request.head.version == b"HTTP/1.1" else b"HTTP/1.0"
         # Body bytes already parsed go out with the head; then one write per read from the upstream.
-        out = bytearray(serialise_response_head(ResponseHead(head.status, head.reason, version, headers), framing))
+        out = bytearray(serialise_response_head(ResponseHead(head.status, head.reason, b"HTTP/1.1", headers), framing))
         chunked = framing.kind is BodyKind.CHUNKED
         self.responded = True
         while True:
@@ -490,7 +462,7 @@ class _Exchange:
                 return event
             head = event.head
             informational = ResponseHead(head.status, head.reason, b"HTTP/1.1", strip_hop_by_hop(head.headers))
-            if self.request.head.version == b"HTTP/1.1":
+            if self.request.head.version == b"1.1":  # an HTTP/1.0 client cannot take a 1xx (RFC 9110 15.2)
                 await self.s._send_client(serialise_response_head(informational, Framing(BodyKind.NONE)))
 
     async def _switch(self, head_event: ResponseReceived) -> None:
@@ -510,10 +482,6 @@ class _Exchange:
         upstream = trio.SocketStream(trio.socket.from_stdlib_socket(self.upstream.sock))
         await relay(self.s.client, upstream, self.s.rec)
         self.upstream.close()
-
-
-def _discard(data: memoryview) -> None:
-    pass
 
 
 def _ms(started: float) -> float:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
@@ -51,3 +51,7 @@ async def http1_proxy(upstream: SockAddr, *, response_timeout: float | None = No
         await nursery.start(trio.serve_listeners, handle, listeners)
         yield proxy
         nursery.cancel_scope.cancel()
+
+
+Harness = Callable[[SockAddr], AbstractAsyncContextManager[Http1Proxy]]
+"""``http1_proxy`` or the engine's ``engine_proxy``: tests that must hold for both take either."""
