@@ -31,8 +31,8 @@ from perf.scenarios import BY_NAME, Scenario
 
 SCENARIOS: Final = ("rest", "http1", "h2c", "latency", "bulk_1")
 CONFIGURATIONS: Final = ("sidecars", "inbound")
-HTTP1_PORT: Final = 8081  # the demo app has 8080
-H2C_PORT: Final = 8082
+HTTP1_PORT: Final = 8090  # the demo app has 8080 and 8081 (lab topology's APP_PORT, HTTP_PORT)
+H2C_PORT: Final = 8092
 IPERF3_PORT: Final = 5201
 UP_TIMEOUT: Final = 60.0
 
