@@ -8,12 +8,33 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import trio
 
 from ctl.lab.lines import LineReader
 from ctl.netns import netns_socket
+
+
+@asynccontextmanager
+async def _connected(netns: str | None, host: str, port: int) -> AsyncIterator[trio.SocketStream]:
+    """A stream connected from inside ``netns``; trio's wrapped socket errors come out as the OSError itself."""
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = trio.socket.from_stdlib_socket(netns_socket(netns, family))
+    try:
+        await sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        async with trio.SocketStream(sock) as stream:
+            yield stream
+    except trio.BrokenResourceError as exc:
+        # trio wraps the socket error (a reset, usually); callers get the OSError itself.
+        if isinstance(exc.__cause__, OSError):
+            raise exc.__cause__ from None
+        raise ConnectionError(str(exc)) from None
 
 
 async def talk(netns: str | None, host: str, port: int, lines: Sequence[str]) -> list[str]:
@@ -23,27 +44,14 @@ async def talk(netns: str | None, host: str, port: int, lines: Sequence[str]) ->
     before answering every line. It waits as long as the server takes: callers bound it with
     ``trio.fail_after``.
     """
-    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    sock = trio.socket.from_stdlib_socket(netns_socket(netns, family))
-    try:
-        await sock.connect((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        async with trio.SocketStream(sock) as stream:
-            reader = LineReader(stream)
-            received = [await _expect_line(reader)]
-            for line in lines:
-                await stream.send_all(f"{line}\n".encode())
-                received.append(await _expect_line(reader))
-            await stream.send_eof()
-            return received
-    except trio.BrokenResourceError as exc:
-        # trio wraps the socket error (a reset, usually); callers get the OSError itself.
-        if isinstance(exc.__cause__, OSError):
-            raise exc.__cause__ from None
-        raise ConnectionError(str(exc)) from None
+    async with _connected(netns, host, port) as stream:
+        reader = LineReader(stream)
+        received = [await _expect_line(reader)]
+        for line in lines:
+            await stream.send_all(f"{line}\n".encode())
+            received.append(await _expect_line(reader))
+        await stream.send_eof()
+        return received
 
 
 async def http_get(netns: str | None, host: str, port: int, paths: Sequence[str]) -> list[tuple[str, str]]:
@@ -51,37 +59,24 @@ async def http_get(netns: str | None, host: str, port: int, paths: Sequence[str]
 
     Error handling: as ``talk``; a response without Content-Length or an early close is an EOFError.
     """
-    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    sock = trio.socket.from_stdlib_socket(netns_socket(netns, family))
-    try:
-        await sock.connect((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    authority = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     replies = []
-    try:
-        async with trio.SocketStream(sock) as stream:
-            reader = LineReader(stream)
-            for path in paths:
-                await stream.send_all(
-                    f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: meshctl-lab\r\n\r\n".encode()
-                )
-                status = await _expect_line(reader)
-                length = None
-                while field := await _expect_line(reader):
-                    name, _, value = field.partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value)
-                if length is None:
-                    raise EOFError(f"response without Content-Length: {status}")
-                body = await reader.read_exactly(length)
-                replies.append((status, body.decode("utf-8", errors="replace").rstrip("\n")))
-            return replies
-    except trio.BrokenResourceError as exc:
-        if isinstance(exc.__cause__, OSError):
-            raise exc.__cause__ from None
-        raise ConnectionError(str(exc)) from None
+    async with _connected(netns, host, port) as stream:
+        reader = LineReader(stream)
+        for path in paths:
+            request = f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: meshctl-lab\r\n\r\n"
+            await stream.send_all(request.encode())
+            status = await _expect_line(reader)
+            length = None
+            while field := await _expect_line(reader):
+                name, _, value = field.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if length is None:
+                raise EOFError(f"response without Content-Length: {status}")
+            body = await reader.read_exactly(length)
+            replies.append((status, body.decode("utf-8", errors="replace").rstrip("\n")))
+    return replies
 
 
 async def _expect_line(reader: LineReader) -> str:

@@ -69,6 +69,7 @@ from dataplane.http1.framing import downstream_response_framing
 from dataplane.http1.parser import RequestParser, ResponseParser
 from dataplane.http1.proxy import IDEMPOTENT_METHODS, Http1Context, UpstreamKey, serve_http1
 from dataplane.http1.refusal import linger, refusal
+from dataplane.net.epoll_interest import change_interest
 from dataplane.telemetry.http_stats import RequestKey
 from dataplane.upstream import direct_io
 from dataplane.upstream.pool import DEFAULT_MAX_IDLE_PER_KEY, ConnectionPool, PooledStream
@@ -325,12 +326,7 @@ class Http1Engine:
         if mask == old:
             return
         obj.mask = mask
-        if old == 0:
-            self._epoll.register(obj.fd, mask)
-        elif mask == 0:
-            self._epoll.unregister(obj.fd)
-        else:
-            self._epoll.modify(obj.fd, mask)
+        change_interest(self._epoll, obj.fd, old, mask)
 
     def _update_client(self, c: _Client) -> None:
         if c.state is _State.FINISHED:

@@ -41,6 +41,7 @@ import trio
 
 from dataplane.connections import ConnRecord, Flow
 from dataplane.errors import errno_name
+from dataplane.net.epoll_interest import change_interest
 from dataplane.tcp.pipes import PIPE_SIZE, PipePool
 from dataplane.tcp.relay import Outcome
 
@@ -310,12 +311,7 @@ class RelayEngine:
         if mask == old:
             return
         end.mask = mask
-        if old == 0:
-            self._epoll.register(end.fd, mask)
-        elif mask == 0:
-            self._epoll.unregister(end.fd)
-        else:
-            self._epoll.modify(end.fd, mask)
+        change_interest(self._epoll, end.fd, old, mask)
 
     # === endings ===
 
