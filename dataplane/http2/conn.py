@@ -43,6 +43,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 import msgspec
 import trio
 
@@ -63,6 +64,7 @@ from dataplane.http2.errors import (
 )
 from dataplane.http2.flood import ControlBudget, FloodKind, FloodLimits, RapidReset
 from dataplane.http2.frames import FrameScanner, GoAway, encode_goaway
+from dataplane.http2.header_block import HeaderBlockEncoder
 from dataplane.http2.validate import BlockKind, Header, malformed_block, validate_request, validate_response
 
 LOG = logging.getLogger(__name__)
@@ -263,6 +265,8 @@ class H2Connection:
             validate_inbound_headers=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
+        # hpack's encoder (dynamic table, Huffman) costs more than anything else we send: ours uses neither.
+        self._h2.encoder = cast(hpack.Encoder, HeaderBlockEncoder())
         self._h2.local_settings = self._local_settings(settings.max_concurrent_streams)
         self._scanner = FrameScanner(settings.flood, expect_preface=not client_side)
         self._rapid_reset = RapidReset(settings.flood)

@@ -1,0 +1,163 @@
+"""HeaderBlockEncoder: the HPACK encoder h2 is given for what we send. Pure.
+
+hpack's own encoder searches and grows a dynamic table and Huffman-codes every string, about a tenth of the CPU
+of a proxied request. A proxy forwards mostly fields that either match the static table (``:method GET``,
+``:status 200``) or carry values that change per request (``x-request-id``, ``date``), so this encoder never uses the
+dynamic table: a static match is one indexed byte, anything else a literal without indexing (never indexed for
+credentials and for fields that arrived never indexed, RFC 7541 7.1.3) whose name part is memoised, and strings
+are sent raw (no Huffman). The output is a function of the header list alone. Its dynamic table size is 0: the
+first block of a connection, and the first after the peer changes SETTINGS_HEADER_TABLE_SIZE, starts with a
+dynamic table size update to 0 (RFC 7541 4.2, 6.3), which any decoder accepts.
+
+h2 uses it through the attributes it touches: ``encode(headers)`` and ``header_table_size`` (set on the peer's
+SETTINGS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+Header = tuple[bytes, bytes]
+
+STATIC_TABLE: Final = (
+    (b":authority", b""),
+    (b":method", b"GET"),
+    (b":method", b"POST"),
+    (b":path", b"/"),
+    (b":path", b"/index.html"),
+    (b":scheme", b"http"),
+    (b":scheme", b"https"),
+    (b":status", b"200"),
+    (b":status", b"204"),
+    (b":status", b"206"),
+    (b":status", b"304"),
+    (b":status", b"400"),
+    (b":status", b"404"),
+    (b":status", b"500"),
+    (b"accept-charset", b""),
+    (b"accept-encoding", b"gzip, deflate"),
+    (b"accept-language", b""),
+    (b"accept-ranges", b""),
+    (b"accept", b""),
+    (b"access-control-allow-origin", b""),
+    (b"age", b""),
+    (b"allow", b""),
+    (b"authorization", b""),
+    (b"cache-control", b""),
+    (b"content-disposition", b""),
+    (b"content-encoding", b""),
+    (b"content-language", b""),
+    (b"content-length", b""),
+    (b"content-location", b""),
+    (b"content-range", b""),
+    (b"content-type", b""),
+    (b"cookie", b""),
+    (b"date", b""),
+    (b"etag", b""),
+    (b"expect", b""),
+    (b"expires", b""),
+    (b"from", b""),
+    (b"host", b""),
+    (b"if-match", b""),
+    (b"if-modified-since", b""),
+    (b"if-none-match", b""),
+    (b"if-range", b""),
+    (b"if-unmodified-since", b""),
+    (b"last-modified", b""),
+    (b"link", b""),
+    (b"location", b""),
+    (b"max-forwards", b""),
+    (b"proxy-authenticate", b""),
+    (b"proxy-authorization", b""),
+    (b"range", b""),
+    (b"referer", b""),
+    (b"refresh", b""),
+    (b"retry-after", b""),
+    (b"server", b""),
+    (b"set-cookie", b""),
+    (b"strict-transport-security", b""),
+    (b"transfer-encoding", b""),
+    (b"user-agent", b""),
+    (b"vary", b""),
+    (b"via", b""),
+    (b"www-authenticate", b""),
+)
+"""RFC 7541 Appendix A, index 1 first."""
+_EXACT: Final = {entry: bytes([0x80 | index]) for index, entry in reversed(list(enumerate(STATIC_TABLE, 1)))}
+_NAME_INDEX: Final = {name: index for index, (name, _) in reversed(list(enumerate(STATIC_TABLE, 1)))}
+_SENSITIVE: Final = frozenset((b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"))
+_SIZE_UPDATE_TO_ZERO: Final = b"\x20"
+_MEMO_LIMIT: Final = 1024
+"""Name prefixes kept (names are the peer's choice: the memo is emptied when full)."""
+
+
+def encode_integer(value: int, prefix_bits: int, first: int) -> bytes:
+    """RFC 7541 5.1: ``value`` in a ``prefix_bits``-bit prefix whose other bits are ``first``."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = bytearray([first | limit])
+    value -= limit
+    while value >= 128:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _literal_prefix(name: bytes, never_indexed: bool) -> bytes:
+    """The representation byte(s) and the name of a literal field (6.2.2 without indexing, 6.2.3 never indexed)."""
+    flag = 0x10 if never_indexed else 0x00
+    index = _NAME_INDEX.get(name)
+    if index is not None:
+        return encode_integer(index, 4, flag)
+    return bytes([flag]) + encode_integer(len(name), 7, 0) + name
+
+
+class HeaderBlockEncoder:
+    """Stands in for ``hpack.Encoder`` in an h2 connection (see the module docstring)."""
+
+    __slots__ = ("_announce", "_prefixes", "_table_size")
+
+    def __init__(self) -> None:
+        self._table_size = 4096
+        self._announce = True
+        self._prefixes: dict[tuple[bytes, bool], bytes] = {}
+
+    @property
+    def header_table_size(self) -> int:
+        """The peer's SETTINGS_HEADER_TABLE_SIZE (we use none of it)."""
+        return self._table_size
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        self._table_size = value
+        self._announce = True
+
+    def encode(self, headers: Iterable[Header], huffman: bool = True) -> bytes:
+        """One header block; ``huffman`` is accepted for hpack's signature and ignored (raw strings)."""
+        out = bytearray()
+        if self._announce:
+            out += _SIZE_UPDATE_TO_ZERO
+            self._announce = False
+        prefixes = self._prefixes
+        for header in headers:
+            name, value = header[0], header[1]
+            never = name in _SENSITIVE or not getattr(header, "indexable", True)
+            if not never:
+                exact = _EXACT.get((name, value))
+                if exact is not None:
+                    out += exact
+                    continue
+            key = (name, never)
+            prefix = prefixes.get(key)
+            if prefix is None:
+                if len(prefixes) >= _MEMO_LIMIT:
+                    prefixes.clear()
+                prefix = prefixes[key] = _literal_prefix(name, never)
+            out += prefix
+            length = len(value)
+            out += bytes((length,)) if length < 127 else encode_integer(length, 7, 0)
+            out += value
+        return bytes(out)
