@@ -161,6 +161,11 @@ class H2Stream:
         """The peer ended its side (END_STREAM seen); queued data may still be waiting for ``receive_data``."""
         return self._remote_ended
 
+    @property
+    def at_end(self) -> bool:
+        """The peer ended the stream and every chunk was handed out: the next ``receive_data`` returns b''."""
+        return self._remote_ended and not self._inbox
+
     # === receiving ===
 
     async def receive_response(self) -> list[Header]:

@@ -110,6 +110,9 @@ class _Upstreams:
         self.lock = trio.Lock()
 
     async def get(self) -> H2Connection:
+        current = self.current
+        if current is not None and current.accepting:
+            return current  # no lock to take and leave per stream: that would be a checkpoint each time
         async with self.lock:
             if self.current is not None and self.current.accepting:
                 return self.current
@@ -297,9 +300,12 @@ class _Exchange:
             self.recorded = True
             return
         await self.down.send_headers(head)
+        ended = False
         while data := await self.up.receive_data(hold=True):  # acknowledged once forwarded
             rec.down.received += len(data)
-            await self.down.send_data(data)
+            # The upstream's last chunk goes out with END_STREAM: no separate empty DATA frame.
+            ended = self.up.at_end and not self.up.trailers
+            await self.down.send_data(data, end_stream=ended)
             rec.down.sent += len(data)
             self._moved()
         trailers = self.up.trailers
@@ -307,7 +313,7 @@ class _Exchange:
             trailer_status = _grpc_status(trailers)
             grpc = trailer_status if trailer_status is not None else grpc
             await self.down.send_trailers(list(trailers))
-        else:
+        elif not ended:
             await self.down.end()
         self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), grpc_status=grpc)
         self.recorded = True
