@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final, cast
 
 import h2.config
@@ -64,7 +64,7 @@ from dataplane.http2.errors import (
 )
 from dataplane.http2.flood import ControlBudget, FloodKind, FloodLimits, RapidReset
 from dataplane.http2.frames import FrameScanner, GoAway, encode_goaway
-from dataplane.http2.header_block import HeaderBlockEncoder
+from dataplane.http2.header_block import HeaderBlockEncoder, added_fields
 from dataplane.http2.validate import BlockKind, Header, malformed_block, validate_request, validate_response
 
 LOG = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ _H2_STREAM_LIMIT: Final = (1 << 31) - 1
 _CLOSE_FLUSH_TIMEOUT: Final = 1.0
 """How long a closing connection tries to write its final GOAWAY to a peer that may not read."""
 
+_REMEMBERED_BLOCKS: Final = 256
+_REMEMBERED_BLOCK_SIZE: Final = 1024
+"""Header blocks up to this size may be remembered (256 x 1 KiB at most per connection)."""
 StreamHandler = Callable[["H2Stream"], Awaitable[None]]
 MAX_CONCURRENT_STREAMS_REASON: Final = "max_concurrent_streams"
 """``counters.rejected`` reason of a stream refused (REFUSED_STREAM) for going over our announced limit."""
@@ -105,6 +108,36 @@ class H2Settings(msgspec.Struct, frozen=True, kw_only=True):
     allow_underscores: bool = False
     """Accept request header names with `_` (refused by default: reliability.md G3 26)."""
     flood: FloodLimits = FloodLimits()
+
+
+class RememberingDecoder(hpack.Decoder):
+    """hpack's decoder, remembering the blocks whose fields are a function of their bytes alone (``added_fields``):
+    an upstream that sends the same response fields as literals each time (nginx does, with incremental indexing)
+    then costs one Huffman decode per distinct block, not one per response; a remembered block's additions to the
+    dynamic table are replayed. Only blocks hpack decoded (within the header list limit in force then, part of the
+    key) are remembered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._remembered: dict[tuple[bytes, int], tuple[list[hpack.HeaderTuple], list[hpack.HeaderTuple]]] = {}
+
+    def decode(self, data: bytes, raw: bool = False) -> Iterable[hpack.HeaderTuple]:
+        if not raw or len(data) > _REMEMBERED_BLOCK_SIZE:
+            return super().decode(data, raw)
+        key = (bytes(data), self.max_header_list_size)
+        remembered = self._remembered.get(key)
+        if remembered is not None:
+            headers, added = remembered
+            for name, value in added:
+                self.header_table.add(name, value)
+            return list(headers)
+        headers = list(super().decode(data, raw))
+        positions = added_fields(key[0])
+        if positions is not None:
+            if len(self._remembered) >= _REMEMBERED_BLOCKS:
+                self._remembered.clear()
+            self._remembered[key] = (list(headers), [headers[p] for p in positions])
+        return headers
 
 
 class H2Stream:
@@ -272,6 +305,9 @@ class H2Connection:
         self._h2 = h2.connection.H2Connection(config=config)
         # hpack's encoder (dynamic table, Huffman) costs more than anything else we send: ours uses neither.
         self._h2.encoder = cast(hpack.Encoder, HeaderBlockEncoder())
+        decoder = RememberingDecoder()
+        decoder.max_header_list_size = self._h2.decoder.max_header_list_size
+        self._h2.decoder = decoder
         self._h2.local_settings = self._local_settings(settings.max_concurrent_streams)
         self._scanner = FrameScanner(settings.flood, expect_preface=not client_side)
         self._rapid_reset = RapidReset(settings.flood)

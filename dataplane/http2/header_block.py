@@ -11,6 +11,10 @@ dynamic table size update to 0 (RFC 7541 4.2, 6.3), which any decoder accepts.
 
 h2 uses it through the attributes it touches: ``encode(headers)`` and ``header_table_size`` (set on the peer's
 SETTINGS).
+
+``added_fields`` is the other direction's shortcut: a received block of static-table indexes and literals (nginx
+sends every response field as a literal with incremental indexing) decodes to the same fields whatever came before,
+so ``conn.py``'s decoder may remember it and replay only its additions to the dynamic table.
 """
 
 from __future__ import annotations
@@ -161,3 +165,68 @@ class HeaderBlockEncoder:
             out += bytes((length,)) if length < 127 else encode_integer(length, 7, 0)
             out += value
         return bytes(out)
+
+
+_MAX_INTEGER_BYTES: Final = 4
+"""Continuation bytes an integer may take here (28 bits); longer ones are left to hpack to refuse."""
+_STATIC_ENTRIES: Final = len(STATIC_TABLE)
+
+
+def added_fields(block: bytes) -> tuple[int, ...] | None:
+    """The positions (in field order) of the fields decoding ``block`` adds to the HPACK dynamic table, when that is
+    all it does with the table: only static-table indexes and literals with static or literal names (RFC 7541 6.1,
+    6.2), no dynamic-table reference and no size update. Such a block decodes to the same fields whatever came
+    before, and its effect on the table is to add those fields. None otherwise, and for a truncated block (hpack
+    decodes, and refuses, it)."""
+    added: list[int] = []
+    i, end, position = 0, len(block), 0
+    while i < end:
+        first = block[i]
+        if first & 0x80:  # indexed field
+            index, i = _integer(block, i, 7)
+            if not 0 < index <= _STATIC_ENTRIES:
+                return None
+        elif first & 0xE0 == 0x20:  # size update
+            return None
+        else:  # 01xxxxxx incremental indexing; 0000xxxx without indexing, 0001xxxx never indexed
+            incremental = first & 0x40
+            index, i = _integer(block, i, 6 if incremental else 4)
+            if index < 0 or index > _STATIC_ENTRIES:
+                return None
+            if index == 0:
+                i = _skip_string(block, i)
+            i = _skip_string(block, i)
+            if i < 0:
+                return None
+            if incremental:
+                added.append(position)
+        position += 1
+    return tuple(added) if i == end else None
+
+
+def _integer(block: bytes, i: int, prefix_bits: int) -> tuple[int, int]:
+    """RFC 7541 5.1 at ``block[i]``: (value, next offset), or (-1, -1) when truncated or too long."""
+    if i < 0 or i >= len(block):
+        return -1, -1
+    limit = (1 << prefix_bits) - 1
+    value = block[i] & limit
+    i += 1
+    if value < limit:
+        return value, i
+    for shift in range(0, 7 * _MAX_INTEGER_BYTES, 7):
+        if i >= len(block):
+            return -1, -1
+        byte = block[i]
+        i += 1
+        value += (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+    return -1, -1
+
+
+def _skip_string(block: bytes, i: int) -> int:
+    """The offset after the string literal at ``block[i]`` (5.2), or -1 when it runs past the block."""
+    length, i = _integer(block, i, 7)
+    if i < 0 or i + length > len(block):
+        return -1
+    return i + length

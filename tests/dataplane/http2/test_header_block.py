@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hpack
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataplane.http2.header_block import STATIC_TABLE, HeaderBlockEncoder, encode_integer
+from dataplane.http2.conn import RememberingDecoder
+from dataplane.http2.header_block import STATIC_TABLE, HeaderBlockEncoder, added_fields, encode_integer
 
 Header = tuple[bytes, bytes]
 
@@ -49,3 +51,40 @@ def test_integers() -> None:
     assert encode_integer(10, 5, 0) == bytes([10])
     assert encode_integer(1337, 5, 0) == bytes([31, 154, 10])  # RFC 7541 C.1.2
     assert encode_integer(42, 8, 0) == bytes([42])
+
+
+_FIELDS = st.lists(st.tuples(_NAMES, st.sampled_from([b"", b"200", b"nginx", b"text/plain"]) | _VALUES), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(blocks=st.lists(st.tuples(st.booleans(), _FIELDS), min_size=1, max_size=8), limit=st.sampled_from([64, 65536]))
+def test_the_remembering_decoder_decodes_and_indexes_like_hpack(
+    blocks: list[tuple[bool, list[Header]]], limit: int
+) -> None:
+    """Blocks repeated byte for byte (as nginx repeats its response fields) are remembered; the fields and the
+    dynamic table after each block are hpack's own, and an oversized block is refused the same way."""
+    ours, theirs, steady = RememberingDecoder(), hpack.Decoder(), hpack.Encoder()
+    ours.max_header_list_size = theirs.max_header_list_size = limit
+    for fresh, headers in blocks * 2:
+        # a fresh encoder's block uses no dynamic entry (incremental literals only), a steady one's refers to them
+        block = (hpack.Encoder() if fresh else steady).encode(headers)
+        try:
+            expected = list(theirs.decode(block, raw=True))
+        except hpack.OversizedHeaderListError:
+            with pytest.raises(hpack.OversizedHeaderListError):
+                ours.decode(block, raw=True)
+            return
+        assert list(ours.decode(block, raw=True)) == expected
+        assert ours.header_table.dynamic_entries == theirs.header_table.dynamic_entries
+
+
+def test_added_fields() -> None:
+    nginx_response = bytes.fromhex(
+        "887689aa6355e580ae212e1f6196df3dbf4a09c5349fba82009c500ddc0bf702053168df5f87497ca58ae819aa5c023635"
+    )
+    assert added_fields(nginx_response) == (1, 2, 3, 4)
+    assert added_fields(b"\x82\x84") == ()
+    assert added_fields(b"\x20\x88") is None  # size update
+    assert added_fields(b"\xbe") is None  # dynamic index 62
+    assert added_fields(b"\x04\x05/abc") is None  # truncated value
+    assert added_fields(b"\x00\x01x\x01y") == ()
