@@ -4,8 +4,9 @@ hpack's own encoder searches and grows a dynamic table and Huffman-codes every s
 of a proxied request. A proxy forwards mostly fields that either match the static table (``:method GET``,
 ``:status 200``) or carry values that change per request (``x-request-id``, ``date``), so this encoder never uses the
 dynamic table: a static match is one indexed byte, anything else a literal without indexing (never indexed for
-credentials and for fields that arrived never indexed, RFC 7541 7.1.3) whose name part is memoised, and strings
-are sent raw (no Huffman). The output is a function of the header list alone. Its dynamic table size is 0: the
+credentials and for fields that arrived never indexed, RFC 7541 7.1.3), and strings
+are sent raw (no Huffman). The output is a function of the header list alone, so each connection remembers the
+encoding of the (small) fields it sent. Its dynamic table size is 0: the
 first block of a connection, and the first after the peer changes SETTINGS_HEADER_TABLE_SIZE, starts with a
 dynamic table size update to 0 (RFC 7541 4.2, 6.3), which any decoder accepts.
 
@@ -93,7 +94,9 @@ _NAME_INDEX: Final = {name: index for index, (name, _) in reversed(list(enumerat
 _SENSITIVE: Final = frozenset((b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"))
 _SIZE_UPDATE_TO_ZERO: Final = b"\x20"
 _MEMO_LIMIT: Final = 1024
-"""Name prefixes kept (names are the peer's choice: the memo is emptied when full)."""
+"""Encoded fields kept per connection (the fields are the peers' choice: the memo is emptied when full)."""
+_MEMO_VALUE_SIZE: Final = 256
+"""Only fields with values up to this size are kept (at most 1024 x ~300 bytes per connection)."""
 
 
 def encode_integer(value: int, prefix_bits: int, first: int) -> bytes:
@@ -122,12 +125,12 @@ def _literal_prefix(name: bytes, never_indexed: bool) -> bytes:
 class HeaderBlockEncoder:
     """Stands in for ``hpack.Encoder`` in an h2 connection (see the module docstring)."""
 
-    __slots__ = ("_announce", "_prefixes", "_table_size")
+    __slots__ = ("_announce", "_fields", "_table_size")
 
     def __init__(self) -> None:
         self._table_size = 4096
         self._announce = True
-        self._prefixes: dict[tuple[bytes, bool], bytes] = {}
+        self._fields: dict[Header, bytes] = {}
 
     @property
     def header_table_size(self) -> int:
@@ -141,30 +144,34 @@ class HeaderBlockEncoder:
 
     def encode(self, headers: Iterable[Header], huffman: bool = True) -> bytes:
         """One header block; ``huffman`` is accepted for hpack's signature and ignored (raw strings)."""
-        out = bytearray()
-        if self._announce:
-            out += _SIZE_UPDATE_TO_ZERO
-            self._announce = False
-        prefixes = self._prefixes
+        parts = [_SIZE_UPDATE_TO_ZERO] if self._announce else []
+        self._announce = False
+        memo = self._fields
         for header in headers:
-            name, value = header[0], header[1]
-            never = name in _SENSITIVE or not getattr(header, "indexable", True)
-            if not never:
-                exact = _EXACT.get((name, value))
-                if exact is not None:
-                    out += exact
-                    continue
-            key = (name, never)
-            prefix = prefixes.get(key)
-            if prefix is None:
-                if len(prefixes) >= _MEMO_LIMIT:
-                    prefixes.clear()
-                prefix = prefixes[key] = _literal_prefix(name, never)
-            out += prefix
-            length = len(value)
-            out += bytes((length,)) if length < 127 else encode_integer(length, 7, 0)
-            out += value
-        return bytes(out)
+            if not getattr(header, "indexable", True):  # arrived never indexed: stays so, never memoised
+                parts.append(_field(header[0], header[1], never=True))
+                continue
+            encoded = memo.get(header)
+            if encoded is None:
+                name, value = header[0], header[1]
+                encoded = _field(name, value, never=name in _SENSITIVE)
+                if len(value) <= _MEMO_VALUE_SIZE:
+                    if len(memo) >= _MEMO_LIMIT:
+                        memo.clear()
+                    memo[header] = encoded
+            parts.append(encoded)
+        return b"".join(parts)
+
+
+def _field(name: bytes, value: bytes, *, never: bool) -> bytes:
+    """One field: its static-table index when it is there whole, else a literal (see ``_literal_prefix``)."""
+    if not never:
+        exact = _EXACT.get((name, value))
+        if exact is not None:
+            return exact
+    length = len(value)
+    size = bytes((length,)) if length < 127 else encode_integer(length, 7, 0)
+    return _literal_prefix(name, never) + size + value
 
 
 _MAX_INTEGER_BYTES: Final = 4
