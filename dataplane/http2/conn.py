@@ -64,7 +64,7 @@ from dataplane.http2.errors import (
 )
 from dataplane.http2.flood import ControlBudget, FloodKind, FloodLimits, RapidReset
 from dataplane.http2.frames import FrameScanner, GoAway, encode_goaway
-from dataplane.http2.header_block import HeaderBlockEncoder, added_fields
+from dataplane.http2.header_block import HeaderBlockEncoder, table_use
 from dataplane.http2.validate import BlockKind, Header, malformed_block, validate_request, validate_response
 
 LOG = logging.getLogger(__name__)
@@ -111,32 +111,48 @@ class H2Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RememberingDecoder(hpack.Decoder):
-    """hpack's decoder, remembering the blocks whose fields are a function of their bytes alone (``added_fields``):
-    an upstream that sends the same response fields as literals each time (nginx does, with incremental indexing)
-    then costs one Huffman decode per distinct block, not one per response; a remembered block's additions to the
-    dynamic table are replayed. Only blocks hpack decoded (within the header list limit in force then, part of the
-    key) are remembered."""
+    """hpack's decoder, remembering what a block decoded to and which fields it added to the dynamic table
+    (``table_use``): a block is a function of its bytes and, if it refers to dynamic entries, of the table's content.
+    A client that sends the same request fields as references to its table (h2load, browsers) or an upstream that
+    sends the same response fields as literals each time (nginx) then costs one decode per distinct block, not one
+    per message; a remembered block's additions are replayed on the table.
+
+    The table's content is named by its length and its newest entry (an object of its own per insertion: hpack
+    builds a tuple in ``HeaderTable.add``, and the memo keeps it alive so its id is not reused); entries leave from
+    the oldest end only, so the two identify the content. Only blocks hpack decoded (within the header list limit
+    in force then, part of the key) are remembered; blocks with a size update never."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._remembered: dict[tuple[bytes, int], tuple[list[hpack.HeaderTuple], list[hpack.HeaderTuple]]] = {}
+        self._remembered: dict[
+            tuple[bytes, int, int, int], tuple[list[hpack.HeaderTuple], list[hpack.HeaderTuple], object]
+        ] = {}
+
+    def _table_state(self) -> tuple[int, int, object]:
+        entries = self.header_table.dynamic_entries
+        newest = entries[0] if entries else None
+        return len(entries), id(newest), newest
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[hpack.HeaderTuple]:
         if not raw or len(data) > _REMEMBERED_BLOCK_SIZE:
             return super().decode(data, raw)
-        key = (bytes(data), self.max_header_list_size)
-        remembered = self._remembered.get(key)
+        block, limit = bytes(data), self.max_header_list_size
+        size, newest_id, newest = self._table_state()
+        remembered = self._remembered.get((block, limit, -1, 0)) or self._remembered.get(
+            (block, limit, size, newest_id)
+        )
         if remembered is not None:
-            headers, added = remembered
+            headers, added, _ = remembered
             for name, value in added:
                 self.header_table.add(name, value)
             return list(headers)
         headers = list(super().decode(data, raw))
-        positions = added_fields(key[0])
-        if positions is not None:
+        use = table_use(block)
+        if use is not None:
             if len(self._remembered) >= _REMEMBERED_BLOCKS:
                 self._remembered.clear()
-            self._remembered[key] = (list(headers), [headers[p] for p in positions])
+            key = (block, limit, size, newest_id) if use.reads else (block, limit, -1, 0)
+            self._remembered[key] = (list(headers), [headers[p] for p in use.added], newest)
         return headers
 
 

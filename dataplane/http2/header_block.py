@@ -13,15 +13,16 @@ dynamic table size update to 0 (RFC 7541 4.2, 6.3), which any decoder accepts.
 h2 uses it through the attributes it touches: ``encode(headers)`` and ``header_table_size`` (set on the peer's
 SETTINGS).
 
-``added_fields`` is the other direction's shortcut: a received block of static-table indexes and literals (nginx
-sends every response field as a literal with incremental indexing) decodes to the same fields whatever came before,
-so ``conn.py``'s decoder may remember it and replay only its additions to the dynamic table.
+``table_use`` is the other direction's shortcut: a received block decodes to the same fields for the same bytes and
+the same dynamic-table content (or whatever the content, when it refers to no dynamic entry: nginx sends every
+response field as a literal with incremental indexing), so ``conn.py``'s decoder may remember it and replay only its
+additions to the table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, NamedTuple
 
 Header = tuple[bytes, bytes]
 
@@ -179,27 +180,38 @@ _MAX_INTEGER_BYTES: Final = 4
 _STATIC_ENTRIES: Final = len(STATIC_TABLE)
 
 
-def added_fields(block: bytes) -> tuple[int, ...] | None:
-    """The positions (in field order) of the fields decoding ``block`` adds to the HPACK dynamic table, when that is
-    all it does with the table: only static-table indexes and literals with static or literal names (RFC 7541 6.1,
-    6.2), no dynamic-table reference and no size update. Such a block decodes to the same fields whatever came
-    before, and its effect on the table is to add those fields. None otherwise, and for a truncated block (hpack
-    decodes, and refuses, it)."""
+class TableUse(NamedTuple):
+    """What decoding one header block does with the HPACK dynamic table, size updates aside."""
+
+    reads: bool
+    """It refers to dynamic-table entries (its fields depend on the table's content)."""
+    added: tuple[int, ...]
+    """The positions (in field order) of the fields it adds to the table (literals with incremental indexing)."""
+
+
+def table_use(block: bytes) -> TableUse | None:
+    """How decoding ``block`` uses the dynamic table (RFC 7541 6.1, 6.2); None when it carries a size update (6.3)
+    or is truncated (hpack decodes, and refuses, it). A block that reads nothing decodes to the same fields whatever
+    came before; one that does, to the same fields for the same table content; either way its only other effect on
+    the table is to add the ``added`` fields, which ``conn.py``'s decoder replays when it remembers the block."""
     added: list[int] = []
+    reads = False
     i, end, position = 0, len(block), 0
     while i < end:
         first = block[i]
         if first & 0x80:  # indexed field
             index, i = _integer(block, i, 7)
-            if not 0 < index <= _STATIC_ENTRIES:
+            if index <= 0:
                 return None
+            reads = reads or index > _STATIC_ENTRIES
         elif first & 0xE0 == 0x20:  # size update
             return None
         else:  # 01xxxxxx incremental indexing; 0000xxxx without indexing, 0001xxxx never indexed
             incremental = first & 0x40
             index, i = _integer(block, i, 6 if incremental else 4)
-            if index < 0 or index > _STATIC_ENTRIES:
+            if index < 0:
                 return None
+            reads = reads or index > _STATIC_ENTRIES
             if index == 0:
                 i = _skip_string(block, i)
             i = _skip_string(block, i)
@@ -208,7 +220,7 @@ def added_fields(block: bytes) -> tuple[int, ...] | None:
             if incremental:
                 added.append(position)
         position += 1
-    return tuple(added) if i == end else None
+    return TableUse(reads, tuple(added)) if i == end else None
 
 
 def _integer(block: bytes, i: int, prefix_bits: int) -> tuple[int, int]:

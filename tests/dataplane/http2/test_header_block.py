@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataplane.http2.conn import RememberingDecoder
-from dataplane.http2.header_block import STATIC_TABLE, HeaderBlockEncoder, added_fields, encode_integer
+from dataplane.http2.header_block import STATIC_TABLE, HeaderBlockEncoder, TableUse, encode_integer, table_use
 
 Header = tuple[bytes, bytes]
 
@@ -78,13 +78,31 @@ def test_the_remembering_decoder_decodes_and_indexes_like_hpack(
         assert ours.header_table.dynamic_entries == theirs.header_table.dynamic_entries
 
 
-def test_added_fields() -> None:
+def test_table_use() -> None:
     nginx_response = bytes.fromhex(
         "887689aa6355e580ae212e1f6196df3dbf4a09c5349fba82009c500ddc0bf702053168df5f87497ca58ae819aa5c023635"
-    )
-    assert added_fields(nginx_response) == (1, 2, 3, 4)
-    assert added_fields(b"\x82\x84") == ()
-    assert added_fields(b"\x20\x88") is None  # size update
-    assert added_fields(b"\xbe") is None  # dynamic index 62
-    assert added_fields(b"\x04\x05/abc") is None  # truncated value
-    assert added_fields(b"\x00\x01x\x01y") == ()
+    )  # :status 200, then server, date, content-type, content-length as literals with incremental indexing
+    assert table_use(nginx_response) == TableUse(reads=False, added=(1, 2, 3, 4))
+    assert table_use(b"\x82\x84") == TableUse(reads=False, added=())
+    assert table_use(b"\xbe\x82") == TableUse(reads=True, added=())  # dynamic index 62
+    assert table_use(b"\x7f\x00\x01x") == TableUse(reads=True, added=(0,))  # incremental, name from entry 63
+    assert table_use(b"\x20\x88") is None  # size update
+    assert table_use(b"\x80") is None  # index 0
+    assert table_use(b"\x04\x05/abc") is None  # truncated value
+    assert table_use(b"\x00\x01x\x01y") == TableUse(reads=False, added=())
+
+
+def test_a_remembered_block_that_reads_the_table_follows_its_content() -> None:
+    """The same bytes referring to entry 62 decode to whatever entry 62 is now, remembered or not."""
+    decoder = RememberingDecoder()
+    add_a, add_b = b"\x40\x01a\x011", b"\x40\x01b\x012"  # literals with incremental indexing
+    assert list(decoder.decode(add_a, raw=True)) == [(b"a", b"1")]
+    for _ in range(3):
+        assert list(decoder.decode(b"\xbe", raw=True)) == [(b"a", b"1")]
+    assert list(decoder.decode(add_b, raw=True)) == [(b"b", b"2")]
+    for _ in range(3):
+        assert list(decoder.decode(b"\xbe\xbf", raw=True)) == [(b"b", b"2"), (b"a", b"1")]
+        assert list(decoder.decode(b"\xbe", raw=True)) == [(b"b", b"2")]
+    assert list(decoder.decode(add_a, raw=True)) == [(b"a", b"1")]  # remembered: replayed, a is entry 62 again
+    assert list(decoder.decode(b"\xbe\xbf\xc0", raw=True)) == [(b"a", b"1"), (b"b", b"2"), (b"a", b"1")]
+    assert [tuple(e) for e in decoder.header_table.dynamic_entries] == [(b"a", b"1"), (b"b", b"2"), (b"a", b"1")]
