@@ -88,6 +88,9 @@ _CLOSE_FLUSH_TIMEOUT: Final = 1.0
 _REMEMBERED_BLOCKS: Final = 256
 _REMEMBERED_BLOCK_SIZE: Final = 1024
 """Header blocks up to this size may be remembered (256 x 1 KiB at most per connection)."""
+_PASSED_BYTES: Final = 65536
+"""Header bytes of the blocks a connection remembers as checked (emptied when more would be kept)."""
+_Block = tuple[BlockKind, tuple[Header, ...]]
 StreamHandler = Callable[["H2Stream"], Awaitable[None]]
 MAX_CONCURRENT_STREAMS_REASON: Final = "max_concurrent_streams"
 """``counters.rejected`` reason of a stream refused (REFUSED_STREAM) for going over our announced limit."""
@@ -343,6 +346,8 @@ class H2Connection:
         self._goaway_sent: int | None = None  # last stream id we announced
         self._goaway_received: int | None = None
         self._reader_scope = trio.CancelScope()
+        self._passed: set[_Block] = set()  # header blocks that passed every check here (see ``_unchecked``)
+        self._passed_bytes = 0
         self._on_event = self._event_handlers()
         self.flood: FloodKind | None = None
         """The flood kind that closed this connection, if one did."""
@@ -530,16 +535,34 @@ class H2Connection:
 
     def _on_request(self, event: h2.events.Event) -> bool:
         request = cast(h2.events.RequestReceived, event)
-        return self._well_formed(request.headers, BlockKind.REQUEST) and self._request_received(
-            request.stream_id, request.headers
-        )
+        block = self._unchecked(request.headers, BlockKind.REQUEST)
+        if block is not None and not self._well_formed(request.headers, BlockKind.REQUEST):
+            return False
+        return self._request_received(request.stream_id, request.headers, block)
 
     def _on_response(self, event: h2.events.Event) -> bool:
         response = cast(h2.events.ResponseReceived, event)
-        if not self._well_formed(response.headers, BlockKind.RESPONSE):
+        block = self._unchecked(response.headers, BlockKind.RESPONSE)
+        if block is not None and not self._well_formed(response.headers, BlockKind.RESPONSE):
             return False
-        self._response_received(response.stream_id, response.headers)
+        self._response_received(response.stream_id, response.headers, block)
         return True
+
+    def _unchecked(self, headers: list[Header], kind: BlockKind) -> _Block | None:
+        """The block to check and then remember, or None when an equal one passed every check on this connection
+        (a client or upstream repeats its fields from message to message)."""
+        block = (kind, tuple(headers))
+        return None if block in self._passed else block
+
+    def _passed_checks(self, block: _Block) -> None:
+        size = sum(len(name) + len(value) for name, value in block[1])
+        if size > _PASSED_BYTES:
+            return
+        if self._passed_bytes + size > _PASSED_BYTES:
+            self._passed.clear()
+            self._passed_bytes = 0
+        self._passed.add(block)
+        self._passed_bytes += size
 
     def _on_informational(self, event: h2.events.Event) -> bool:
         return self._well_formed(cast(h2.events.InformationalResponseReceived, event).headers, BlockKind.RESPONSE)
@@ -581,7 +604,7 @@ class H2Connection:
         self._ping_acked.set()
         return True
 
-    def _request_received(self, stream_id: int, headers: list[Header]) -> bool:
+    def _request_received(self, stream_id: int, headers: list[Header], block: _Block | None) -> bool:
         if self._goaway_sent is not None and stream_id > self._goaway_sent:
             self._h2.reset_stream(stream_id, H2ErrorCode.REFUSED_STREAM)
             return self._control.queued(1) is None or self._flooded(FloodKind.OUTBOUND_CONTROL)
@@ -591,7 +614,11 @@ class H2Connection:
             # it ended early, so a client that keeps ignoring the limit trips rapid_reset.
             reason, code = MAX_CONCURRENT_STREAMS_REASON, H2ErrorCode.REFUSED_STREAM
         else:
-            invalid = validate_request(headers, allow_underscores=self._settings.allow_underscores)
+            invalid = None
+            if block is not None:
+                invalid = validate_request(headers, allow_underscores=self._settings.allow_underscores)
+                if invalid is None:
+                    self._passed_checks(block)
             if invalid is None:
                 stream = H2Stream(self, stream_id, headers)
                 self._streams[stream_id] = stream
@@ -604,11 +631,15 @@ class H2Connection:
         kind = self._rapid_reset.ended_early() or self._control.queued(1)
         return kind is None or self._flooded(kind)
 
-    def _response_received(self, stream_id: int, headers: list[Header]) -> None:
+    def _response_received(self, stream_id: int, headers: list[Header], block: _Block | None) -> None:
         stream = self._streams.get(stream_id)
         if stream is None:
             return
-        invalid = validate_response(headers)
+        invalid = None
+        if block is not None:
+            invalid = validate_response(headers)
+            if invalid is None:
+                self._passed_checks(block)
         if invalid is None:
             stream.response_headers = headers
             stream._wake()
