@@ -25,6 +25,11 @@ server side, one handler task per accepted stream.
   graceful GOAWAY lets finish. Received: streams above the last id fail with ``H2StreamRefusedError`` (retryable)
   and no new stream opens. ``drain`` sends GOAWAY(NO_ERROR, last processed id) and ends when the streams are done.
 
+- Per message cost: h2's header validation is off (``validate.malformed_block`` applies its rules in one pass) and a
+  header block equal to one that passed every check on this connection is not checked again; h2 is given our
+  encoder (``HeaderBlockEncoder``: no dynamic table, no Huffman) and a decoder that remembers the blocks it decoded
+  by bytes and table content (``RememberingDecoder``). docs/http2.md has the measurements.
+
 Resource handling: ``run`` closes the transport when it returns. Error handling: every h2 exception is mapped here to
 ``dataplane.http2.errors``; ``run`` raises ``H2ProtocolError``/``H2FloodError``/``H2KeepaliveTimeoutError`` after
 closing with GOAWAY, and returns normally when the peer closed or a drain finished.
