@@ -69,7 +69,7 @@ from dataplane.http2.errors import (
 )
 from dataplane.http2.flood import ControlBudget, FloodKind, FloodLimits, RapidReset
 from dataplane.http2.frames import FrameScanner, GoAway, encode_goaway
-from dataplane.http2.header_block import HeaderBlockEncoder, table_use
+from dataplane.http2.header_block import HeaderBlockEncoder, fields_size, table_use
 from dataplane.http2.validate import BlockKind, Header, malformed_block, validate_request, validate_response
 
 LOG = logging.getLogger(__name__)
@@ -90,11 +90,11 @@ _H2_STREAM_LIMIT: Final = (1 << 31) - 1
 _CLOSE_FLUSH_TIMEOUT: Final = 1.0
 """How long a closing connection tries to write its final GOAWAY to a peer that may not read."""
 
-_REMEMBERED_BLOCKS: Final = 256
 _REMEMBERED_BLOCK_SIZE: Final = 1024
-"""Header blocks up to this size may be remembered (256 x 1 KiB at most per connection)."""
-_PASSED_BYTES: Final = 65536
-"""Header bytes of the blocks a connection remembers as checked (emptied when more would be kept)."""
+"""Encoded header blocks up to this size may be remembered by ``RememberingDecoder``."""
+_MEMO_BUDGET: Final = 32768
+"""What each per-connection memo of header blocks (decoded, checked) may keep, by ``fields_size``: a 1 KiB block can
+decode to a thousand fields, so blocks are counted by what they decode to; a memo is emptied when it would exceed."""
 _Block = tuple[BlockKind, tuple[Header, ...]]
 StreamHandler = Callable[["H2Stream"], Awaitable[None]]
 MAX_CONCURRENT_STREAMS_REASON: Final = "max_concurrent_streams"
@@ -135,6 +135,7 @@ class RememberingDecoder(hpack.Decoder):
         self._remembered: dict[
             tuple[bytes, int, int, int], tuple[list[hpack.HeaderTuple], list[hpack.HeaderTuple], object]
         ] = {}
+        self._remembered_size = 0
 
     def _table_state(self) -> tuple[int, int, object]:
         entries = self.header_table.dynamic_entries
@@ -156,11 +157,15 @@ class RememberingDecoder(hpack.Decoder):
             return list(headers)
         headers = list(super().decode(data, raw))
         use = table_use(block)
-        if use is not None:
-            if len(self._remembered) >= _REMEMBERED_BLOCKS:
-                self._remembered.clear()
-            key = (block, limit, size, newest_id) if use.reads else (block, limit, -1, 0)
-            self._remembered[key] = (list(headers), [headers[p] for p in use.added], newest)
+        cost = fields_size(headers) + len(block)
+        if use is None or cost > _MEMO_BUDGET:
+            return headers
+        if self._remembered_size + cost > _MEMO_BUDGET:
+            self._remembered.clear()
+            self._remembered_size = 0
+        self._remembered_size += cost
+        key = (block, limit, size, newest_id) if use.reads else (block, limit, -1, 0)
+        self._remembered[key] = (list(headers), [headers[p] for p in use.added], newest)
         return headers
 
 
@@ -560,10 +565,10 @@ class H2Connection:
         return None if block in self._passed else block
 
     def _passed_checks(self, block: _Block) -> None:
-        size = sum(len(name) + len(value) for name, value in block[1])
-        if size > _PASSED_BYTES:
+        size = fields_size(block[1])
+        if size > _MEMO_BUDGET:
             return
-        if self._passed_bytes + size > _PASSED_BYTES:
+        if self._passed_bytes + size > _MEMO_BUDGET:
             self._passed.clear()
             self._passed_bytes = 0
         self._passed.add(block)

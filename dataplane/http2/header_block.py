@@ -94,10 +94,16 @@ _EXACT: Final = {entry: bytes([0x80 | index]) for index, entry in reversed(list(
 _NAME_INDEX: Final = {name: index for index, (name, _) in reversed(list(enumerate(STATIC_TABLE, 1)))}
 _SENSITIVE: Final = frozenset((b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"))
 _SIZE_UPDATE_TO_ZERO: Final = b"\x20"
-_MEMO_LIMIT: Final = 1024
+_MEMO_LIMIT: Final = 256
 """Encoded fields kept per connection (the fields are the peers' choice: the memo is emptied when full)."""
-_MEMO_VALUE_SIZE: Final = 256
-"""Only fields with values up to this size are kept (at most 1024 x ~300 bytes per connection)."""
+_MEMO_FIELD_SIZE: Final = 256
+"""Only fields whose name and value take up to this many bytes are kept (at most 256 x ~600 bytes of objects)."""
+
+
+def fields_size(headers: Iterable[Header]) -> int:
+    """What ``headers`` weigh by HPACK's measure (RFC 7541 4.1: name, value and 32 bytes of overhead per field):
+    the budget of the per-connection memos, which keep fields alive (and the objects around them) after a message."""
+    return sum(len(header[0]) + len(header[1]) + 32 for header in headers)
 
 
 def encode_integer(value: int, prefix_bits: int, first: int) -> bytes:
@@ -156,7 +162,7 @@ class HeaderBlockEncoder:
             if encoded is None:
                 name, value = header[0], header[1]
                 encoded = _field(name, value, never=name in _SENSITIVE)
-                if len(value) <= _MEMO_VALUE_SIZE:
+                if len(name) + len(value) <= _MEMO_FIELD_SIZE:
                     if len(memo) >= _MEMO_LIMIT:
                         memo.clear()
                     memo[header] = encoded

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataplane.http2.conn import RememberingDecoder
-from dataplane.http2.header_block import STATIC_TABLE, HeaderBlockEncoder, TableUse, encode_integer, table_use
+from dataplane.http2.header_block import (
+    STATIC_TABLE,
+    HeaderBlockEncoder,
+    TableUse,
+    encode_integer,
+    fields_size,
+    table_use,
+)
 
 Header = tuple[bytes, bytes]
 
@@ -106,3 +113,20 @@ def test_a_remembered_block_that_reads_the_table_follows_its_content() -> None:
     assert list(decoder.decode(add_a, raw=True)) == [(b"a", b"1")]  # remembered: replayed, a is entry 62 again
     assert list(decoder.decode(b"\xbe\xbf\xc0", raw=True)) == [(b"a", b"1"), (b"b", b"2"), (b"a", b"1")]
     assert [tuple(e) for e in decoder.header_table.dynamic_entries] == [(b"a", b"1"), (b"b", b"2"), (b"a", b"1")]
+
+
+def test_the_memos_are_bounded_by_what_they_keep_alive() -> None:
+    """A 1 KiB block of one-byte references decodes to a thousand fields: the decoder's memo is bounded by the
+    decoded fields (RFC 7541 sizes), not by the blocks' bytes; the encoder's by entries and field size."""
+    decoder = RememberingDecoder()
+    decoder.decode(b"\x40\x01a\x011", raw=True)  # entry 62: ("a", "1")
+    for n in range(200):
+        block = b"\xbe" * 900 + b"\x00\x01x" + encode_integer(len(str(n)), 7, 0) + str(n).encode()
+        assert len(list(decoder.decode(block, raw=True))) == 901
+    kept = sum(fields_size(headers) for headers, _, _ in decoder._remembered.values())
+    assert kept <= 32768
+    encoder = HeaderBlockEncoder()
+    for n in range(5000):
+        encoder.encode([(b"x-%d" % n, b"v" * (n % 400))])
+    assert len(encoder._fields) <= 256
+    assert all(len(name) + len(value) <= 256 for name, value in encoder._fields)
