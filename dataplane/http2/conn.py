@@ -25,6 +25,11 @@ server side, one handler task per accepted stream.
   graceful GOAWAY lets finish. Received: streams above the last id fail with ``H2StreamRefusedError`` (retryable)
   and no new stream opens. ``drain`` sends GOAWAY(NO_ERROR, last processed id) and ends when the streams are done.
 
+- Per message cost: h2's header validation is off (``validate.malformed_block`` applies its rules in one pass) and a
+  header block equal to one that passed every check on this connection is not checked again; h2 is given our
+  encoder (``HeaderBlockEncoder``: no dynamic table, no Huffman) and a decoder that remembers the blocks it decoded
+  by bytes and table content (``RememberingDecoder``). docs/http2.md has the measurements.
+
 Resource handling: ``run`` closes the transport when it returns. Error handling: every h2 exception is mapped here to
 ``dataplane.http2.errors``; ``run`` raises ``H2ProtocolError``/``H2FloodError``/``H2KeepaliveTimeoutError`` after
 closing with GOAWAY, and returns normally when the peer closed or a drain finished.
@@ -35,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final, cast
 
 import h2.config
@@ -43,6 +48,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 import msgspec
 import trio
 
@@ -63,7 +69,8 @@ from dataplane.http2.errors import (
 )
 from dataplane.http2.flood import ControlBudget, FloodKind, FloodLimits, RapidReset
 from dataplane.http2.frames import FrameScanner, GoAway, encode_goaway
-from dataplane.http2.validate import Header, validate_request, validate_response
+from dataplane.http2.header_block import HeaderBlockEncoder, fields_size, table_use
+from dataplane.http2.validate import BlockKind, Header, malformed_block, validate_request, validate_response
 
 LOG = logging.getLogger(__name__)
 
@@ -83,6 +90,12 @@ _H2_STREAM_LIMIT: Final = (1 << 31) - 1
 _CLOSE_FLUSH_TIMEOUT: Final = 1.0
 """How long a closing connection tries to write its final GOAWAY to a peer that may not read."""
 
+_REMEMBERED_BLOCK_SIZE: Final = 1024
+"""Encoded header blocks up to this size may be remembered by ``RememberingDecoder``."""
+_MEMO_BUDGET: Final = 32768
+"""What each per-connection memo of header blocks (decoded, checked) may keep, by ``fields_size``: a 1 KiB block can
+decode to a thousand fields, so blocks are counted by what they decode to; a memo is emptied when it would exceed."""
+_Block = tuple[BlockKind, tuple[Header, ...]]
 StreamHandler = Callable[["H2Stream"], Awaitable[None]]
 MAX_CONCURRENT_STREAMS_REASON: Final = "max_concurrent_streams"
 """``counters.rejected`` reason of a stream refused (REFUSED_STREAM) for going over our announced limit."""
@@ -103,6 +116,57 @@ class H2Settings(msgspec.Struct, frozen=True, kw_only=True):
     allow_underscores: bool = False
     """Accept request header names with `_` (refused by default: reliability.md G3 26)."""
     flood: FloodLimits = FloodLimits()
+
+
+class RememberingDecoder(hpack.Decoder):
+    """hpack's decoder, remembering what a block decoded to and which fields it added to the dynamic table
+    (``table_use``): a block is a function of its bytes and, if it refers to dynamic entries, of the table's content.
+    A client that sends the same request fields as references to its table (h2load, browsers) or an upstream that
+    sends the same response fields as literals each time (nginx) then costs one decode per distinct block, not one
+    per message; a remembered block's additions are replayed on the table.
+
+    The table's content is named by its length and its newest entry (an object of its own per insertion: hpack
+    builds a tuple in ``HeaderTable.add``, and the memo keeps it alive so its id is not reused); entries leave from
+    the oldest end only, so the two identify the content. Only blocks hpack decoded (within the header list limit
+    in force then, part of the key) are remembered; blocks with a size update never."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._remembered: dict[
+            tuple[bytes, int, int, int], tuple[list[hpack.HeaderTuple], list[hpack.HeaderTuple], object]
+        ] = {}
+        self._remembered_size = 0
+
+    def _table_state(self) -> tuple[int, int, object]:
+        entries = self.header_table.dynamic_entries
+        newest = entries[0] if entries else None
+        return len(entries), id(newest), newest
+
+    def decode(self, data: bytes, raw: bool = False) -> Iterable[hpack.HeaderTuple]:
+        if not raw or len(data) > _REMEMBERED_BLOCK_SIZE:
+            return super().decode(data, raw)
+        block, limit = bytes(data), self.max_header_list_size
+        size, newest_id, newest = self._table_state()
+        remembered = self._remembered.get((block, limit, -1, 0)) or self._remembered.get(
+            (block, limit, size, newest_id)
+        )
+        if remembered is not None:
+            headers, added, _ = remembered
+            for name, value in added:
+                self.header_table.add(name, value)
+            return list(headers)
+        headers = list(super().decode(data, raw))
+        use = table_use(block)
+        cost = fields_size(headers) + len(block)
+        if use is None or cost > _MEMO_BUDGET:
+            return headers
+        if self._remembered_size + cost > _MEMO_BUDGET:
+            self._remembered.clear()
+            self._remembered_size = 0
+        self._remembered_size += cost
+        key = (block, limit, size, newest_id) if use.reads else (block, limit, -1, 0)
+        self._remembered[key] = (list(headers), [headers[p] for p in use.added], newest)
+        return headers
 
 
 class H2Stream:
@@ -158,6 +222,11 @@ class H2Stream:
     def remote_ended(self) -> bool:
         """The peer ended its side (END_STREAM seen); queued data may still be waiting for ``receive_data``."""
         return self._remote_ended
+
+    @property
+    def at_end(self) -> bool:
+        """The peer ended the stream and every chunk was handed out: the next ``receive_data`` returns b''."""
+        return self._remote_ended and not self._inbox
 
     # === receiving ===
 
@@ -252,16 +321,22 @@ class H2Connection:
         self._client_side = client_side
         self._settings = settings = settings if settings is not None else H2Settings()
         self.counters = counters if counters is not None else H2Counters()
-        # Inbound validation stays on (it rejects CR/LF, uppercase names, connection-specific fields: reliability
-        # A7). Outbound validation and normalisation are off: everything we send was validated on its way in (by h2
-        # and validate.py) or is ours, and h2 spends more time re-checking it than on anything else per stream.
+        # h2's header validation is off both ways. Inbound, ``malformed_block`` checks the same rules in one pass
+        # (h2 chains seven generators per block) and fails the connection as h2 did (reliability A7). Outbound,
+        # everything we send was validated on its way in or is ours.
         config = h2.config.H2Configuration(
             client_side=client_side,
             header_encoding=None,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
+            validate_inbound_headers=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
+        # hpack's encoder (dynamic table, Huffman) costs more than anything else we send: ours uses neither.
+        self._h2.encoder = cast(hpack.Encoder, HeaderBlockEncoder())
+        decoder = RememberingDecoder()
+        decoder.max_header_list_size = self._h2.decoder.max_header_list_size
+        self._h2.decoder = decoder
         self._h2.local_settings = self._local_settings(settings.max_concurrent_streams)
         self._scanner = FrameScanner(settings.flood, expect_preface=not client_side)
         self._rapid_reset = RapidReset(settings.flood)
@@ -281,6 +356,8 @@ class H2Connection:
         self._goaway_sent: int | None = None  # last stream id we announced
         self._goaway_received: int | None = None
         self._reader_scope = trio.CancelScope()
+        self._passed: set[_Block] = set()  # header blocks that passed every check here (see ``_unchecked``)
+        self._passed_bytes = 0
         self._on_event = self._event_handlers()
         self.flood: FloodKind | None = None
         """The flood kind that closed this connection, if one did."""
@@ -448,6 +525,7 @@ class H2Connection:
                 h2.events.RemoteSettingsChanged: self._on_window,
                 h2.events.StreamReset: self._on_stream_reset,
                 h2.events.TrailersReceived: self._on_trailers,
+                h2.events.InformationalResponseReceived: self._on_informational,
                 h2.events.PingAckReceived: self._on_ping_ack,
             }
         )
@@ -467,12 +545,45 @@ class H2Connection:
 
     def _on_request(self, event: h2.events.Event) -> bool:
         request = cast(h2.events.RequestReceived, event)
-        return self._request_received(request.stream_id, request.headers)
+        block = self._unchecked(request.headers, BlockKind.REQUEST)
+        if block is not None and not self._well_formed(request.headers, BlockKind.REQUEST):
+            return False
+        return self._request_received(request.stream_id, request.headers, block)
 
     def _on_response(self, event: h2.events.Event) -> bool:
         response = cast(h2.events.ResponseReceived, event)
-        self._response_received(response.stream_id, response.headers)
+        block = self._unchecked(response.headers, BlockKind.RESPONSE)
+        if block is not None and not self._well_formed(response.headers, BlockKind.RESPONSE):
+            return False
+        self._response_received(response.stream_id, response.headers, block)
         return True
+
+    def _unchecked(self, headers: list[Header], kind: BlockKind) -> _Block | None:
+        """The block to check and then remember, or None when an equal one passed every check on this connection
+        (a client or upstream repeats its fields from message to message)."""
+        block = (kind, tuple(headers))
+        return None if block in self._passed else block
+
+    def _passed_checks(self, block: _Block) -> None:
+        size = fields_size(block[1])
+        if size > _MEMO_BUDGET:
+            return
+        if self._passed_bytes + size > _MEMO_BUDGET:
+            self._passed.clear()
+            self._passed_bytes = 0
+        self._passed.add(block)
+        self._passed_bytes += size
+
+    def _on_informational(self, event: h2.events.Event) -> bool:
+        return self._well_formed(cast(h2.events.InformationalResponseReceived, event).headers, BlockKind.RESPONSE)
+
+    def _well_formed(self, headers: list[Header], kind: BlockKind) -> bool:
+        """A malformed block (what h2's own validation refused) fails the connection, as h2 did."""
+        problem = malformed_block(headers, kind)
+        if problem is None:
+            return True
+        self._protocol_error(f"the peer broke HTTP/2: malformed {kind.value} header block: {problem}")
+        return False
 
     def _on_stream_ended(self, event: h2.events.Event) -> bool:
         stream = self._streams.get(cast(h2.events.StreamEnded, event).stream_id)
@@ -492,6 +603,8 @@ class H2Connection:
 
     def _on_trailers(self, event: h2.events.Event) -> bool:
         trailers = cast(h2.events.TrailersReceived, event)
+        if not self._well_formed(trailers.headers, BlockKind.TRAILERS):
+            return False
         stream = self._streams.get(trailers.stream_id)
         if stream is not None:
             stream.trailers = trailers.headers
@@ -501,7 +614,7 @@ class H2Connection:
         self._ping_acked.set()
         return True
 
-    def _request_received(self, stream_id: int, headers: list[Header]) -> bool:
+    def _request_received(self, stream_id: int, headers: list[Header], block: _Block | None) -> bool:
         if self._goaway_sent is not None and stream_id > self._goaway_sent:
             self._h2.reset_stream(stream_id, H2ErrorCode.REFUSED_STREAM)
             return self._control.queued(1) is None or self._flooded(FloodKind.OUTBOUND_CONTROL)
@@ -511,7 +624,11 @@ class H2Connection:
             # it ended early, so a client that keeps ignoring the limit trips rapid_reset.
             reason, code = MAX_CONCURRENT_STREAMS_REASON, H2ErrorCode.REFUSED_STREAM
         else:
-            invalid = validate_request(headers, allow_underscores=self._settings.allow_underscores)
+            invalid = None
+            if block is not None:
+                invalid = validate_request(headers, allow_underscores=self._settings.allow_underscores)
+                if invalid is None:
+                    self._passed_checks(block)
             if invalid is None:
                 stream = H2Stream(self, stream_id, headers)
                 self._streams[stream_id] = stream
@@ -524,11 +641,15 @@ class H2Connection:
         kind = self._rapid_reset.ended_early() or self._control.queued(1)
         return kind is None or self._flooded(kind)
 
-    def _response_received(self, stream_id: int, headers: list[Header]) -> None:
+    def _response_received(self, stream_id: int, headers: list[Header], block: _Block | None) -> None:
         stream = self._streams.get(stream_id)
         if stream is None:
             return
-        invalid = validate_response(headers)
+        invalid = None
+        if block is not None:
+            invalid = validate_response(headers)
+            if invalid is None:
+                self._passed_checks(block)
         if invalid is None:
             stream.response_headers = headers
             stream._wake()

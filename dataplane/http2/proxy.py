@@ -110,6 +110,9 @@ class _Upstreams:
         self.lock = trio.Lock()
 
     async def get(self) -> H2Connection:
+        current = self.current
+        if current is not None and current.accepting:
+            return current  # no lock to take and leave per stream: that would be a checkpoint each time
         async with self.lock:
             if self.current is not None and self.current.accepting:
                 return self.current
@@ -142,7 +145,7 @@ async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream)
     bodiless = stream.remote_ended and stream.buffered == 0 and not stream.trailers
     # The stream idle timeout: a cancel scope of this task whose deadline moves on with every head or chunk
     # forwarded (no timer task per stream). It covers waiting for an upstream stream slot too.
-    idle = trio.CancelScope(deadline=started + ctx.stream_idle_timeout)
+    idle = trio.CancelScope(deadline=started + ctx.stream_idle_timeout + _idle_slack(ctx))
     exchange: _Exchange | None = None
     with idle:
         up = await _open_upstream(ctx, upstreams, stream, forwarded, bodiless=bodiless, key=key, started=started)
@@ -182,6 +185,11 @@ async def _open_upstream(
             return None
 
 
+def _idle_slack(ctx: H2Context) -> float:
+    """How late the idle timeout may fire (see ``_Exchange._moved``): a tenth of it, at most 1 s."""
+    return min(ctx.stream_idle_timeout / 10, 1.0)
+
+
 def _idled_out(ctx: H2Context, down: H2Stream, key: RequestKey, started: float, exchange: _Exchange | None) -> None:
     """Nothing moved for ``stream_idle_timeout`` (waiting for an upstream stream, a response head, a window): both
     sides are reset with CANCEL, since a response may have started."""
@@ -218,10 +226,17 @@ class _Exchange:
         self.started = started
         self.recorded = False
         self.idle = idle
+        self.idle_set = started
+        self.slack = _idle_slack(ctx)
         self.head = trio.CancelScope()
 
     def _moved(self) -> None:
-        self.idle.deadline = trio.current_time() + self.ctx.stream_idle_timeout
+        # Moving a deadline re-registers it with trio, twice per small exchange: it is moved only once it is a slack
+        # old, and set a slack late, so the reset comes between 1 timeout and 1 timeout + slack after the last move.
+        now = trio.current_time()
+        if now - self.idle_set >= self.slack:
+            self.idle_set = now
+            self.idle.deadline = now + self.ctx.stream_idle_timeout + self.slack
 
     def _request_ended(self) -> None:
         if self.ctx.response_timeout is not None:
@@ -297,9 +312,12 @@ class _Exchange:
             self.recorded = True
             return
         await self.down.send_headers(head)
+        ended = False
         while data := await self.up.receive_data(hold=True):  # acknowledged once forwarded
             rec.down.received += len(data)
-            await self.down.send_data(data)
+            # The upstream's last chunk goes out with END_STREAM: no separate empty DATA frame.
+            ended = self.up.at_end and not self.up.trailers
+            await self.down.send_data(data, end_stream=ended)
             rec.down.sent += len(data)
             self._moved()
         trailers = self.up.trailers
@@ -307,7 +325,7 @@ class _Exchange:
             trailer_status = _grpc_status(trailers)
             grpc = trailer_status if trailer_status is not None else grpc
             await self.down.send_trailers(list(trailers))
-        else:
+        elif not ended:
             await self.down.end()
         self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), grpc_status=grpc)
         self.recorded = True

@@ -194,6 +194,20 @@ async def test_g3_21_invalid_pseudo_headers_are_reset_and_never_reach_the_handle
     assert sum(target.conn.counters.rejected.values()) == len(G3_21)
 
 
+@deadline(30)
+async def test_a_repeated_block_is_judged_the_same_each_time() -> None:
+    """Blocks that passed every check are remembered per connection (and skip the checks when repeated); invalid
+    ones never are: the same invalid request is refused every time, the same valid one served every time."""
+    peer = RawPeer()
+    valid, invalid = request(b"/fine"), request(b"/a b")
+    frames_out = b"".join(peer.headers(1 + 2 * i, invalid if i % 2 else valid) for i in range(6))
+    target, frames = await attack(frames_out + GoAwayFrame(0, last_stream_id=0).serialize())
+    resets = {f.stream_id: f.error_code for f in frames if isinstance(f, RstStreamFrame)}
+    assert resets == {3: H2ErrorCode.PROTOCOL_ERROR, 7: H2ErrorCode.PROTOCOL_ERROR, 11: H2ErrorCode.PROTOCOL_ERROR}
+    assert [dict(h)[b":path"] for h in target.handled] == [b"/fine"] * 3
+    assert target.conn.counters.rejected == {"bad_path": 3}
+
+
 G3_22 = [
     [*request(), (b"x-a", b"1\r\ntransfer-encoding: chunked")],
     request(b"/\r\nx: y"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import h2.exceptions
+import h2.utilities
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataplane.http2.validate import validate_request, validate_response
+from dataplane.http2.validate import BlockKind, malformed_block, validate_request, validate_response
 
 Header = tuple[bytes, bytes]
 
@@ -137,3 +139,104 @@ def test_nothing_that_passes_can_inject_into_a_request_line(
     assert b"\r" not in first and b"\n" not in first
     assert rest.count(b"\r\n") == 1 and rest.endswith(b"\r\n")
     assert b"\n" not in rest[:-2] and b"\r" not in rest[:-2] and b" " not in rest[len(b"host: ") : -2]
+
+
+# === malformed_block: the connection-level rules h2's inbound validation applied, now ours ===
+
+
+@pytest.mark.parametrize(
+    ("headers", "kind", "problem"),
+    [
+        (req(), BlockKind.REQUEST, None),
+        ([*req(authority=None), (b"host", b"a.test")], BlockKind.REQUEST, None),
+        (req(b"CONNECT", None, None, b"a.test:443"), BlockKind.REQUEST, None),
+        ([(b":status", b"200"), (b"x-a", b"")], BlockKind.RESPONSE, None),
+        ([(b"grpc-status", b"0")], BlockKind.TRAILERS, None),
+        ([*req(), (b"", b"1")], BlockKind.REQUEST, "empty header name"),
+        ([*req(), (b"X-Upper", b"1")], BlockKind.REQUEST, "illegal character"),
+        ([*req(), (b"x a", b"1")], BlockKind.REQUEST, "illegal character"),
+        ([*req(), (b"x:a", b"1")], BlockKind.REQUEST, "illegal character"),
+        ([*req(), (b"x-\xff", b"1")], BlockKind.REQUEST, "illegal character"),
+        ([*req(), (b"x-a", b"1\r\nx: y")], BlockKind.REQUEST, "CR, LF or NUL in"),
+        ([*req(), (b"x-a", b"a\x00")], BlockKind.REQUEST, "CR, LF or NUL in"),
+        ([*req(), (b"x-a", b" 1")], BlockKind.REQUEST, "whitespace around"),
+        ([*req(), (b"x-a", b"1\t")], BlockKind.REQUEST, "whitespace around"),
+        ([*req(), (b"connection", b"close")], BlockKind.REQUEST, "connection-specific"),
+        ([*req(), (b"transfer-encoding", b"chunked")], BlockKind.REQUEST, "connection-specific"),
+        ([*req(), (b"te", b"gzip")], BlockKind.REQUEST, "te "),
+        ([*req(), (b"te", b"Trailers")], BlockKind.REQUEST, None),
+        ([*req(path=None), (b"x", b"1"), (b":path", b"/")], BlockKind.REQUEST, "after a regular"),
+        ([(b":method", b"GET"), *req()[1:], (b"x", b"1")], BlockKind.REQUEST, None),
+        ([(b":method", b"GET"), (b":method", b"GET"), *req()[1:]], BlockKind.REQUEST, "duplicate"),
+        ([(b":foo", b"1"), *req()], BlockKind.REQUEST, "unknown pseudo-header"),
+        (req(method=None), BlockKind.REQUEST, "without :method"),
+        (req(path=None), BlockKind.REQUEST, "without :scheme or :path"),
+        (req(path=b""), BlockKind.REQUEST, "empty :path"),
+        (req(b"CONNECT", b"https", None, b"a.test:443"), BlockKind.REQUEST, "plain CONNECT"),
+        ([*req(), (b"x", b"1"), (b":protocol", b"ws")], BlockKind.REQUEST, "after a regular"),
+        ([*req(authority=b"a.test")[:4], (b":protocol", b"ws")], BlockKind.REQUEST, ":protocol without CONNECT"),
+        ([*req(authority=None)], BlockKind.REQUEST, "without :authority or host"),
+        ([*req(authority=b"a.test"), (b"host", b"b.test")], BlockKind.REQUEST, "differ"),
+        ([*req(authority=None), (b"host", b"a"), (b"host", b"a")], BlockKind.REQUEST, "more than one host"),
+        ([*req(), (b":status", b"200")], BlockKind.REQUEST, "with :status"),
+        ([(b":status", b"200"), *req()], BlockKind.REQUEST, "with :status"),
+        ([(b"x-a", b"1")], BlockKind.RESPONSE, "without :status"),
+        ([(b":status", b"200"), (b":path", b"/")], BlockKind.RESPONSE, "request pseudo-headers"),
+        ([(b":status", b"200")], BlockKind.TRAILERS, "in trailers"),
+    ],
+)
+def test_malformed_blocks(headers: list[Header], kind: BlockKind, problem: str | None) -> None:
+    found = malformed_block(headers, kind)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
+
+
+_FLAGS = {
+    BlockKind.REQUEST: h2.utilities.HeaderValidationFlags(False, False, False, False),
+    BlockKind.RESPONSE: h2.utilities.HeaderValidationFlags(True, False, True, False),
+    BlockKind.TRAILERS: h2.utilities.HeaderValidationFlags(False, True, False, False),
+}
+_NAMES = st.sampled_from(
+    [
+        b":method",
+        b":scheme",
+        b":path",
+        b":authority",
+        b":status",
+        b":protocol",
+        b":x",
+        b"host",
+        b"te",
+        b"connection",
+        b"keep-alive",
+        b"x-a",
+        b"X-A",
+        b"x a",
+        b"x:a",
+        b"",
+        b"cookie",
+    ]
+) | st.binary(max_size=6)
+_VALUES = st.sampled_from([b"GET", b"CONNECT", b"/", b"", b"a.test", b"b.test", b"trailers", b"200", b" x", b"x\t"]) | (
+    st.binary(max_size=6)
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(headers=st.lists(st.tuples(_NAMES, _VALUES), max_size=8), kind=st.sampled_from(list(BlockKind)))
+def test_malformed_block_refuses_exactly_what_h2_refused(headers: list[Header], kind: BlockKind) -> None:
+    """No rule lost by turning h2's inbound validation off: the same blocks pass and fail."""
+    try:
+        list(h2.utilities.validate_headers(headers, _FLAGS[kind]))
+        h2_refuses = False
+    except h2.exceptions.ProtocolError:
+        h2_refuses = True
+    assert (malformed_block(headers, kind) is not None) is h2_refuses
+
+
+def test_the_common_names_shortcut_only_skips_names_that_pass() -> None:
+    from dataplane.http2.validate import _GOOD_NAMES, _malformed_field
+
+    assert all(_malformed_field(name, b"any value") is None for name in _GOOD_NAMES)

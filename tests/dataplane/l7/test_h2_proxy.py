@@ -5,12 +5,14 @@ curl against an h2c server."""
 from __future__ import annotations
 
 import trio
+from hyperframe.frame import DataFrame, WindowUpdateFrame
 
 from dataplane.http2.conn import H2Connection, H2Stream
 from dataplane.http2.counters import H2Counters
 from dataplane.net.addr import SockAddr
 from tests.apps import grpc_app
 from tests.dataplane.http2.hello import HELLO, serve_hello
+from tests.dataplane.http2.raw import RawPeer
 from tests.dataplane.l7.harness import forwarding_proxy
 from tests.tools import need
 
@@ -95,3 +97,27 @@ async def test_h2_requests_get_the_forwarding_fields_set_not_appended() -> None:
         (b"x-forwarded-proto", b"http"),
         (b"x-request-id", b"trace-1"),
     ]
+
+
+async def test_the_last_chunk_of_a_response_carries_end_stream() -> None:
+    """An upstream chunk that ended its stream goes to the client as one DATA frame with END_STREAM (no extra empty
+    DATA frame per response), 100 streams in a row on one connection."""
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_hello, 0, H2Counters())
+        async with forwarding_proxy(SockAddr("127.0.0.1", port)) as (listen, _):
+            peer = RawPeer(await trio.open_tcp_stream(listen.ip, listen.port))
+            await peer.start_client()
+            get = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"app")]
+            for stream_id in range(1, 200, 2):
+                await peer.send(peer.headers(stream_id, get))
+                with trio.fail_after(10):
+                    data: list[DataFrame] = []
+                    while not data or "END_STREAM" not in data[-1].flags:
+                        frame = await peer.next_frame()
+                        assert frame is not None, "the proxy closed the connection"
+                        if isinstance(frame, DataFrame) and frame.stream_id == stream_id:
+                            data.append(frame)
+                assert [bytes(f.data) for f in data] == [HELLO]
+                await peer.send(WindowUpdateFrame(0, window_increment=len(HELLO)))
+            await peer.stream.aclose()
+        nursery.cancel_scope.cancel()
