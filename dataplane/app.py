@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -50,8 +51,6 @@ from dataplane.outbound import OutboundSide
 from dataplane.runtime import HttpShared, Runtime
 from dataplane.settings import ProxySettings
 from dataplane.signals import watch_shutdown_signals
-from dataplane.svid.store import IdentityStore
-from dataplane.svid.watch import watch_identity
 from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.telemetry.identity_metrics import IdentityCollector
@@ -63,6 +62,9 @@ from policy.load import load_policy_file
 from policy.model import DEFAULT_POLICY
 from policy.store import PolicyStore
 from policy.watch import watch_policy
+
+if TYPE_CHECKING:
+    from dataplane.svid.store import IdentityStore
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,12 @@ class Proxy:
         self.http = HttpShared(
             stats=HttpStats(), ids=RequestIds(), pools={}, drain=drain, h1_engine=Http1Engine(drain=drain)
         )
-        self.identity = IdentityStore(Path(settings.identity_dir)) if settings.identity_dir is not None else None
+        self.identity: IdentityStore | None = None
+        if settings.identity_dir is not None:
+            # Only now: the TLS stack (OpenSSL, cryptography) costs about 13 MiB of RSS a plaintext proxy never uses.
+            from dataplane.svid.store import IdentityStore
+
+            self.identity = IdentityStore(Path(settings.identity_dir))
         if self.identity is not None:
             self.state.identity_problem = self.identity.problem
         self.runtime = Runtime(
@@ -164,6 +171,8 @@ class Proxy:
             if s.policy_path is not None:
                 await root.start(watch_policy, s.policy_path, self.store)
             if self.identity is not None:
+                from dataplane.svid.watch import watch_identity
+
                 await root.start(watch_identity, self.identity)
             if s.worker_admin is not None:  # a worker: only the supervisor talks to it, over a private socket
                 admin_listener = open_abstract_unix_listener(s.worker_admin)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dataplane.admin.schema import Direction
 from dataplane.connections import ConnectionTable
@@ -13,11 +14,13 @@ from dataplane.http2.counters import H2Counters
 from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.settings import InboundMode
-from dataplane.svid.store import IdentityStore
 from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.upstream.pool import ConnectionPool
 from policy.store import PolicyStore
+
+if TYPE_CHECKING:  # OpenSSL and cryptography are loaded only with --identity (about 13 MiB)
+    from dataplane.svid.store import IdentityStore
 
 
 @dataclass(frozen=True, slots=True)

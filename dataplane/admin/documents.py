@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -18,10 +19,12 @@ from dataplane.admin.schema import (
     StatusReport,
 )
 from dataplane.connections import ConnectionTable
-from dataplane.svid.store import IdentityStore
 from dataplane.telemetry.metrics import ProxyState
 from policy.load import encode_policy
 from policy.store import PolicyStore, ReloadFailure
+
+if TYPE_CHECKING:  # OpenSSL and cryptography are loaded only with --identity (about 13 MiB)
+    from dataplane.svid.store import IdentityStore
 
 
 @dataclass
