@@ -335,11 +335,12 @@ class _Exchange:
         stop the upstream stream (a no-op when it is the one that failed)."""
         self.up.reset(H2ErrorCode.CANCEL)
         timed_out = isinstance(exc, _NoResponseError)
+        refused = isinstance(exc, H2StreamResetError) and exc.remote and exc.code == H2ErrorCode.REFUSED_STREAM
         if not self.recorded:
-            status = 504 if timed_out else None
+            # The status the client is answered with, as HTTP/1.1 records it; none for a reset stream.
+            status = None if self.down.responded or refused else 504 if timed_out else 502
             self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), error=exc.reason)
             self.recorded = True
-        refused = isinstance(exc, H2StreamResetError) and exc.remote and exc.code == H2ErrorCode.REFUSED_STREAM
         if self.down.responded:
             # A started response is never completed by us.
             self.down.reset(H2ErrorCode.INTERNAL_ERROR)

@@ -275,6 +275,7 @@ async def test_keepalive_closes_a_dead_upstream_connection_and_the_next_stream_g
             assert head[b":status"] == b"502"
             assert b"h2_keepalive_timeout" in head[b"x-triomesh-error"]
             assert 30 <= took < 31  # the first PING after 10 s, unanswered for 20 s
+            assert _errors(running) == {("502", "h2_connection_closed"): 1}  # the status the client got, as HTTP/1.1
             stream = await client.open_stream(request(), end_stream=True)
             assert (await stream.receive_response())[0] == (b":status", b"200")
             assert await read_body(stream) == HELLO
