@@ -193,7 +193,6 @@ class ConnectionTable:
         self.closed_total += 1
         self.recent.appendleft(rec)
         key: MetricKey = (rec.direction, rec.target, rec.tls)
-        self._retention.touch(key)
         _add_closed(self._totals(key, "src"), rec.up.received, rec.down.sent, rec.src_errno)
         if rec.dst_opened:
             _add_closed(self._totals(key, "dst"), rec.down.received, rec.up.sent, rec.dst_errno)
@@ -235,8 +234,8 @@ class ConnectionTable:
         """Drop the TCP metric totals of targets with no connection open and none closed for a retain period
         (see ``Retention``); returns how many targets went."""
         live = {(rec.direction, rec.target, rec.tls) for rec in self.live.values()}
-        known = {key for key, _peer in self.closed_totals}
-        stale = [key for key in self._retention.stale(known) if key not in live]
+        closed = {key: totals.opened for (key, peer), totals in self.closed_totals.items() if peer == "src"}
+        stale = [key for key in self._retention.stale(closed) if key not in live]
         for key in stale:
             self.closed_totals.pop((key, "src"), None)
             self.closed_totals.pop((key, "dst"), None)

@@ -100,7 +100,6 @@ class HttpStats:
         """Count a request as it is forwarded; returns the key its response is recorded under."""
         key = RequestKey(direction, self.authority(authority), target, tls)
         self.requests[key] = self.requests.get(key, 0) + 1
-        self._retention.touch(key)
         return key
 
     def forget_idle(self) -> int:

@@ -17,15 +17,13 @@ GONE = SockAddr("10.0.0.9", 8080)
 CLIENT = SockAddr("10.0.0.1", 40000)
 
 
-def test_a_key_goes_after_two_periods_without_a_touch() -> None:
+def test_a_key_goes_after_two_periods_without_a_change_of_its_count() -> None:
     retention: Retention[str] = Retention()
-    retention.touch("a")
-    retention.touch("b")
-    assert retention.stale(["a", "b"]) == []  # touched in this period
-    retention.touch("a")
-    assert retention.stale(["a", "b"]) == []  # b was touched in the previous one
-    assert retention.stale(["a", "b"]) == ["b"]  # a was touched in the previous one, b in neither
-    assert retention.stale(["a"]) == ["a"]
+    assert retention.stale({"a": 1, "b": 1}) == []  # counted in this period
+    assert retention.stale({"a": 2, "b": 1}) == []  # b moved in the previous one
+    assert retention.stale({"a": 2, "b": 1}) == ["b"]  # a moved in the previous one, b in neither
+    assert retention.stale({"a": 2}) == ["a"]
+    assert retention.stale({"a": 3}) == []  # moving again keeps it
 
 
 def test_idle_request_keys_are_forgotten_with_their_responses_latencies_and_authorities() -> None:
