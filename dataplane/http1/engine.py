@@ -67,8 +67,9 @@ from dataplane.http1.events import (
 )
 from dataplane.http1.framing import downstream_response_framing
 from dataplane.http1.parser import RequestParser, ResponseParser
-from dataplane.http1.proxy import IDEMPOTENT_METHODS, Http1Context, UpstreamKey, serve_http1
+from dataplane.http1.proxy import Http1Context, UpstreamKey, serve_http1
 from dataplane.http1.refusal import linger, refusal
+from dataplane.http1.upstream_failure import bad_response, replayable, unreachable
 from dataplane.net.epoll_interest import change_interest
 from dataplane.telemetry.http_stats import RequestKey
 from dataplane.upstream import direct_io
@@ -476,7 +477,7 @@ class Http1Engine:
             assert request is not None and c.key is not None
             status = 503  # unreachable, refused or a connect timeout alike, as serve_http1 answers
             ctx.stats.response(c.key, status=status, latency_ms=self._ms(c), error=exc.reason)
-            why = f"upstream {ctx.upstream} unreachable: {exc.reason}"
+            why = unreachable(ctx.upstream, exc.reason)
             # As serve_http1: a request with a body closes the connection (its body was not forwarded).
             close = request.framing.kind is not BodyKind.NONE
             answer = refusal(status, why, close=close)
@@ -695,10 +696,8 @@ class Http1Engine:
         self._advance(c)
 
     def _bad_response(self, c: _Client, out: list[bytes], exc: Http1Error) -> None:
-        if not c.heard:  # closed before a byte: not a malformed response, none at all
-            self._upstream_failed(c, 502, "upstream closed without a response", "upstream_reset")
-        else:
-            self._flush_then_fail(c, out, 502, f"bad response from upstream: {exc.reason.value}", "bad_response")
+        why, error = bad_response(exc, heard=c.heard)
+        self._flush_then_fail(c, out, 502, why, error)
 
     def _flush_then_fail(self, c: _Client, out: list[bytes], status: int, why: str, error: str) -> None:
         if out and c.responded:
@@ -736,10 +735,9 @@ class Http1Engine:
         up, request = c.up, c.request
         return (
             up is not None
-            and up.reused
             and request is not None
-            and not (c.heard or c.responded or c.replayed)
-            and request.head.method in IDEMPOTENT_METHODS
+            and not c.replayed
+            and replayable(request.head.method, upgrade=False, reused=up.reused, heard=c.heard, responded=c.responded)
         )
 
     # === idle upstream connections ===

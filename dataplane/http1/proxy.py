@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import socket
 from dataclasses import dataclass
-from typing import Final
 
 import trio
 
@@ -45,14 +44,12 @@ from dataplane.http1.events import (
 from dataplane.http1.framing import downstream_response_framing
 from dataplane.http1.parser import RequestParser, ResponseParser
 from dataplane.http1.refusal import linger, refusal
+from dataplane.http1.upstream_failure import bad_response, replayable, unreachable
 from dataplane.net.addr import SockAddr
 from dataplane.tcp.relay import relay
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
 from dataplane.upstream import direct_io
 from dataplane.upstream.pool import ConnectionPool, PooledStream
-
-# RFC 9110 9.2.2: repeating one of these has the effect of sending it once.
-IDEMPOTENT_METHODS: Final = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 
 UpstreamKey = SockAddr
 """Where a request goes: the connection's original destination (services and balancing come later)."""
@@ -194,7 +191,7 @@ class _Session:
             if not body_pending:
                 ended = self.parser.next_event()
                 assert isinstance(ended, MessageEnded), ended
-            await self._refuse(status, f"upstream {ctx.upstream} unreachable: {exc.reason}", close=body_pending)
+            await self._refuse(status, unreachable(ctx.upstream, exc.reason), close=body_pending)
             return not body_pending and request.keep_alive
         self.rec.dst_opened = True
         self.exchange = _Exchange(self, upstream, request, key, started)
@@ -252,8 +249,7 @@ class _Session:
         try:
             return await self.ctx.pool.connect(self.ctx.upstream)
         except ConnectError as exc:
-            why = f"upstream {self.ctx.upstream} unreachable: {exc.reason}"
-            raise _ResponseFailed(503, why, error=exc.reason) from exc
+            raise _ResponseFailed(503, unreachable(self.ctx.upstream, exc.reason), error=exc.reason) from exc
 
     async def _refuse(self, status: int, why: str, *, close: bool) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -377,22 +373,20 @@ class _Exchange:
         """The exchange failed in a way that proves the application never saw the request: a reused idle
         connection gave not a byte back, the request was idempotent and went out whole (so it can be sent again
         as is), and nothing of a response reached the client."""
-        return (
-            self.upstream.reused
-            and not self.heard
-            and not self.responded
-            and self.whole is not None
-            and self.request.upgrade is None
-            and self.request.head.method in IDEMPOTENT_METHODS
+        return self.whole is not None and replayable(
+            self.request.head.method,
+            upgrade=self.request.upgrade is not None,
+            reused=self.upstream.reused,
+            heard=self.heard,
+            responded=self.responded,
         )
 
     def _parse(self) -> ResponseEvent:
         try:
             return self.rparser.next_event()
         except Http1Error as exc:
-            if not self.heard:  # closed before a byte: not a malformed response, none at all
-                raise _ResponseFailed(502, "upstream closed without a response", error="upstream_reset") from exc
-            raise _ResponseFailed(502, f"bad response from upstream: {exc.reason.value}", error="bad_response") from exc
+            why, error = bad_response(exc, heard=self.heard)
+            raise _ResponseFailed(502, why, error=error) from exc
 
     async def _response_event(self) -> ResponseReceived | DataReceived | MessageEnded | ConnectionClosed:
         while True:
