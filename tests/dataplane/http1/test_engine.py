@@ -16,7 +16,7 @@ from dataplane.net.addr import SockAddr
 from tests.apps import origin, ws_echo
 from tests.dataplane.http1.engine_harness import engine_proxy
 from tests.dataplane.http1.harness import Harness, Http1Proxy, http1_proxy
-from tests.dataplane.http1.test_proxy import curl, raw_exchange, report
+from tests.dataplane.http1.test_proxy import _bad_upstream, curl, raw_exchange, report
 
 _RESET = struct.pack("ii", 1, 0)
 
@@ -178,32 +178,9 @@ async def test_a_bad_request_gets_exactly_the_trio_loops_answer(request_bytes: b
     assert got.rsplit(b"HTTP/1.1 ", 1)[1] == expected.rsplit(b"HTTP/1.1 ", 1)[1]
 
 
-async def _scripted_upstream(
-    answer: bytes, reset: bool, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Reads a request head, writes ``answer``, then resets the connection (``reset``) or keeps it open."""
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-
-    async def session(stream: trio.SocketStream) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += await stream.receive_some(65536)
-        if answer:
-            await stream.send_all(answer)
-        if reset:
-            await trio.sleep(0.05)
-            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-            stream.socket.close()
-            return
-        await trio.sleep_forever()
-
-    await trio.serve_listeners(session, listeners)
-
-
 async def test_upstream_reset_before_the_response_head_is_502() -> None:
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(_scripted_upstream, b"", True)
+        port = await nursery.start(_bad_upstream, b"", True)
         async with engine_proxy(SockAddr("127.0.0.1", port)) as proxy:
             assert proxy.engine is not None
             got = await raw_exchange(proxy, get("/"))
@@ -216,7 +193,7 @@ async def test_upstream_reset_before_the_response_head_is_502() -> None:
 async def test_upstream_reset_after_the_response_head_closes_the_client_short() -> None:
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(_scripted_upstream, answer, True)
+        port = await nursery.start(_bad_upstream, answer, True)
         async with engine_proxy(SockAddr("127.0.0.1", port)) as proxy:
             assert proxy.engine is not None
             got = await raw_exchange(proxy, get("/"))
@@ -369,7 +346,7 @@ async def test_http10_client_head_request_and_until_close_response() -> None:
 async def test_an_until_close_response_is_chunked_to_the_client_and_1xx_forwarded(harness: Harness) -> None:
     answer = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.0 200 OK\r\nX-A: 1\r\n\r\nuntil the end"
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(_scripted_upstream, answer, False)
+        port = await nursery.start(_bad_upstream, answer, False)
         async with harness(SockAddr("127.0.0.1", port)) as proxy:
             client = await Client.open(proxy)
             await client.send(get("/"))

@@ -132,8 +132,11 @@ async def test_upstream_unreachable_is_503_and_says_why() -> None:
         assert [k.error for k in proxy.stats.responses] == ["connect_refused"]
 
 
-async def _bad_upstream(answer: bytes, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """Reads a request head, then writes ``answer`` (b"": never answers)."""
+async def _bad_upstream(
+    answer: bytes, reset: bool = False, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Reads a request head, then writes ``answer`` (b"": nothing) and resets the connection (``reset``) or
+    keeps it open without another byte."""
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     task_status.started(listeners[0].socket.getsockname()[1])
 
@@ -143,6 +146,11 @@ async def _bad_upstream(answer: bytes, *, task_status: trio.TaskStatus[int] = tr
             data += await stream.receive_some(65536)
         if answer:
             await stream.send_all(answer)
+        if reset:
+            await trio.sleep(0.05)
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            stream.socket.close()
+            return
         await trio.sleep_forever()
 
     await trio.serve_listeners(session, listeners)
