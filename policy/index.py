@@ -12,10 +12,13 @@ from typing import Final
 
 import msgspec
 
+from policy.authz import ALLOW_ALL, Authorization, IdentityMatcher
 from policy.duration import Duration
 from policy.model import (
     DEFAULT_STREAM_IDLE_TIMEOUT,
     InboundPolicy,
+    MeshedDestination,
+    MtlsMode,
     OutboundPolicy,
     Policy,
     PortPolicy,
@@ -43,17 +46,31 @@ class PortSettings(msgspec.Struct, frozen=True):
     """HTTP: seconds from a request's end to its response head before answering 504; None waits."""
     stream_idle_timeout: float = DEFAULT_STREAM_IDLE_TIMEOUT.seconds
     """HTTP/2: seconds a stream may move no bytes before it is reset."""
+    mtls: MtlsMode = MtlsMode.PERMISSIVE
+    """Inbound: whether plaintext clients are accepted besides mesh mTLS ones."""
+    authorization: Authorization = ALLOW_ALL
+    """Inbound: who may connect (and, for HTTP, send which requests)."""
+
+
+class MeshedTarget(msgspec.Struct, frozen=True):
+    """An outbound destination reached over mesh mTLS."""
+
+    expected: IdentityMatcher
+    """The server identity its proxy must prove."""
 
 
 class PolicyIndex:
     """Lookups for one policy generation. Immutable; built once per applied policy."""
 
-    __slots__ = ("_excluded_networks", "_inbound", "_outbound")
+    __slots__ = ("_excluded_networks", "_inbound", "_meshed", "_outbound", "requires_identity")
 
     def __init__(self, policy: Policy) -> None:
         self._inbound = _PortTable(policy.inbound, policy.timeouts)
         self._outbound = _PortTable(policy.outbound, policy.timeouts)
         self._excluded_networks = _NetworkSet(policy.outbound.exclude_cidrs)
+        self._meshed = _MeshedTable(policy.outbound.meshed)
+        self.requires_identity = bool(policy.outbound.meshed) or _any_strict(policy.inbound)
+        """The proxy cannot do what this policy says without an identity (strict ports, meshed destinations)."""
 
     def inbound(self, port: int) -> PortSettings:
         """Settings for a connection arriving for the pod's ``port``."""
@@ -65,6 +82,57 @@ class PolicyIndex:
         Raises ValueError if ``ip`` is not an IP address.
         """
         return self._outbound.lookup(port, excluded_destination=self._excluded_networks.contains(ip))
+
+    def meshed(self, ip: str, port: int) -> MeshedTarget | None:
+        """How to reach ``ip``:``port`` over mesh mTLS, or None when it is not meshed."""
+        return self._meshed.lookup(ip, port)
+
+
+def _any_strict(inbound: InboundPolicy) -> bool:
+    return inbound.mtls is MtlsMode.STRICT or any(entry.mtls is MtlsMode.STRICT for entry in inbound.ports)
+
+
+class _MeshedTable:
+    """``outbound.meshed`` in order; lookups remembered per (ip, port) up to a bound."""
+
+    __slots__ = ("_cache", "_entries")
+
+    _CACHE_LIMIT = 4096
+
+    def __init__(self, entries: Iterable[MeshedDestination]) -> None:
+        self._entries = tuple(
+            (
+                ipaddress.ip_network(entry.cidr, strict=False),
+                frozenset(entry.ports),
+                MeshedTarget(expected=IdentityMatcher(entry.identity)),
+            )
+            for entry in entries
+        )
+        self._cache: dict[tuple[str, int], MeshedTarget | None] = {}
+
+    def lookup(self, ip: str, port: int) -> MeshedTarget | None:
+        if not self._entries:
+            return None
+        key = (ip, port)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        address = ipaddress.ip_address(ip)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        found = next(
+            (
+                target
+                for network, ports, target in self._entries
+                if address.version == network.version and address in network and (not ports or port in ports)
+            ),
+            None,
+        )
+        if len(self._cache) >= self._CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
 
 
 class _PortTable:
@@ -82,6 +150,10 @@ class _PortTable:
             stream_idle_timeout=timeouts.stream_idle.seconds,
             excluded=False,
         )
+        if isinstance(direction, InboundPolicy):
+            default = msgspec.structs.replace(
+                default, mtls=direction.mtls, authorization=Authorization(direction.authorization)
+            )
         self._default = (default, msgspec.structs.replace(default, excluded=True))
         self._by_port: dict[int, tuple[PortSettings, PortSettings]] = {}
         opaque = msgspec.structs.replace(default, protocol=Protocol.OPAQUE)
@@ -112,6 +184,8 @@ def _port_settings(entry: PortPolicy, default: PortSettings) -> PortSettings:
         ),
         stream_idle_timeout=default.stream_idle_timeout,
         excluded=False,
+        mtls=entry.mtls if entry.mtls is not None else default.mtls,
+        authorization=Authorization(entry.authorization) if entry.authorization is not None else default.authorization,
     )
 
 

@@ -47,6 +47,57 @@ class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     """
 
 
+class MtlsMode(enum.Enum):
+    """Which clients an inbound port accepts."""
+
+    # Mesh mTLS from meshed clients, plaintext from everyone else (Istio's and Linkerd's default): for migrating.
+    PERMISSIVE = "permissive"
+    # Mesh mTLS only: a plaintext client is refused before a byte reaches the application.
+    STRICT = "strict"
+
+
+IdentityPattern = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=2048,
+        description=(
+            "A client identity: an exact SPIFFE ID (spiffe://TD/ns/NS/sa/SA), a prefix ending in /* "
+            "(spiffe://TD/ns/NS/*), or * for any mesh identity."
+        ),
+    ),
+]
+PathPattern = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^/",
+        max_length=2048,
+        description="An HTTP request path: exact (/healthz), or a prefix ending in * (/api/*).",
+    ),
+]
+Method = Annotated[
+    str,
+    msgspec.Meta(pattern="^[A-Z]{1,32}$", description="An HTTP method in capitals, e.g. GET."),
+]
+
+
+class AuthorizationRule(_Struct, frozen=True):
+    """One rule of an inbound port's authorization: who may connect, and for HTTP, to which paths and methods.
+
+    A rule allows a connection or request when its client matches ``identities`` (or is plaintext and
+    ``unauthenticated`` is true) and, for HTTP, its path matches ``paths`` and its method ``methods`` (each when
+    listed). A rule that lists paths or methods never allows an opaque TCP connection."""
+
+    identities: tuple[IdentityPattern, ...] = ()
+    """Client identities allowed, verified by mesh mTLS: exact, ``spiffe://TD/ns/NS/*``, or ``*``."""
+    unauthenticated: bool = False
+    """Also allow clients without mesh TLS (plaintext on a ``permissive`` port)."""
+    paths: tuple[PathPattern, ...] = ()
+    """HTTP only: the request paths allowed (exact, or a prefix ending in ``*``); empty allows every path."""
+    methods: tuple[Method, ...] = ()
+    """HTTP only: the request methods allowed; empty allows every method."""
+
+
 DEFAULT_CONNECT_TIMEOUT: Final = Duration(1.0)  # Linkerd's outbound connect timeout
 DEFAULT_IDLE_TIMEOUT: Final = Duration(3600.0)  # Envoy tcp_proxy's default idle timeout
 DEFAULT_DETECT_TIMEOUT: Final = Duration(10.0)  # Linkerd's detect timeout, inbound and outbound
@@ -84,6 +135,10 @@ class PortPolicy(_Struct, frozen=True):
     """Overrides ``timeouts.detect`` for this port."""
     response_timeout: Duration | None = None
     """Overrides ``timeouts.response`` for this port."""
+    mtls: MtlsMode | None = None
+    """Inbound only: overrides ``inbound.mtls`` for this port."""
+    authorization: tuple[AuthorizationRule, ...] | None = None
+    """Inbound only: overrides ``inbound.authorization`` for this port."""
 
 
 class InboundPolicy(_Struct, frozen=True):
@@ -98,6 +153,23 @@ class InboundPolicy(_Struct, frozen=True):
     """Per-port overrides of the protocol and timeouts, keyed by the pod's listening port."""
     exclude_ports: tuple[Port, ...] = ()
     """Ports ``mesh-init --policy`` leaves unintercepted; the proxy relays any that reach it untouched."""
+    mtls: MtlsMode = MtlsMode.PERMISSIVE
+    """Whether plaintext clients are accepted besides mesh mTLS ones; ``strict`` needs ``mesh-proxy --identity``."""
+    authorization: tuple[AuthorizationRule, ...] | None = None
+    """Who may reach the pod's ports: a client is allowed when one rule matches it. null allows every client;
+    an empty list denies every one. Denied: HTTP 403 with no upstream contact, TCP closed."""
+
+
+class MeshedDestination(_Struct, frozen=True):
+    """Destinations reached over mesh mTLS, and the identity their proxy must prove."""
+
+    cidr: Cidr
+    """The destinations' network, e.g. a pod's address (10.0.0.5/32) or the pod network (10.0.0.0/16)."""
+    identity: IdentityPattern
+    """The server identity required: exact, a prefix ending in ``/*``, or ``*`` for any identity of the trust
+    domain. Another identity: HTTP 503 and a closed TCP connection, nothing sent."""
+    ports: tuple[Port, ...] = ()
+    """The destination ports carried over mTLS; empty means every port."""
 
 
 class OutboundPolicy(_Struct, frozen=True):
@@ -114,6 +186,9 @@ class OutboundPolicy(_Struct, frozen=True):
     """Destination ports ``mesh-init --policy`` leaves unintercepted."""
     exclude_cidrs: tuple[Cidr, ...] = ()
     """Destination networks ``mesh-init --policy`` leaves unintercepted."""
+    meshed: tuple[MeshedDestination, ...] = ()
+    """Destinations with a proxy of their own: connections to them are carried over mesh mTLS (the first entry
+    that matches wins). Everything else is proxied in plaintext, as the application sent it."""
 
 
 class Policy(_Struct, frozen=True):

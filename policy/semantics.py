@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Iterator
 from typing import Final
 
+from policy.authz import pattern_problem
 from policy.duration import Duration
 from policy.problems import Problem, field_path, item_path, show
 
@@ -40,7 +41,58 @@ def check_semantics(document: object) -> list[Problem]:
     for direction in _DIRECTIONS:
         problems += _check_direction(_fields(doc.get(direction)), direction)
     problems += _check_cidrs(_fields(doc.get("outbound")).get("exclude_cidrs"), "outbound.exclude_cidrs")
+    problems += _check_mesh(doc)
     return problems
+
+
+def _check_mesh(doc: dict[str, object]) -> Iterator[Problem]:
+    """Identity patterns, rules that match nobody, inbound-only settings on outbound ports, meshed networks."""
+    inbound = _fields(doc.get("inbound"))
+    yield from _check_rules(inbound.get("authorization"), "inbound.authorization")
+    for index, entry in enumerate(_items(inbound.get("ports"))):
+        path = item_path("inbound.ports", index)
+        yield from _check_rules(_fields(entry).get("authorization"), field_path(path, "authorization"))
+    for index, entry in enumerate(_items(_fields(doc.get("outbound")).get("ports"))):
+        path = item_path("outbound.ports", index)
+        for field in ("mtls", "authorization"):
+            if _fields(entry).get(field) is not None:
+                yield Problem(
+                    field_path(path, field),
+                    f"{field} applies to inbound ports only (the server side decides who may connect); "
+                    "move it to inbound.ports",
+                )
+    for index, entry in enumerate(_items(_fields(doc.get("outbound")).get("meshed"))):
+        path = item_path("outbound.meshed", index)
+        fields = _fields(entry)
+        cidr = fields.get("cidr")
+        if isinstance(cidr, str):
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                yield Problem(field_path(path, "cidr"), _why_not_a_network(cidr))
+        yield from _check_pattern(fields.get("identity"), field_path(path, "identity"))
+
+
+def _check_rules(rules: object, path: str) -> Iterator[Problem]:
+    for index, rule in enumerate(_items(rules)):
+        rule_path = item_path(path, index)
+        fields = _fields(rule)
+        identities = _items(fields.get("identities"))
+        for at, pattern in enumerate(identities):
+            yield from _check_pattern(pattern, item_path(field_path(rule_path, "identities"), at))
+        if not identities and fields.get("unauthenticated") is not True:
+            yield Problem(
+                rule_path,
+                "this rule matches no client: list identities (or * for any mesh identity) or set "
+                "unauthenticated: true",
+            )
+
+
+def _check_pattern(pattern: object, path: str) -> Iterator[Problem]:
+    if isinstance(pattern, str):
+        why = pattern_problem(pattern)
+        if why is not None:
+            yield Problem(path, f"{show(pattern)} is not an identity pattern: {why}")
 
 
 def _fields(value: object) -> dict[str, object]:

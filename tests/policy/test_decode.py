@@ -198,7 +198,7 @@ def test_an_omitted_field_takes_its_default() -> None:
             b"inbound: {exclude_port: [22]}",
             "inbound.exclude_port",
             "unknown field 'exclude_port'; did you mean 'exclude_ports'? "
-            "(known fields: default_protocol, opaque_ports, ports, exclude_ports)",
+            "(known fields: default_protocol, opaque_ports, ports, exclude_ports, mtls, authorization)",
         ),
         (
             b"policy: {}",
