@@ -145,7 +145,7 @@ class Proxy:
                 ("inbound-ipv6", inbound, SockAddr("::", s.inbound_port), tproxy),
             ]
         # Asked for explicitly, so bound whatever --ipv6 says: a forward that cannot be bound fails the start.
-        wanted += [(fwd.name, ForwardSide(fwd.upstream), fwd.listen, False) for fwd in s.forwards]
+        wanted += [(fwd.name, ForwardSide(fwd.upstream, fwd.direction), fwd.listen, False) for fwd in s.forwards]
         bound: list[tuple[str, Side, trio.SocketListener]] = []
         try:
             for name, side, addr, transparent in wanted:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
+from dataplane.admin.schema import Direction
 from dataplane.net.addr import SockAddr
 from dataplane.telemetry.retention import DEFAULT_RETAIN_IDLE
 from policy.duration import Duration
@@ -30,11 +31,14 @@ class Forward(NamedTuple):
 
     listen: SockAddr
     upstream: SockAddr
+    direction: Direction = "outbound"
+    """``inbound`` (--inbound-forward): the connection arrives for the pod, inbound policy and mTLS apply."""
 
     @property
     def name(self) -> str:
-        """The listener's name in /status and logs: ``forward-<port>``, ``forward-ipv6-<port>``."""
-        return f"forward-ipv6-{self.listen.port}" if self.listen.is_ipv6 else f"forward-{self.listen.port}"
+        """The listener's name in /status and logs: ``forward-<port>``, ``inbound-forward-ipv6-<port>``."""
+        prefix = "forward" if self.direction == "outbound" else "inbound-forward"
+        return f"{prefix}-ipv6-{self.listen.port}" if self.listen.is_ipv6 else f"{prefix}-{self.listen.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +72,15 @@ def parse_args(argv: Sequence[str] | None = None) -> ProxySettings:
     if len({ns.outbound_port, ns.inbound_port, ns.admin.port}) != 3:
         parser.error("--outbound-port, --inbound-port and --admin must use three different ports")
     forwards: tuple[Forward, ...] = tuple(ns.forward or ())
-    problem = _forward_conflict(forwards, {ns.outbound_port, ns.inbound_port, ns.admin.port})
-    if problem is not None:
-        parser.error(f"--forward: {problem}")
+    inbound_forwards = tuple(fwd._replace(direction="inbound") for fwd in ns.inbound_forward or ())
+    proxy_ports = {ns.outbound_port, ns.inbound_port, ns.admin.port}
+    for flag, given in (("--forward", forwards), ("--inbound-forward", inbound_forwards)):
+        problem = _forward_conflict(given, proxy_ports)
+        if problem is not None:
+            parser.error(f"{flag}: {problem}")
+    if _forward_conflict(forwards + inbound_forwards, proxy_ports) is not None:
+        parser.error("--inbound-forward: a LISTEN address is also given to --forward")
+    forwards += inbound_forwards
     return ProxySettings(
         policy_path=ns.policy,
         admin=ns.admin,
@@ -173,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a static forward listener (repeatable): relay every connection accepted on LISTEN (HOST:PORT) to "
         "UPSTREAM (HOST:PORT), for ingress-style or non-transparent use without iptables; counted as "
         'direction="outbound", listener forward-<port>',
+    )
+    p.add_argument(
+        "--inbound-forward",
+        type=_forward,
+        action="append",
+        metavar="LISTEN=UPSTREAM",
+        help="like --forward, but the connections arrive for the pod: inbound policy applies (mtls mode, "
+        "authorization, mesh TLS terminated); counted as direction=\"inbound\", listener inbound-forward-<port>",
     )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.add_argument(
