@@ -1,5 +1,6 @@
-"""``meshctl lab demo`` (what ``make demo`` runs): up, traffic through the proxies (an opaque server-speaks-first
-protocol and HTTP/1.1, each detected), tables, metrics, down.
+"""``meshctl lab demo`` (what ``make demo`` runs): up (every pod with its own identity, strict mTLS between the
+proxies unless ``--no-mtls``), traffic through the proxies (an opaque server-speaks-first protocol and HTTP/1.1,
+each detected), tables, metrics, a rotation of every pod's SVID under the same traffic, down.
 
 The lab is always torn down, also on errors and Ctrl-C. A failed exchange is reported and the demo goes on,
 so the connection tables and metrics still show what the proxies saw; the exit status says whether every
@@ -17,6 +18,7 @@ import trio
 from ctl.client import AdminClient
 from ctl.errors import CtlError
 from ctl.lab.lab import Lab, Pod
+from ctl.lab.rotate import rotate
 from ctl.lab.talk import http_get, talk
 from ctl.lab.topology import APP_PORT, DEFAULT_PREFIX, HTTP_PORT, Mode
 from ctl.metrics_text import excerpt
@@ -52,16 +54,24 @@ class _Report:
         print(text, file=self._out, flush=True)
 
 
-async def run_demo(out: TextIO, *, prefix: str = DEFAULT_PREFIX, mode: Mode = Mode.REDIRECT, ipv6: bool = True) -> bool:
+async def run_demo(
+    out: TextIO, *, prefix: str = DEFAULT_PREFIX, mode: Mode = Mode.REDIRECT, ipv6: bool = True, mtls: bool = True
+) -> bool:
     """Returns True when every exchange went through the proxies and back."""
     report = _Report(out)
-    lab = Lab(prefix, DEMO_PODS, mode, ipv6)
-    report.heading(f"lab up: {DEMO_PODS} pods, mode {mode.value}, IPv6 {'on' if ipv6 else 'off'}")
+    lab = Lab(prefix, DEMO_PODS, mode, ipv6, mtls=mtls)
+    security = "strict mTLS between pods" if mtls else "plaintext (--no-mtls)"
+    report.heading(f"lab up: {DEMO_PODS} pods, mode {mode.value}, IPv6 {'on' if ipv6 else 'off'}, {security}")
     await lab.up()  # on failure it has already removed what it built (and kept the logs it names)
     try:
         for pod in lab.pods:
             v6 = f", {pod.ipv6}" if pod.ipv6 else ""
             report.line(f"pod {pod.name}: namespace {pod.netns}, {pod.address}{v6}; proxy ready, app on :{APP_PORT}")
+            if mtls:
+                await _show_from_admin(report, pod, _identity_line, heading=False)
+        if mtls:
+            report.line(f"(each proxy: --identity {lab.pod('a').identity_dir}, --policy {lab.pod('a').policy_path}")
+            report.line(" for pod a: inbound mtls strict, outbound meshed: every other pod by its exact identity)")
         report.heading("traffic between pods, through both pods' proxies")
         if mode is Mode.TPROXY:
             report.line("(tproxy: the server sees the calling pod's own address as its peer)")
@@ -81,6 +91,8 @@ async def run_demo(out: TextIO, *, prefix: str = DEFAULT_PREFIX, mode: Mode = Mo
         report.heading("metrics excerpt (GET /metrics, TCP and HTTP families)")
         for pod in lab.pods:
             await _show_from_admin(report, pod, _metrics_excerpt)
+        if mtls:
+            results.append(await _rotation(report, lab))
         return all(results)
     finally:
         with trio.CancelScope(shield=True):
@@ -119,15 +131,38 @@ async def _http_exchange(report: _Report, src: Pod, dst: Pod) -> bool:
     return all(" 200 " in status for status, _ in replies)
 
 
-async def _show_from_admin(report: _Report, pod: Pod, render: Callable[[AdminClient], list[str]]) -> None:
+async def _rotation(report: _Report, lab: Lab) -> bool:
+    """Rotates every pod's SVID (``meshctl lab rotate``) and sends HTTP a->b again: new handshakes, new serials."""
+    report.heading("rotate every pod's SVID (meshctl lab rotate), then HTTP/1.1 again")
+    try:
+        rotations = await rotate(lab.prefix)
+    except CtlError as exc:
+        report.line(f"FAILED: {exc}")
+        return False
+    for rotation in rotations:
+        report.line(rotation.summary())
+    return await _http_exchange(report, lab.pod("a"), lab.pod("b"))
+
+
+async def _show_from_admin(
+    report: _Report, pod: Pod, render: Callable[[AdminClient], list[str]], *, heading: bool = True
+) -> None:
     """Prints ``render(admin client)`` indented under the pod's name, or the admin error instead."""
-    report.line(f"\npod {pod.name} ({pod.netns}):")
+    if heading:
+        report.line(f"\npod {pod.name} ({pod.netns}):")
     try:
         lines = await trio.to_thread.run_sync(render, pod.admin())
     except CtlError as exc:
         lines = [str(exc)]
     for line in lines:
         report.line(f"  {line}".rstrip())
+
+
+def _identity_line(client: AdminClient) -> list[str]:
+    identity = client.status().identity
+    if identity is None or identity.spiffe_id is None:
+        return ["identity: none"]
+    return [f"identity: {identity.spiffe_id}, serial {identity.serial}"]
 
 
 def _connection_table(client: AdminClient) -> list[str]:

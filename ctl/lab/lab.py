@@ -1,8 +1,10 @@
 """``Lab``: a small mesh of network-namespace pods built from the real parts on this machine.
 
 Per pod: a namespace with a veth to the hub's bridge, lo up, an IPv4 (and optionally IPv6) address;
-``mesh-init`` rules; ``mesh-proxy`` as UID 1337 with NET_ADMIN/NET_RAW (SO_MARK, IP_TRANSPARENT); and the demo
-app on port 8080 as root, so its own connections are intercepted like any application's.
+``mesh-init`` rules; ``mesh-proxy`` as UID 1337 with NET_ADMIN/NET_RAW (SO_MARK, IP_TRANSPARENT), its policy
+file and (by default) its own SPIFFE identity; and the demo app on port 8080 as root, so its own connections are
+intercepted like any application's. With mTLS (the default) the lab has its own root CA, every pod an SVID
+(``spiffe://cluster.local/ns/<prefix>/sa/<pod>``) and a policy with strict mTLS in and mTLS to every other pod.
 """
 
 from __future__ import annotations
@@ -21,10 +23,22 @@ from ctl.errors import CtlError
 from ctl.lab.command import LabError, last_line, run
 from ctl.lab.listening import listening_ports
 from ctl.lab.network import build_hub, build_pod, list_netns
+from ctl.lab.pod_policy import POLICY_FILE, PolicyDocument, pod_policy, write_policy
 from ctl.lab.processes import is_alive, log_tail, marker, spawn_detached
 from ctl.lab.state import LabState, PodState, lab_dir, save_state
+from ctl.lab.svids import create_ca, identity_dir, issue_pod_svid
 from ctl.lab.teardown import Teardown, teardown
-from ctl.lab.topology import APP_PORT, DEFAULT_PREFIX, HTTP_PORT, Mode, PodPlan, lab_namespaces, plan
+from ctl.lab.topology import (
+    APP_PORT,
+    DEFAULT_PREFIX,
+    HTTP_PORT,
+    Mode,
+    PodPlan,
+    Topology,
+    lab_namespaces,
+    plan,
+    pod_spiffe_id,
+)
 
 PROXY_ADMIN: Final = AdminAddress("127.0.0.1", 15000)  # mesh-proxy's default --admin, inside each pod
 PROXY_UID: Final = 1337  # the UID mesh-init exempts from interception by default
@@ -37,9 +51,13 @@ _PROXY_DRAIN: Final = "1s"
 class Pod:
     """One pod of a lab: where it is and how to reach its proxy."""
 
-    def __init__(self, plan: PodPlan, directory: Path) -> None:
+    def __init__(self, topology: Topology, plan: PodPlan, directory: Path, *, mtls: bool) -> None:
+        self.topology = topology
         self.plan = plan
+        self.mtls = mtls
         self.log_dir = directory / plan.name
+        self.policy_path = self.log_dir / POLICY_FILE
+        """The proxy's policy file; ``write_policy`` (or any editor) changes it, the proxy reloads within 1 s."""
 
     def __repr__(self) -> str:
         return f"<Pod {self.name} netns={self.netns} address={self.address}>"
@@ -60,6 +78,20 @@ class Pod:
     def ipv6(self) -> str | None:
         return self.plan.ipv6
 
+    @property
+    def spiffe_id(self) -> str | None:
+        """The pod's identity; None in a lab without mTLS."""
+        return pod_spiffe_id(self.topology.prefix, self.name) if self.mtls else None
+
+    @property
+    def identity_dir(self) -> Path | None:
+        """The directory its proxy watches (``--identity``); None in a lab without mTLS."""
+        return identity_dir(self.topology.prefix, self.name) if self.mtls else None
+
+    def policy(self) -> PolicyDocument:
+        """The policy ``lab up`` wrote for this pod, as plain data to change and ``write_policy`` back."""
+        return pod_policy(self.topology, self.plan, mtls=self.mtls)
+
     def admin(self, *, timeout: float = DEFAULT_TIMEOUT) -> AdminClient:
         """A client for this pod's proxy admin endpoint (127.0.0.1:15000 inside the pod)."""
         return AdminClient(PROXY_ADMIN, netns=self.netns, timeout=timeout)
@@ -67,6 +99,9 @@ class Pod:
 
 class Lab:
     """Build with ``await Lab(prefix, pods, mode, ipv6).up()``, remove with ``await lab.down()``.
+
+    ``mtls=False`` builds the lab as it was before mesh identities: no CA, no ``--identity``, and a policy file
+    with the defaults only (plaintext between pods).
 
     Resource handling: ``up`` either returns a fully ready lab or removes everything it made before raising.
     ``down`` (or ``ctl.lab.teardown.teardown(prefix)``) removes everything, also after a crash.
@@ -79,26 +114,28 @@ class Lab:
         mode: Mode = Mode.REDIRECT,
         ipv6: bool = True,
         *,
+        mtls: bool = True,
         venv: Path | None = None,
         ready_timeout: float = READY_TIMEOUT,
     ) -> None:
         self.topology = plan(prefix, pods, ipv6=ipv6)
         self.mode = mode
         self.ipv6 = ipv6
+        self.mtls = mtls
         self.venv = Path(sys.prefix) if venv is None else venv
         self.ready_timeout = ready_timeout
         self.directory = lab_dir(prefix)
-        self.pods = [Pod(pod, self.directory) for pod in self.topology.pods]
+        self.pods = [Pod(self.topology, pod, self.directory, mtls=mtls) for pod in self.topology.pods]
         self.state: LabState | None = None
 
     @classmethod
     def from_state(cls, state: LabState) -> Lab:
-        lab = cls(state.prefix, len(state.pods), state.mode, state.ipv6, venv=Path(state.venv))
+        lab = cls(state.prefix, len(state.pods), state.mode, state.ipv6, mtls=state.mtls, venv=Path(state.venv))
         lab.state = state
         return lab
 
     def __repr__(self) -> str:
-        return f"<Lab {self.prefix} pods={len(self.pods)} mode={self.mode.value} ipv6={self.ipv6}>"
+        return f"<Lab {self.prefix} pods={len(self.pods)} mode={self.mode.value} ipv6={self.ipv6} mtls={self.mtls}>"
 
     @property
     def prefix(self) -> str:
@@ -137,6 +174,7 @@ class Lab:
             pod.log_dir.mkdir(parents=True, exist_ok=True)
             await build_pod(self.topology, pod.plan)
         self._record({})
+        self._provision()
         await self._for_each_pod(lambda pod: self._mesh_init(pod, tools["mesh-init"]))
         pids = {pod.name: self._start(pod, tools) for pod in self.pods}
         state = self._record(pids)
@@ -145,6 +183,14 @@ class Lab:
         if waiting.cancelled_caught:
             raise LabError(self._not_ready_message(pids))
         return state
+
+    def _provision(self) -> None:
+        """Each pod's policy file and, with mTLS, the lab's root CA and every pod's SVID (key owned by the proxy)."""
+        authority = create_ca(self.prefix) if self.mtls else None
+        for pod in self.pods:
+            write_policy(pod.policy_path, pod.policy())
+            if authority is not None:
+                issue_pod_svid(authority, self.prefix, pod.name, owner=PROXY_UID)
 
     async def _for_each_pod(self, step: Callable[[Pod], Awaitable[None]]) -> None:
         """Runs ``step`` for all pods at once; their LabErrors come back as one LabError, not a group."""
@@ -210,7 +256,11 @@ class Lab:
             _PROXY_DRAIN,
             "--log-level",
             "info",
+            "--policy",
+            str(pod.policy_path),
         ]
+        if pod.identity_dir is not None:
+            proxy_flags += ["--identity", str(pod.identity_dir)]
         proxy = spawn_detached(
             [*enter, *as_proxy_user, tools["mesh-proxy"], *proxy_flags],
             log=pod.log_dir / "proxy.log",
@@ -228,6 +278,7 @@ class Lab:
                 proxy_pid=pids[pod.name][0] if pod.name in pids else None,
                 app_pid=pids[pod.name][1] if pod.name in pids else None,
                 log_dir=str(pod.log_dir),
+                spiffe_id=pod.spiffe_id,
             )
             for pod in self.pods
         )
@@ -235,6 +286,7 @@ class Lab:
             prefix=self.prefix,
             mode=self.mode,
             ipv6=self.ipv6,
+            mtls=self.mtls,
             hub_netns=self.topology.hub_netns,
             venv=str(self.venv),
             created_at=time.time(),

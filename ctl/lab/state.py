@@ -25,12 +25,16 @@ class PodState(msgspec.Struct, frozen=True, kw_only=True):
     proxy_pid: int | None = None
     app_pid: int | None = None
     log_dir: str
+    spiffe_id: str | None = None
+    """The pod's mesh identity; None in a lab without mTLS."""
 
 
 class LabState(msgspec.Struct, frozen=True, kw_only=True):
     prefix: str
     mode: Mode
     ipv6: bool
+    mtls: bool = False
+    """Strict mTLS between pods with a lab CA (``lab up`` default); False in older state files."""
     hub_netns: str
     venv: str
     created_at: float

@@ -1,4 +1,5 @@
-"""``lab status``: what a lab has, checked live (namespaces present, processes alive, proxies ready)."""
+"""``lab status``: what a lab has, checked live (namespaces present, processes alive, proxies ready, the identity
+each proxy serves)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ctl.lab.processes import is_alive
 from ctl.lab.state import PodState, load_state, state_path
 from ctl.lab.topology import APP_PORT, lab_namespaces
 from ctl.table import Column, render_table
+from dataplane.admin.schema import IdentityInfo
 
 
 class PodStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,12 +31,17 @@ class PodStatus(msgspec.Struct, frozen=True, kw_only=True):
     app_pid: int | None
     app: str
     """"listening on 8080", "running, not listening" or "not running"."""
+    spiffe_id: str | None = None
+    """The identity the proxy serves, from its /status (None: none, without mTLS, or the proxy is down)."""
+    serial: str | None = None
+    """That SVID's serial number, hex."""
 
 
 class LabStatus(msgspec.Struct, frozen=True, kw_only=True):
     prefix: str
     mode: str | None
     """None when the state file is missing (the lab is then a crash leftover)."""
+    mtls: bool = False
     namespaces: list[str]
     pods: list[PodStatus]
 
@@ -52,16 +59,18 @@ async def lab_status(prefix: str) -> LabStatus:
             raise LabError(f"no lab with prefix {prefix}: no state file ({state_path(prefix)}), no namespaces")
         return LabStatus(prefix=prefix, mode=None, namespaces=namespaces, pods=[])
     pods = [await _pod_status(pod, pod.netns in namespaces) for pod in state.pods]
-    return LabStatus(prefix=prefix, mode=state.mode.value, namespaces=namespaces, pods=pods)
+    return LabStatus(prefix=prefix, mode=state.mode.value, mtls=state.mtls, namespaces=namespaces, pods=pods)
 
 
 async def _pod_status(pod: PodState, present: bool) -> PodStatus:
     proxy = "not running"
+    identity: IdentityInfo | None = None
     if pod.proxy_pid is not None and is_alive(pod.proxy_pid):
         client = AdminClient(PROXY_ADMIN, netns=pod.netns, timeout=1.0)
         try:
             ready, why = await trio.to_thread.run_sync(client.ready)
             proxy = "ready" if ready else why
+            identity = (await trio.to_thread.run_sync(client.status)).identity
         except CtlError:
             proxy = "alive, admin unreachable"
     app = "not running"
@@ -78,6 +87,8 @@ async def _pod_status(pod: PodState, present: bool) -> PodStatus:
         proxy=proxy,
         app_pid=pod.app_pid,
         app=app,
+        spiffe_id=None if identity is None else identity.spiffe_id,
+        serial=None if identity is None else identity.serial,
     )
 
 
@@ -96,6 +107,8 @@ def render_lab_status(status: LabStatus) -> str:
         Column("PROXY"),
         Column("APP PID", right=True),
         Column("APP"),
+        Column("IDENTITY"),
+        Column("SERIAL"),
     ]
     rows = [
         [
@@ -107,8 +120,11 @@ def render_lab_status(status: LabStatus) -> str:
             pod.proxy,
             str(pod.app_pid or "-"),
             pod.app,
+            pod.spiffe_id or "-",
+            pod.serial or "-",
         ]
         for pod in status.pods
     ]
-    title = f"lab {status.prefix}: mode {status.mode}, {len(status.pods)} pod(s)"
+    security = "strict mTLS between pods" if status.mtls else "plaintext between pods (--no-mtls)"
+    title = f"lab {status.prefix}: mode {status.mode}, {len(status.pods)} pod(s), {security}"
     return "\n".join([title, *render_table(columns, rows)]) + "\n"

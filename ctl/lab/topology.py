@@ -29,6 +29,7 @@ IPV6_NET: Final = ipaddress.IPv6Network("fd00:7472:696f::/64")  # ULA; 7472:696f
 _HOST_OFFSET: Final = 10  # pod a is .11 / ::11, so the last digit matches the pod's position
 APP_PORT: Final = 8080
 HTTP_PORT: Final = 8081  # the demo app's HTTP/1.1 port
+TRUST_DOMAIN: Final = "cluster.local"  # meshctl ca's default, Istio's and Linkerd's
 
 
 class Mode(enum.Enum):
@@ -87,6 +88,16 @@ def _pod(prefix: str, index: int, *, ipv6: bool) -> PodPlan:
         ipv4=str(IPV4_NET[host]),
         ipv6=str(IPV6_NET[int(str(host), 16)]) if ipv6 else None,
     )
+
+
+def pod_spiffe_id(prefix: str, pod: str) -> str:
+    """Pod ``pod`` of lab ``prefix`` is service account ``pod`` in (Kubernetes) namespace ``prefix``."""
+    return f"spiffe://{TRUST_DOMAIN}/ns/{prefix}/sa/{pod}"
+
+
+def lab_identity_pattern(prefix: str) -> str:
+    """Every pod identity of lab ``prefix``, as a policy identity pattern."""
+    return f"spiffe://{TRUST_DOMAIN}/ns/{prefix}/*"
 
 
 def lab_namespaces(prefix: str, existing: Iterable[str]) -> list[str]:
