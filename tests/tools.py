@@ -7,7 +7,13 @@ import shutil
 
 import pytest
 
-PACKAGES = {"curl": "curl", "nghttp": "nghttp2-client", "h2load": "nghttp2-client", "sslscan": "sslscan"}
+PACKAGES = {
+    "curl": "curl",
+    "nghttp": "nghttp2-client",
+    "h2load": "nghttp2-client",
+    "sslscan": "sslscan",
+    "tshark": "tshark",
+}
 
 
 def need(tool: str) -> str:

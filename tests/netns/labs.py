@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,15 +18,18 @@ from ctl.lab.lab import Lab, Pod
 from ctl.lab.topology import Mode
 from ctl.netns import netns_socket
 from dataplane.admin.schema import ConnectionInfo, ConnectionsReport
+from dataplane.http2.conn import H2Connection, H2Stream
+from dataplane.http2.counters import H2Counters
+from dataplane.http2.errors import H2Error
 
 UP_TIMEOUT = 60
 
 
 @asynccontextmanager
-async def lab(name: str, mode: Mode, pods: int = 2) -> AsyncIterator[Lab]:
-    """A lab with a per-test prefix (short: namespace and link names are limited to 15 characters)."""
-    prefix = f"tm{name}{os.getpid() % 1000}"
-    the_lab = Lab(prefix, pods, mode, ipv6=True)
+async def lab(name: str, mode: Mode, pods: int = 2, *, mtls: bool = True, prefix: str = "tm") -> AsyncIterator[Lab]:
+    """A lab with a per-test prefix (short: namespace and link names are limited to 15 characters); strict mTLS
+    between its pods unless ``mtls`` is False, as ``meshctl lab up`` builds it."""
+    the_lab = Lab(f"{prefix}{name}{os.getpid() % 1000}", pods, mode, ipv6=True, mtls=mtls)
     with trio.fail_after(UP_TIMEOUT):
         await the_lab.up()
     try:
@@ -116,3 +120,13 @@ async def run_in(pod: Pod, *argv: str) -> str:
     out = done.stdout.decode() + done.stderr.decode()
     assert done.returncode == 0, out[-2000:]
     return out
+
+
+async def serve_h2(listener: trio.SocketListener, handler: Callable[[H2Stream], Awaitable[None]]) -> None:
+    """An h2c (prior knowledge) server on ``listener`` whose streams ``handler`` answers, until cancelled."""
+
+    async def one(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(H2Error):
+            await H2Connection(stream, client_side=False, counters=H2Counters()).run(handler)
+
+    await trio.serve_listeners(one, [listener])

@@ -4,7 +4,6 @@ reaching the application, in both inbound modes."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -14,13 +13,10 @@ import pytest
 import trio
 
 from ctl.lab.topology import Mode
-from dataplane.http2.conn import H2Connection
-from dataplane.http2.counters import H2Counters
-from dataplane.http2.errors import H2Error
 from tests.apps import origin
 from tests.dataplane.http1.corpus import load_cases
 from tests.dataplane.http2.hello import hello
-from tests.netns.labs import app_in, connect_from, connections, find, lab, listen_in, run_in
+from tests.netns.labs import app_in, connect_from, connections, find, lab, listen_in, run_in, serve_h2
 from tests.tools import need
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("require_netns")]
@@ -29,14 +25,6 @@ ORIGIN_PORT = 8090
 H2_PORT = 8091
 RECORDER_PORT = 8092
 SEVERE = [case for case in load_cases() if case.tier == "Severe"]
-
-
-async def _serve_h2(listener: trio.SocketListener) -> None:
-    async def one(stream: trio.SocketStream) -> None:
-        with contextlib.suppress(H2Error):
-            await H2Connection(stream, client_side=False, counters=H2Counters()).run(hello)
-
-    await trio.serve_listeners(one, [listener])
 
 
 async def _record(listener: trio.SocketListener, seen: list[bytes]) -> None:
@@ -69,7 +57,7 @@ async def test_bodies_h2load_and_smuggling_through_both_sidecars(mode: Mode, tmp
 
             seen: list[bytes] = []
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_serve_h2, await listen_in(b, b.address, H2_PORT))
+                nursery.start_soon(serve_h2, await listen_in(b, b.address, H2_PORT), hello)
                 nursery.start_soon(_record, await listen_in(b, b.address, RECORDER_PORT), seen)
                 h2_url = f"http://{b.address}:{H2_PORT}/"
                 out = await run_in(a, need("h2load"), "-n", "3000", "-c", "4", "-m", "20", h2_url)
