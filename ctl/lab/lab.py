@@ -26,7 +26,7 @@ from ctl.lab.network import build_hub, build_pod, list_netns
 from ctl.lab.pod_policy import POLICY_FILE, PolicyDocument, pod_policy, write_policy
 from ctl.lab.processes import is_alive, log_tail, marker, spawn_detached
 from ctl.lab.state import LabState, PodState, lab_dir, save_state
-from ctl.lab.svids import create_ca, identity_dir, issue_pod_svid
+from ctl.lab.svids import ca_dir, create_ca, identity_dir, issue_to
 from ctl.lab.teardown import Teardown, teardown
 from ctl.lab.topology import (
     APP_PORT,
@@ -186,11 +186,11 @@ class Lab:
 
     def _provision(self) -> None:
         """Each pod's policy file and, with mTLS, the lab's root CA and every pod's SVID (key owned by the proxy)."""
-        authority = create_ca(self.prefix) if self.mtls else None
+        authority = create_ca(ca_dir(self.prefix)) if self.mtls else None
         for pod in self.pods:
             write_policy(pod.policy_path, pod.policy())
-            if authority is not None:
-                issue_pod_svid(authority, self.prefix, pod.name, owner=PROXY_UID)
+            if authority is not None and pod.spiffe_id is not None and pod.identity_dir is not None:
+                issue_to(authority, pod.spiffe_id, pod.identity_dir, owner=PROXY_UID)
 
     async def _for_each_pod(self, step: Callable[[Pod], Awaitable[None]]) -> None:
         """Runs ``step`` for all pods at once; their LabErrors come back as one LabError, not a group."""

@@ -20,7 +20,7 @@ from ctl.errors import CtlError
 from ctl.lab.command import LabError
 from ctl.lab.lab import PROXY_ADMIN, PROXY_UID
 from ctl.lab.state import PodState, load_state, state_path
-from ctl.lab.svids import SVID_TTL, issue_pod_svid, load_ca
+from ctl.lab.svids import SVID_TTL, ca_dir, identity_dir, issue_to, load_ca
 from dataplane.admin.schema import IdentityInfo
 
 ROTATE_TIMEOUT: Final = 5.0  # seconds for every proxy to take its new SVID; the watcher needs about one
@@ -56,12 +56,14 @@ async def rotate(
     if not state.mtls:
         raise LabError(f"lab {prefix} runs without mTLS (--no-mtls): its pods have no identities to rotate")
     chosen = _choose(state.pods, pods, prefix)
-    authority = load_ca(prefix)
+    authority = load_ca(ca_dir(prefix))
     before = {pod.name: await _identity(pod) for pod in chosen}
     issued: dict[str, tuple[str, str, float]] = {}
     for pod in chosen:
-        spiffe_id, serial = issue_pod_svid(authority, prefix, pod.name, owner=PROXY_UID, ttl=ttl)
-        issued[pod.name] = (spiffe_id, serial, trio.current_time())
+        if pod.spiffe_id is None:
+            raise LabError(f"lab {prefix}: pod {pod.name} has no identity in the state file")
+        serial = issue_to(authority, pod.spiffe_id, identity_dir(prefix, pod.name), owner=PROXY_UID, ttl=ttl)
+        issued[pod.name] = (pod.spiffe_id, serial, trio.current_time())
     taken: dict[str, float] = {}
     with trio.move_on_after(timeout):
         async with trio.open_nursery() as nursery:

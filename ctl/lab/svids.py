@@ -19,7 +19,7 @@ from typing import Final
 
 from ctl.lab.command import LabError
 from ctl.lab.state import lab_dir
-from ctl.lab.topology import TRUST_DOMAIN, pod_spiffe_id
+from ctl.lab.topology import TRUST_DOMAIN
 from identity.authority import (
     KEY_FILE,
     Authority,
@@ -47,9 +47,8 @@ def identity_dir(prefix: str, pod: str) -> Path:
     return lab_dir(prefix) / pod / IDENTITY_DIR
 
 
-def create_ca(prefix: str) -> Authority:
-    """``meshctl ca init <lab>/ca``: a fresh root for the lab (a lab never reuses an old one)."""
-    directory = ca_dir(prefix)
+def create_ca(directory: Path) -> Authority:
+    """``meshctl ca init DIR``: a fresh root for a lab (a lab never reuses an old one), readable by root only."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     authority = create_root(TRUST_DOMAIN, now=datetime.now(UTC), ttl=ROOT_TTL)
@@ -57,24 +56,20 @@ def create_ca(prefix: str) -> Authority:
     return authority
 
 
-def load_ca(prefix: str) -> Authority:
-    """The root ``create_ca`` wrote; LabError when the lab has none (it runs without mTLS, or is gone)."""
+def load_ca(directory: Path) -> Authority:
+    """The root ``create_ca`` wrote; LabError when there is none (the lab runs without mTLS, or is gone)."""
     try:
-        return load_root(ca_dir(prefix))
+        return load_root(directory)
     except AuthorityError as exc:
-        raise LabError(f"lab {prefix} has no usable CA ({exc}); was it started with --no-mtls?") from None
+        raise LabError(f"no usable lab CA ({exc}); was the lab started with --no-mtls?") from None
 
 
-def issue_pod_svid(
-    authority: Authority, prefix: str, pod: str, *, owner: int, ttl: timedelta = SVID_TTL
-) -> tuple[str, str]:
-    """``meshctl ca issue`` for the pod into its identity directory, key readable by ``owner`` (the proxy's UID).
+def issue_to(authority: Authority, spiffe_id: str, directory: Path, *, owner: int, ttl: timedelta = SVID_TTL) -> str:
+    """``meshctl ca issue --identity SPIFFE_ID --out DIR``, with key.pem then owned by UID ``owner`` (the proxy's).
 
-    Returns (SPIFFE ID, serial in hex, as the proxy's /status reports it). Error handling: LabError naming the
-    pod when the SVID cannot be issued or written.
+    Returns the new serial in hex, as the proxy's /status reports it. Error handling: LabError naming the
+    identity and the directory when the SVID cannot be issued or written.
     """
-    spiffe_id = pod_spiffe_id(prefix, pod)
-    directory = identity_dir(prefix, pod)
     try:
         svid = issue_svid(authority, parse_spiffe_id(spiffe_id), now=datetime.now(UTC), ttl=ttl)
         publish_svid(directory, svid)
@@ -82,7 +77,7 @@ def issue_pod_svid(
         key = directory / os.readlink(directory / DATA_LINK) / KEY_FILE
         os.chown(key, owner, owner)
     except AuthorityError as exc:
-        raise LabError(f"cannot issue an SVID for pod {pod} ({spiffe_id}): {exc}") from None
+        raise LabError(f"cannot issue an SVID for {spiffe_id}: {exc}") from None
     except OSError as exc:
-        raise LabError(f"cannot write pod {pod}'s SVID to {directory}: {exc.strerror or exc}") from None
-    return spiffe_id, f"{svid.cert.serial:x}"
+        raise LabError(f"cannot write the SVID of {spiffe_id} to {directory}: {exc.strerror or exc}") from None
+    return f"{svid.cert.serial:x}"

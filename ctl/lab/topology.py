@@ -95,11 +95,6 @@ def pod_spiffe_id(prefix: str, pod: str) -> str:
     return f"spiffe://{TRUST_DOMAIN}/ns/{prefix}/sa/{pod}"
 
 
-def lab_identity_pattern(prefix: str) -> str:
-    """Every pod identity of lab ``prefix``, as a policy identity pattern."""
-    return f"spiffe://{TRUST_DOMAIN}/ns/{prefix}/*"
-
-
 def lab_namespaces(prefix: str, existing: Iterable[str]) -> list[str]:
     """Those of ``existing`` (``ip netns list`` names) that a lab with this prefix creates: pods, then hub."""
     validate_prefix(prefix)
