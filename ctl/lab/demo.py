@@ -96,8 +96,10 @@ async def run_demo(
         return all(results)
     finally:
         with trio.CancelScope(shield=True):
-            report.heading("lab down")
-            done = await lab.down()
+            try:
+                report.heading("lab down")
+            finally:  # also when the reader went away (`meshctl lab demo | head`): the lab must not stay up
+                done = await lab.down()
             report.line(done.summary())
 
 

@@ -119,9 +119,13 @@ async def test_demo_runs_and_cleans_up(lab_prefix: str, capsys: pytest.CaptureFi
     with trio.fail_after(UP_TIMEOUT):
         assert await trio.to_thread.run_sync(main, ["lab", "demo", "--prefix", lab_prefix, "--mode", "tproxy"]) == 0
     out = capsys.readouterr().out
-    headings = ("1. lab up", "2. traffic", "3. HTTP/1.1", "4. connection tables", "5. metrics excerpt", "6. lab down")
-    for heading in headings:
+    headings = ("1. lab up", "2. traffic", "3. HTTP/1.1", "4. connection tables", "5. metrics excerpt", "6. rotate")
+    for heading in (*headings, "7. lab down"):
         assert f"== {heading}" in out
+    # Every pod has its own identity (strict mTLS is the default), and each SVID is rotated once.
+    for pod in "abc":
+        assert f"  identity: spiffe://cluster.local/ns/{lab_prefix}/sa/{pod}, serial " in out
+        assert re.search(rf"pod {pod}: spiffe://cluster.local/ns/{lab_prefix}/sa/{pod} serial \w+ -> \w+ ", out)
     assert "< hello from b (198.18.7.12:8080); you are 198.18.7.11:" in out
     assert "< a echoes: ping from c" in out
     # HTTP through both proxies: the request id the outbound proxy set survives the inbound one, and under
