@@ -48,10 +48,12 @@ from dataplane.net.listener import (
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.net.sockopts import check_mark_permitted
 from dataplane.outbound import OutboundSide
+from dataplane.revoke import revoke_on_reload
 from dataplane.runtime import HttpShared, Runtime
 from dataplane.settings import ProxySettings
 from dataplane.signals import watch_shutdown_signals
 from dataplane.tcp.engine import RelayEngine
+from dataplane.telemetry.authz import AuthzCollector
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.telemetry.identity_metrics import IdentityCollector
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
@@ -94,8 +96,7 @@ class Proxy:
             from dataplane.svid.store import IdentityStore
 
             self.identity = IdentityStore(Path(settings.identity_dir))
-        if self.identity is not None:
-            self.state.identity_problem = self.identity.problem
+        self.state.identity_problem = self._identity_problem
         self.runtime = Runtime(
             table=self.table,
             store=self.store,
@@ -121,6 +122,7 @@ class Proxy:
         )
         if self.identity is not None:
             self.metrics.registry.register(IdentityCollector(self.identity.reading))
+        self.metrics.registry.register(AuthzCollector(self.runtime.authz))
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,
@@ -130,6 +132,14 @@ class Proxy:
             listeners=[ListenerInfo(name=name, address=str(listener_address(lst))) for name, _, lst in self.listeners],
             identity=self.identity,
         )
+
+    def _identity_problem(self) -> str | None:
+        """Why the proxy lacks the identity it needs (for /ready), or None."""
+        if self.identity is not None:
+            return self.identity.problem()
+        if self.store.current.index.requires_identity:
+            return "the policy needs one (a strict mTLS port or a meshed destination) but there is no --identity"
+        return None
 
     def _bind(self) -> list[tuple[str, Side, trio.SocketListener]]:
         s = self.settings
@@ -168,6 +178,9 @@ class Proxy:
         """Serve until ``shutdown`` is set, then drain; ``started`` with the admin address once ready."""
         s = self.settings
         async with trio.open_nursery() as root:
+            # Mesh TLS bridges: not in the conns nursery, whose end waits for every task in it, and a pooled idle
+            # upstream connection's bridge lasts until the pool or the end of the drain closes it.
+            self.runtime.tasks.nursery = root
             if s.policy_path is not None:
                 await root.start(watch_policy, s.policy_path, self.store)
             if self.identity is not None:
@@ -186,6 +199,7 @@ class Proxy:
                 await root.start(self.http.h1_engine.run)
             for pool in self.http.pools.values():
                 await root.start(pool.run)
+            await root.start(revoke_on_reload, self.store, self.table)
             root.start_soon(sweep_idle, self.table, self.store)
             root.start_soon(forget_idle_series, self.table, self.http.stats, s.metrics_retain_idle)
             async with trio.open_nursery() as conns:
