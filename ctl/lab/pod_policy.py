@@ -5,6 +5,10 @@ destinations, each with that pod's exact identity (``/32`` and ``/128``): a prox
 any other identity is refused. The pod's own addresses are left out on purpose: a pod calling itself never
 crosses its inbound proxy, so its outbound proxy must not originate mTLS to its own application.
 
+The demo app's line protocol on 8080 speaks first, so with mTLS it is an outbound opaque port (Linkerd's
+rule for server-speaks-first protocols between meshed pods): a meshed connection's protocol is named in its
+TLS ALPN before the server can say anything, so detection could only wait for its timeout (10 s) there.
+
 The document is built as plain data (only the fields the lab sets, so the file stays short for people to read
 and edit), checked with the real policy loader, and written atomically, so the proxy's watcher never reads
 half a file.
@@ -18,7 +22,7 @@ from typing import Final
 import msgspec
 
 from ctl.lab.command import LabError
-from ctl.lab.topology import PodPlan, Topology, pod_spiffe_id
+from ctl.lab.topology import APP_PORT, PodPlan, Topology, pod_spiffe_id
 from identity.files import write_file
 from policy.load import PolicyError, decode_policy
 
@@ -42,7 +46,7 @@ def pod_policy(topology: Topology, pod: PodPlan, *, mtls: bool) -> PolicyDocumen
         if peer.ipv6 is not None:
             meshed.append({"cidr": f"{peer.ipv6}/128", "identity": identity})
     document["inbound"] = {"mtls": "strict"}
-    document["outbound"] = {"meshed": meshed}
+    document["outbound"] = {"ports": [{"port": APP_PORT, "protocol": "opaque"}], "meshed": meshed}
     return document
 
 
