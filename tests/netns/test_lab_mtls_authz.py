@@ -99,10 +99,14 @@ async def test_allowing_only_pod_a_denies_pod_c_within_one_reload_and_revokes_it
 
         report = await connections(b)
         inbound = find([*report.open, *report.recent], "inbound", f"{b.address}:{APP_PORT}")
+        assert all(conn.tls == "true" for conn in inbound), inbound
         revoked = [conn for conn in inbound if conn.close_reason == "policy_revoked"]
-        assert len(revoked) == 1, inbound
+        assert [conn.client_id for conn in revoked] == [c.spiffe_id], inbound
         denied = [conn for conn in inbound if conn.close_reason == "authz_denied"]
-        assert len(denied) == 1 and denied[0].bytes_to_upstream == 0, inbound
+        assert [(conn.client_id, conn.bytes_to_upstream) for conn in denied] == [(c.spiffe_id, 0)], inbound
+        assert {conn.client_id for conn in inbound if conn.close_reason not in ("policy_revoked", "authz_denied")} == {
+            a.spiffe_id
+        }, inbound
         # One denied request and (at least: a revocation may count too) one denied connection, all of them c's.
         http_denied = await samples(b, "inbound_http_authz_deny_total")
         assert _count(http_denied, c.spiffe_id) == 1 and _count(http_denied, a.spiffe_id) == 0, http_denied

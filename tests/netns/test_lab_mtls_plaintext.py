@@ -106,9 +106,13 @@ async def test_plaintext_around_the_proxy_is_refused_by_a_strict_peer(mode: Mode
                 assert len(refused) == 3, refused
                 assert {c.close_reason for c in refused} == {"plaintext_refused"}, refused
                 assert all(c.bytes_to_upstream == 0 and c.bytes_to_client == 0 for c in refused), refused
+                assert {(c.tls, c.client_id) for c in refused} == {("no_identity", None)}, refused
 
                 # The same request from an ordinary client of pod a goes through a's proxy, over mTLS, and arrives.
                 answer = await _answer(await connect_from(a, b.address, RECORDER_PORT), OPAQUE)
                 assert answer == b"recorded\n"
                 assert recorder.accepted == 1 and bytes(recorder.received) == OPAQUE
+                report = await connections(b)
+                meshed = [c for c in find(report.recent, "inbound", f"{b.address}:{RECORDER_PORT}") if c.tls == "true"]
+                assert [c.client_id for c in meshed] == [a.spiffe_id], report.recent
                 nursery.cancel_scope.cancel()

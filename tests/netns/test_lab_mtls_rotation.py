@@ -16,7 +16,7 @@ from ctl.lab.lines import LineReader
 from ctl.lab.rotate import rotate
 from ctl.lab.topology import APP_PORT, HTTP_PORT, Mode
 from tests.dataplane.http2.hello import hello
-from tests.netns.labs import connect_from, lab, listen_in, run_in, serve_h2
+from tests.netns.labs import connect_from, connections, find, lab, listen_in, run_in, serve_h2
 from tests.tools import need
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("require_netns")]
@@ -117,3 +117,11 @@ async def test_rotating_every_pods_svid_under_http1_and_h2_load_fails_no_request
         assert [problem for r in rounds for problem in r.problems()] == []
         # Both loads ran a whole round before the first rotation and after each one (_rounds_since).
         assert len(rounds) >= 2 * (ROTATIONS + 1)
+        # And all of it went over mesh mTLS, each proxy having verified the other pod's identity.
+        for pod, direction, port in ((a, "outbound", HTTP_PORT), (b, "inbound", HTTP_PORT), (b, "inbound", H2_PORT)):
+            report = await connections(pod)
+            carried = find([*report.open, *report.recent], direction, f"{b.address}:{port}")
+            assert carried, (pod.name, direction, port)
+            peers = {conn.server_id if direction == "outbound" else conn.client_id for conn in carried}
+            assert {conn.tls for conn in carried} == {"true"}, carried
+            assert peers == {b.spiffe_id if direction == "outbound" else a.spiffe_id}, carried
