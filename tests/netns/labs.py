@@ -84,14 +84,21 @@ async def samples(pod: Pod, name: str) -> dict[tuple[tuple[str, str], ...], floa
     return found
 
 
-def tcp_labels(direction: str, peer: str, target: str, ip: str, port: int) -> tuple[tuple[str, str], ...]:
+def tcp_labels(
+    direction: str, peer: str, target: str, ip: str, port: int, *, peer_id: str | None = None
+) -> tuple[tuple[str, str], ...]:
+    """A TCP metric's labels; ``peer_id``: the identity verified at the other end (the client's inbound, the
+    server's outbound) when the connection went over mesh mTLS, None for plaintext."""
+    inbound = direction == "inbound"
     labels = {
         "direction": direction,
         "peer": peer,
         "target_addr": target,
         "target_ip": ip,
         "target_port": str(port),
-        "tls": "no_identity",
+        "tls": "no_identity" if peer_id is None else "true",
+        "client_id": (peer_id or "") if inbound else "",
+        "server_id": "" if inbound else (peer_id or ""),
     }
     return tuple(sorted(labels.items()))
 

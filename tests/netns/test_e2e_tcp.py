@@ -111,10 +111,10 @@ async def test_100_mib_each_way_half_close_and_visibility(mode: Mode) -> None:
                 assert len(out_open) == 1 and len(in_open) == 1
                 assert out_open[0].state in ("open", "client_half_closed", "upstream_half_closed")
                 assert out_open[0].upstream == target
-                for pod, direction in ((a, "outbound"), (b, "inbound")):
+                for pod, direction, peer_id in ((a, "outbound", b.spiffe_id), (b, "inbound", a.spiffe_id)):
                     gauge = await samples(pod, "tcp_open_connections")
                     for peer in ("src", "dst"):
-                        assert gauge[tcp_labels(direction, peer, target, b.address, PORT)] == 1
+                        assert gauge[tcp_labels(direction, peer, target, b.address, PORT, peer_id=peer_id)] == 1
                 resume.set()
         listener.socket.close()
 
@@ -137,12 +137,14 @@ async def test_100_mib_each_way_half_close_and_visibility(mode: Mode) -> None:
             assert rec.bytes_to_client == BULK + DIGEST_LEN
             assert rec.client.startswith(f"{a.address}:")
             assert rec.protocol == "opaque"
-        for pod, direction in ((a, "outbound"), (b, "inbound")):
+            assert rec.tls == "true"  # the lab's default: strict mTLS between the pods
+        assert (out_rec.server_id, in_rec.client_id) == (b.spiffe_id, a.spiffe_id)
+        for pod, direction, peer_id in ((a, "outbound", b.spiffe_id), (b, "inbound", a.spiffe_id)):
             read = await samples(pod, "tcp_read_bytes_total")
             written = await samples(pod, "tcp_write_bytes_total")
             closed = await samples(pod, "tcp_close_total")
-            src = tcp_labels(direction, "src", target, b.address, PORT)
-            dst = tcp_labels(direction, "dst", target, b.address, PORT)
+            src = tcp_labels(direction, "src", target, b.address, PORT, peer_id=peer_id)
+            dst = tcp_labels(direction, "dst", target, b.address, PORT, peer_id=peer_id)
             assert (read[src], written[src]) == (BULK, BULK + DIGEST_LEN)
             assert (read[dst], written[dst]) == (BULK + DIGEST_LEN, BULK)
             assert closed[tuple(sorted((*src, ("errno", ""))))] == 1
@@ -216,8 +218,11 @@ BANNER = b"220 banner.test ESMTP ready\r\n"
 @pytest.mark.parametrize("mode", [Mode.REDIRECT, Mode.TPROXY], ids=lambda m: m.value)
 async def test_detection_in_the_lab_curl_is_http1_and_a_banner_is_not_stalled(mode: Mode) -> None:
     """Both sidecars detect HTTP/1.1 and proxy it (rewriting headers, counting requests); a server that speaks
-    first is relayed opaque at once."""
-    async with lab(f"pd{mode.value[0]}", mode) as the_lab:
+    first is relayed opaque at once.
+
+    Plaintext lab: between meshed pods the inner protocol is named in the TLS ALPN before the server can speak, so
+    a banner on a detect port waits for the detect timeout there (the lab makes its own banner port opaque)."""
+    async with lab(f"pd{mode.value[0]}", mode, mtls=False) as the_lab:
         a, b = the_lab.pod("a"), the_lab.pod("b")
         http = await listen_in(b, b.address, HTTP_PORT)
         smtp = await listen_in(b, b.address, BANNER_PORT)

@@ -19,7 +19,7 @@ import trio
 from ctl.lab.lab import Pod
 from ctl.lab.processes import stop
 from ctl.lab.topology import Mode
-from tests.netns.labs import connect_from, connections, lab, samples
+from tests.netns.labs import connect_from, connections, lab, samples, tcp_labels
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("require_netns")]
 
@@ -57,7 +57,9 @@ def _ready(pod: Pod) -> tuple[bool, str]:
 
 @asynccontextmanager
 async def lab_without_proxy_in_a(name: str) -> AsyncIterator[tuple[Pod, Pod]]:
-    async with lab(name, Mode.REDIRECT) as the_lab:
+    """Pod a's proxy is replaced by the test's own, without an identity: the lab is plaintext (a strict pod b
+    would refuse it)."""
+    async with lab(name, Mode.REDIRECT, mtls=False) as the_lab:
         assert the_lab.state is not None
         pid = next(p.proxy_pid for p in the_lab.state.pods if p.name == "a")
         assert pid is not None
@@ -195,10 +197,6 @@ async def test_two_workers_share_the_traffic_and_report_it_as_one_proxy(tmp_path
         assert len({c.id for c in ours}) == count
         assert all(c.close_reason == "completed" for c in ours)
         opened = await samples(a, "tcp_open_total")
-        key = (
-            ("direction", "outbound"), ("peer", "src"), ("target_addr", target), ("target_ip", b.address),
-            ("target_port", str(APP_PORT)), ("tls", "no_identity"),
-        )  # fmt: skip
-        assert opened[key] == count
+        assert opened[tcp_labels("outbound", "src", target, b.address, APP_PORT)] == count
         running = await samples(a, "triomesh_workers")
         assert running[(("state", "running"),)] == 2
