@@ -40,12 +40,11 @@ async def originate(
 ) -> tuple[socket.socket, str]:
     """Mesh TLS over the connected ``sock``: the bridge's plaintext socket and the server's verified identity."""
     credentials = rt.identity.current if rt.identity is not None else None
-    if credentials is None:
+    if credentials is None or rt.bridges is None:
         sock.close()
         why = rt.identity.problem() if rt.identity is not None else "mesh-proxy runs without --identity"
         raise NoIdentityError(f"{dst} is meshed (outbound.meshed) but this proxy has no identity: {why}")
     # Imported here: the TLS stack is loaded only by a proxy that has an identity.
-    from dataplane.tls.bridge import open_bridge
     from dataplane.tls.errors import PeerIdentityMismatchError
     from dataplane.tls.handshake import tls_connect
     from identity.verify import Rejection, RejectReason
@@ -62,4 +61,4 @@ async def originate(
         await trio.aclose_forcefully(tls)
         detail = f"{dst} proved {peer}, but the policy expects {target.expected.pattern} there"
         raise PeerIdentityMismatchError(Rejection(RejectReason.PEER_IDENTITY_MISMATCH, detail))
-    return open_bridge(tls, rt.tasks.spawn), peer
+    return rt.bridges.open_bridge(tls), peer
