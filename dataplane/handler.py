@@ -119,7 +119,6 @@ async def _proxy(legs: Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     settings = side.port_settings(snapshot, dst)
     rec.policy_version = snapshot.version
     rec.idle_timeout = settings.idle_timeout
-    rec.upstream = dst
     inbound = side.direction == "inbound" and not settings.excluded
     if inbound and settings.mtls is MtlsMode.STRICT:
         # Nothing reaches the application, not even a TCP connect, before the client proved a mesh identity.
@@ -161,6 +160,7 @@ async def _dispatch(legs: Legs, rec: ConnRecord, rt: Runtime, protocol: Detected
 async def _connect(
     legs: Legs, rec: ConnRecord, side: Side, rt: Runtime, dst: SockAddr, settings: PortSettings
 ) -> socket.socket:
+    rec.upstream = dst
     upstream = await open_upstream(
         dst,
         timeout=settings.connect_timeout,
@@ -220,8 +220,8 @@ async def _proxy_meshed(
     """Outbound to a meshed destination: detect first (its proxy never speaks first), then connect over mTLS
     offering the detected protocol. An HTTP client whose first handshake failed is still served by its HTTP
     proxy, whose pool connects again and answers 503 with the reason."""
-    assert rec.upstream is not None
-    dst = rec.upstream
+    assert rec.original_dst is not None
+    dst = rec.original_dst
     protocol = DetectedProtocol.OPAQUE
     if settings.protocol is PortProtocol.DETECT:
         detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
