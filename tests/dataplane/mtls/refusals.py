@@ -1,0 +1,41 @@
+"""What every refusal must show on a real proxy: the connections closed with the contract's reason, counted in
+/metrics, and not one connection or byte at the application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from tests.dataplane.mtls.app import RecordingApp
+from tests.dataplane.mtls.proxy import MeshProxy, Record
+
+CLOSED: str = "triomesh_connections_closed_total"
+
+
+@dataclass
+class Refusals:
+    records: list[Record] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def refused(
+    proxy: MeshProxy, app: RecordingApp, reasons: str | Collection[str], *, count: int, direction: str = "inbound"
+) -> AsyncIterator[Refusals]:
+    """Around a block that makes ``count`` connections the proxy must refuse, each with one of ``reasons``."""
+    allowed = {reasons} if isinstance(reasons, str) else set(reasons)
+    baseline = await proxy.last_id()
+    before = {reason: await proxy.metric(CLOSED, direction=direction, reason=reason) for reason in allowed}
+    outcome = Refusals()
+    yield outcome
+    outcome.records = records = await proxy.closed_since(baseline, count)
+    observed = [rec["close_reason"] for rec in records]
+    assert all(reason in allowed for reason in observed), (observed, allowed, records)
+    for rec in records:
+        assert rec["direction"] == direction, rec
+        assert rec["bytes_to_upstream"] == 0, rec
+        assert rec.get("client_id") is None, rec  # nobody was authenticated
+    after = {reason: await proxy.metric(CLOSED, direction=direction, reason=reason) for reason in allowed}
+    assert sum(after.values()) - sum(before.values()) == count, (before, after)
+    assert app.connections == 0, f"{app.connections} connection(s) reached the application"
+    assert app.received == b"", f"the application received {bytes(app.received)!r}"
