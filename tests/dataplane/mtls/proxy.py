@@ -56,6 +56,14 @@ class MeshProxy:
         document = await self.report()
         return [rec for rec in document["open"] if rec["id"] > baseline]
 
+    async def settled_since(self, baseline: int) -> list[Record]:
+        """The connections opened after ``baseline``, once none of them is open any more (bounded wait)."""
+        with trio.fail_after(RECORD_TIMEOUT):
+            while await self.open_since(baseline):
+                await trio.sleep(POLL)
+        document = await self.report()
+        return sorted((rec for rec in document["recent"] if rec["id"] > baseline), key=lambda rec: rec["id"])
+
     async def closed_since(self, baseline: int, count: int) -> list[Record]:
         """The connections opened after ``baseline`` once ``count`` of them are closed (bounded wait); fails if
         more than ``count`` were opened."""
@@ -70,10 +78,12 @@ class MeshProxy:
         assert len(closed) == count and not still_open, (closed, still_open, self.output()[-3000:])
         return sorted(closed, key=lambda rec: rec["id"])
 
+    async def metric_text(self) -> str:
+        return await trio.to_thread.run_sync(self.admin.metrics)
+
     async def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples of ``name`` carrying ``labels``."""
-        text = await trio.to_thread.run_sync(self.admin.metrics)
-        return metric_sum(text, name, **labels)
+        return metric_sum(await self.metric_text(), name, **labels)
 
 
 def metric_sum(text: str, name: str, **labels: str) -> float:

@@ -1,0 +1,70 @@
+"""reliability.md G4 39, the control for the strict module: an ``mtls: permissive`` inbound port accepts
+plaintext (client identity none) besides mesh mTLS, and still verifies every mesh client it terminates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dataplane.mtls.app import RecordingApp
+from tests.dataplane.mtls.clients import MESH_HTTP1, client_tls_context, curl, raw_exchange, tls_request
+from tests.dataplane.mtls.identities import MeshCA, Svid, bad_leaves
+from tests.dataplane.mtls.proxy import MeshProxy, mesh_proxy
+from tests.dataplane.mtls.refusals import refused
+from tests.dataplane.proxy_harness import free_port
+from tests.identity.pki import BACKEND, FRONTEND
+
+PERMISSIVE = """\
+name: g4-permissive
+inbound:
+  mtls: permissive
+"""
+
+
+@pytest.fixture(scope="module")
+def listen() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def proxy(ca: MeshCA, workdir: Path, listen: int, app_port: int) -> Iterator[MeshProxy]:
+    identity = ca.issue(BACKEND, workdir / "backend")
+    forward = f"127.0.0.1:{listen}=127.0.0.1:{app_port}"
+    with mesh_proxy(workdir / "proxy", identity=identity, policy=PERMISSIVE, inbound_forwards=[forward]) as running:
+        yield running
+
+
+async def test_plaintext_http_is_accepted(proxy: MeshProxy, app: RecordingApp, listen: int) -> None:
+    baseline = await proxy.last_id()
+    answer = await curl(f"http://127.0.0.1:{listen}/open")
+    assert (answer.exit_code, answer.status) == (0, 200), answer
+    assert answer.body == b"app saw GET /open HTTP/1.1\n"
+    (record,) = await proxy.closed_since(baseline, 1)
+    assert record["tls"] is False and record["client_id"] is None, record
+
+
+async def test_plaintext_opaque_bytes_are_relayed(proxy: MeshProxy, app: RecordingApp, listen: int) -> None:
+    assert await raw_exchange(listen, b"\x00\x01 opaque", half_close=True) == b"\x00\x01 opaque"
+    assert app.received == b"\x00\x01 opaque"
+
+
+async def test_a_valid_svid_is_served_over_mesh_tls(
+    proxy: MeshProxy, app: RecordingApp, listen: int, frontend: Svid
+) -> None:
+    baseline = await proxy.last_id()
+    answer = await tls_request(listen, client_tls_context(frontend, [MESH_HTTP1]))
+    assert isinstance(answer, bytes) and answer.startswith(b"HTTP/1.1 200 OK"), answer
+    (record,) = await proxy.closed_since(baseline, 1)
+    assert record["tls"] is True and record["client_id"] == FRONTEND, record
+
+
+async def test_a_mesh_client_with_a_bad_svid_is_still_refused(
+    proxy: MeshProxy, app: RecordingApp, listen: int, ca: MeshCA, frontend: Svid, workdir: Path
+) -> None:
+    """Permissive accepts plaintext; it does not accept a mesh client whose SVID fails verification."""
+    bad = ca.sign(bad_leaves()["two_uri_sans"], workdir / "bad-permissive")
+    async with refused(proxy, app, "bad_svid", count=1):
+        answer = await tls_request(listen, client_tls_context(bad, [MESH_HTTP1], bundle=frontend))
+    assert isinstance(answer, BaseException), answer

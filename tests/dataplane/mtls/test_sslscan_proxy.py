@@ -1,0 +1,68 @@
+"""sslscan (Debian's) against a running ``mesh-proxy``'s strict ``--inbound-forward`` port.
+
+``tests/dataplane/tls/test_sslscan.py`` scans a bare ``server_context`` server: TLS 1.3 only, and a client
+certificate required. Here the scanner meets the whole proxy. sslscan cannot offer ALPN, so none of its
+ClientHellos is a mesh ClientHello: the strict port must refuse every probe before any TLS (close reason
+``plaintext_refused``), so sslscan finds no protocol version at all, and not one probe reaches the application.
+The version and certificate checks behind the mesh ALPN are the s_client cases of ``test_strict_inbound``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+import trio
+
+from tests.dataplane.mtls.app import RecordingApp
+from tests.dataplane.mtls.identities import MeshCA, Svid
+from tests.dataplane.mtls.proxy import MeshProxy, mesh_proxy
+from tests.dataplane.proxy_harness import free_port
+from tests.identity.pki import BACKEND
+from tests.tools import need
+
+SCAN_TIMEOUT = 120.0
+STRICT = """\
+name: g4-sslscan
+inbound:
+  mtls: strict
+"""
+
+
+@pytest.fixture(scope="module")
+def listen() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def proxy(ca: MeshCA, workdir: Path, listen: int, app_port: int) -> Iterator[MeshProxy]:
+    identity = ca.issue(BACKEND, workdir / "backend")
+    forward = f"127.0.0.1:{listen}=127.0.0.1:{app_port}"
+    with mesh_proxy(workdir / "proxy", identity=identity, policy=STRICT, inbound_forwards=[forward]) as running:
+        yield running
+
+
+async def sslscan(port: int, *extra: str) -> dict[str, bool]:
+    """protocol -> accepted, from sslscan's XML report."""
+    command = [need("sslscan"), "--no-colour", "--xml=-", "--no-groups", "--no-heartbleed", *extra, f"127.0.0.1:{port}"]
+    with trio.fail_after(SCAN_TIMEOUT):
+        result = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False)
+    report = ElementTree.fromstring(result.stdout.decode().partition("\n")[2])  # after the XML declaration
+    return {f"{p.get('type')}{p.get('version')}": p.get("enabled") == "1" for p in report.iter("protocol")}
+
+
+@pytest.mark.parametrize("with_svid", [False, True], ids=["no-certificate", "valid-svid"])
+async def test_sslscan_gets_no_handshake_from_a_strict_port(
+    proxy: MeshProxy, app: RecordingApp, listen: int, frontend: Svid, with_svid: bool
+) -> None:
+    baseline = await proxy.last_id()
+    extra = [f"--certs={frontend.cert}", f"--pk={frontend.key}"] if with_svid else []
+    protocols = await sslscan(listen, *extra)
+    assert protocols == dict.fromkeys(("ssl2", "ssl3", "tls1.0", "tls1.1", "tls1.2", "tls1.3"), False), protocols
+    records = await proxy.settled_since(baseline)
+    assert len(records) >= 6, records  # at least one probe per protocol version
+    assert {rec["close_reason"] for rec in records} == {"plaintext_refused"}, records
+    assert all(rec["bytes_to_upstream"] == 0 for rec in records)
+    assert app.untouched, (app.connections, bytes(app.received[:200]))
