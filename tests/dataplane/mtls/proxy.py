@@ -135,6 +135,18 @@ def mesh_proxy(
             proc.wait()
 
 
+@contextmanager
+def inbound_proxy(
+    workdir: Path, identity: Path, mtls: str, listens: Sequence[int], app_port: int
+) -> Iterator[MeshProxy]:
+    """A proxy whose ``--inbound-forward`` listeners on ``listens`` lead to the application, ``inbound.mtls``
+    set to ``mtls``."""
+    policy = f"name: g4-{mtls}\ninbound:\n  mtls: {mtls}\n"
+    forwards = [f"127.0.0.1:{listen}=127.0.0.1:{app_port}" for listen in listens]
+    with mesh_proxy(workdir, identity=identity, policy=policy, inbound_forwards=forwards) as running:
+        yield running
+
+
 def _wait_ready(proxy: MeshProxy) -> None:
     # A module fixture (sync) waiting on another process: there is no trio clock to use here.
     deadline = time.monotonic() + START_TIMEOUT  # noqa: TID251

@@ -19,16 +19,11 @@ from tests.dataplane.http2.hello import HELLO
 from tests.dataplane.mtls.app import RecordingApp
 from tests.dataplane.mtls.clients import curl, raw_exchange
 from tests.dataplane.mtls.identities import OTHER, MeshCA
-from tests.dataplane.mtls.proxy import MeshProxy, mesh_proxy
+from tests.dataplane.mtls.proxy import MeshProxy, inbound_proxy, mesh_proxy
 from tests.dataplane.mtls.refusals import refused
 from tests.dataplane.proxy_harness import free_port
 from tests.identity.pki import BACKEND, FRONTEND
 
-STRICT = """\
-name: g4-peer
-inbound:
-  mtls: strict
-"""
 H2 = ["--http2-prior-knowledge"]
 
 
@@ -73,33 +68,25 @@ def mesh(ca: MeshCA, workdir: Path, app_port: int) -> Iterator[Mesh]:
     ports = {(peer, kind): free_port() for peer in ("right", "wrong") for kind in ("http", "tcp")}
     listeners = {key: free_port() for key in ports}
     with (
-        mesh_proxy(
-            workdir / "right",
-            identity=ca.issue(BACKEND, workdir / "backend"),
-            policy=STRICT,
-            inbound_forwards=[f"127.0.0.1:{ports['right', kind]}=127.0.0.1:{app_port}" for kind in ("http", "tcp")],
+        inbound_proxy(
+            workdir / "right", ca.issue(BACKEND, workdir / "backend"), "strict", _of(ports, "right"), app_port
         ) as right,
-        mesh_proxy(
-            workdir / "wrong",
-            identity=ca.issue(OTHER, workdir / "other"),
-            policy=STRICT,
-            inbound_forwards=[f"127.0.0.1:{ports['wrong', kind]}=127.0.0.1:{app_port}" for kind in ("http", "tcp")],
+        inbound_proxy(
+            workdir / "wrong", ca.issue(OTHER, workdir / "other"), "strict", _of(ports, "wrong"), app_port
         ) as wrong,
         mesh_proxy(
             workdir / "outbound",
             identity=ca.issue(FRONTEND, workdir / "frontend-proxy"),
-            policy=_outbound_policy(
-                (ports["right", "http"], ports["right", "tcp"]), (ports["wrong", "http"], ports["wrong", "tcp"])
-            ),
+            policy=_outbound_policy(_of(ports, "right"), _of(ports, "wrong")),
             forwards=[f"127.0.0.1:{listeners[key]}=127.0.0.1:{ports[key]}" for key in ports],
         ) as outbound,
     ):
-        yield Mesh(
-            outbound,
-            Peer(right, ports["right", "http"], ports["right", "tcp"]),
-            Peer(wrong, ports["wrong", "http"], ports["wrong", "tcp"]),
-            listeners,
-        )
+        yield Mesh(outbound, Peer(right, *_of(ports, "right")), Peer(wrong, *_of(ports, "wrong")), listeners)
+
+
+def _of(ports: dict[tuple[str, str], int], peer: str) -> tuple[int, int]:
+    """``peer``'s (HTTP, opaque) listener ports."""
+    return ports[peer, "http"], ports[peer, "tcp"]
 
 
 # --- the wrong server identity ---------------------------------------------------------------------------------

@@ -3,37 +3,16 @@ plaintext (client identity none) besides mesh mTLS, and still verifies every mes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.dataplane.mtls.app import RecordingApp
 from tests.dataplane.mtls.clients import MESH_HTTP1, client_tls_context, curl, raw_exchange, tls_request
 from tests.dataplane.mtls.identities import MeshCA, Svid, bad_leaves
-from tests.dataplane.mtls.proxy import MeshProxy, mesh_proxy
+from tests.dataplane.mtls.proxy import MeshProxy
 from tests.dataplane.mtls.refusals import refused
-from tests.dataplane.proxy_harness import free_port
-from tests.identity.pki import BACKEND, FRONTEND
+from tests.identity.pki import FRONTEND
 
-PERMISSIVE = """\
-name: g4-permissive
-inbound:
-  mtls: permissive
-"""
-
-
-@pytest.fixture(scope="module")
-def listen() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def proxy(ca: MeshCA, workdir: Path, listen: int, app_port: int) -> Iterator[MeshProxy]:
-    identity = ca.issue(BACKEND, workdir / "backend")
-    forward = f"127.0.0.1:{listen}=127.0.0.1:{app_port}"
-    with mesh_proxy(workdir / "proxy", identity=identity, policy=PERMISSIVE, inbound_forwards=[forward]) as running:
-        yield running
+MTLS = "permissive"
 
 
 async def test_plaintext_http_is_accepted(proxy: MeshProxy, app: RecordingApp, listen: int) -> None:

@@ -9,39 +9,20 @@ The version and certificate checks behind the mesh ALPN are the s_client cases o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 import trio
 
 from tests.dataplane.mtls.app import RecordingApp
-from tests.dataplane.mtls.identities import MeshCA, Svid
-from tests.dataplane.mtls.proxy import MeshProxy, mesh_proxy
-from tests.dataplane.proxy_harness import free_port
-from tests.identity.pki import BACKEND
+from tests.dataplane.mtls.identities import Svid
+from tests.dataplane.mtls.proxy import MeshProxy
 from tests.tools import need
 
 SCAN_TIMEOUT = 120.0
-STRICT = """\
-name: g4-sslscan
-inbound:
-  mtls: strict
-"""
 
 
-@pytest.fixture(scope="module")
-def listen() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def proxy(ca: MeshCA, workdir: Path, listen: int, app_port: int) -> Iterator[MeshProxy]:
-    identity = ca.issue(BACKEND, workdir / "backend")
-    forward = f"127.0.0.1:{listen}=127.0.0.1:{app_port}"
-    with mesh_proxy(workdir / "proxy", identity=identity, policy=STRICT, inbound_forwards=[forward]) as running:
-        yield running
+MTLS = "strict"
 
 
 async def sslscan(port: int, *extra: str) -> dict[str, bool]:

@@ -8,7 +8,6 @@ connection or a byte. The positive control at the end is the same proxy serving 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,29 +29,11 @@ from tests.dataplane.mtls.clients import (
 )
 from tests.dataplane.mtls.identities import MeshCA, Svid, bad_leaves
 from tests.dataplane.mtls.legacy_hellos import sslv2_client_hello, sslv3_client_hello
-from tests.dataplane.mtls.proxy import POLL, RECORD_TIMEOUT, MeshProxy, mesh_proxy
+from tests.dataplane.mtls.proxy import POLL, RECORD_TIMEOUT, MeshProxy
 from tests.dataplane.mtls.refusals import refused
-from tests.dataplane.proxy_harness import free_port
 from tests.identity.pki import BACKEND, FRONTEND
 
-STRICT = """\
-name: g4-strict
-inbound:
-  mtls: strict
-"""
-
-
-@pytest.fixture(scope="module")
-def listen() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def proxy(ca: MeshCA, workdir: Path, listen: int, app_port: int) -> Iterator[MeshProxy]:
-    identity = ca.issue(BACKEND, workdir / "backend")
-    forward = f"127.0.0.1:{listen}=127.0.0.1:{app_port}"
-    with mesh_proxy(workdir / "proxy", identity=identity, policy=STRICT, inbound_forwards=[forward]) as running:
-        yield running
+MTLS = "strict"
 
 
 # --- not a mesh ClientHello: plaintext_refused ---------------------------------------------------------------
