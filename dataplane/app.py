@@ -52,6 +52,7 @@ from dataplane.runtime import HttpShared, Runtime
 from dataplane.settings import ProxySettings
 from dataplane.signals import watch_shutdown_signals
 from dataplane.tcp.engine import RelayEngine
+from dataplane.telemetry.authz import AuthzCollector
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.telemetry.identity_metrics import IdentityCollector
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
@@ -94,8 +95,7 @@ class Proxy:
             from dataplane.svid.store import IdentityStore
 
             self.identity = IdentityStore(Path(settings.identity_dir))
-        if self.identity is not None:
-            self.state.identity_problem = self.identity.problem
+        self.state.identity_problem = self._identity_problem
         self.runtime = Runtime(
             table=self.table,
             store=self.store,
@@ -121,6 +121,7 @@ class Proxy:
         )
         if self.identity is not None:
             self.metrics.registry.register(IdentityCollector(self.identity.reading))
+        self.metrics.registry.register(AuthzCollector(self.runtime.authz))
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,
@@ -130,6 +131,14 @@ class Proxy:
             listeners=[ListenerInfo(name=name, address=str(listener_address(lst))) for name, _, lst in self.listeners],
             identity=self.identity,
         )
+
+    def _identity_problem(self) -> str | None:
+        """Why the proxy lacks the identity it needs (for /ready), or None."""
+        if self.identity is not None:
+            return self.identity.problem()
+        if self.store.current.index.requires_identity:
+            return "the policy needs one (a strict mTLS port or a meshed destination) but there is no --identity"
+        return None
 
     def _bind(self) -> list[tuple[str, Side, trio.SocketListener]]:
         s = self.settings
@@ -189,6 +198,7 @@ class Proxy:
             root.start_soon(sweep_idle, self.table, self.store)
             root.start_soon(forget_idle_series, self.table, self.http.stats, s.metrics_retain_idle)
             async with trio.open_nursery() as conns:
+                self.runtime.tasks.nursery = conns  # mesh TLS bridges live as long as their connections
                 async with trio.open_nursery() as acceptors:
                     for _, side, listener in self.listeners:
                         handler = functools.partial(handle_connection, side=side, rt=self.runtime)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import trio
 
 from dataplane.admin.schema import Direction
 from dataplane.connections import ConnectionTable
@@ -15,6 +18,7 @@ from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.settings import InboundMode
 from dataplane.tcp.engine import RelayEngine
+from dataplane.telemetry.authz import AuthzCounters
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.upstream.pool import ConnectionPool
 from policy.store import PolicyStore
@@ -42,6 +46,19 @@ class HttpShared:
     """Serves the common HTTP/1.1 exchange without a task wake-up per request; None: ``serve_http1`` only."""
 
 
+class BackgroundTasks:
+    """Starts tasks that outlive the handler that asked for them (mesh TLS bridges) in the nursery that owns the
+    proxy's connections, so the drain waits for them like for the connections they carry."""
+
+    def __init__(self) -> None:
+        self.nursery: trio.Nursery | None = None
+
+    def spawn(self, task: Callable[[], Awaitable[None]]) -> None:
+        if self.nursery is None:
+            raise RuntimeError("the proxy is not serving: no nursery for background tasks")
+        self.nursery.start_soon(task)
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     table: ConnectionTable
@@ -56,3 +73,6 @@ class Runtime:
     """HTTP proxying of detected HTTP/1.1 connections; None: they are relayed as opaque bytes."""
     identity: IdentityStore | None = None
     """The proxy's SVID and its current TLS contexts (``identity.current``); None without --identity."""
+    tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
+    authz: AuthzCounters = field(default_factory=AuthzCounters)
+    """Inbound authorization decisions, for the metrics."""

@@ -29,12 +29,14 @@ async def tls_accept(transport: trio.abc.Stream, context: TLSContext) -> TLSStre
 
 
 async def tls_connect(
-    transport: trio.abc.Stream, context: TLSContext, *, expected: SpiffeId | None = None
+    transport: trio.abc.Stream, context: TLSContext, *, expected: SpiffeId | None = None, offer: str | None = None
 ) -> TLSStream:
-    """Originate mesh TLS on ``transport``; the server must present a valid SVID (``expected`` when given)."""
+    """Originate mesh TLS on ``transport``; the server must present a valid SVID (``expected`` when given).
+
+    ``offer``: the one ALPN protocol to offer (the inner protocol); None offers all of the context's."""
     if context.server_side:
         raise ValueError("tls_connect needs a client context")
-    return await _handshake(TLSStream(transport, TLSEngine(context, expected=expected)))
+    return await _handshake(TLSStream(transport, TLSEngine(context, expected=expected, offer=offer)))
 
 
 async def _handshake(stream: TLSStream) -> TLSStream:
