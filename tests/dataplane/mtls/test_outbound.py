@@ -97,16 +97,32 @@ async def test_http_to_the_wrong_identity_gets_503(mesh: Mesh, app: RecordingApp
     answer = await curl(mesh.url("wrong"), *flags)
     assert answer.status == 503, answer
     why = answer.header("x-triomesh-error")
-    assert why is not None, answer
-    metrics = await mesh.outbound.metric_text()
-    assert "peer_identity_mismatch" in why or "peer_identity_mismatch" in metrics, (why, answer)
-    assert app.untouched, (app.connections, bytes(app.received))
+    assert why is not None and "peer_identity_mismatch" in why, answer
+    assert app.received == b"", bytes(app.received)  # nothing of the request went out
 
 
 async def test_opaque_tcp_to_the_wrong_identity_is_closed(mesh: Mesh, app: RecordingApp) -> None:
-    async with refused(mesh.outbound, app, "peer_identity_mismatch", count=1, direction="outbound"):
+    # The wrong peer's own proxy may have connected to its application (see the next test): never a byte.
+    async with refused(mesh.outbound, app, "peer_identity_mismatch", count=1, direction="outbound", app_connects=True):
         answer = await raw_exchange(mesh.listeners["wrong", "tcp"], b"opaque ping", half_close=True)
     assert answer == b""
+
+
+@pytest.mark.parametrize("kind", ["http", "tcp"])
+async def test_the_wrong_peer_never_completes_the_handshake(mesh: Mesh, app: RecordingApp, kind: str) -> None:
+    """The outbound proxy refuses the wrong identity inside the handshake, before its own Finished: the wrong
+    peer's proxy then fails its handshake too (the refusal's alert), never takes us for an authenticated client,
+    and never connects to its application."""
+    baseline = await mesh.wrong.proxy.last_id()
+    if kind == "http":
+        await curl(mesh.url("wrong"))
+    else:
+        await raw_exchange(mesh.listeners["wrong", "tcp"], b"opaque ping", half_close=True)
+    records = await mesh.wrong.proxy.settled_since(baseline)
+    assert records, "the wrong peer's proxy saw no connection"
+    for rec in records:
+        assert rec["close_reason"] == "tls_alert" and rec["client_id"] is None, rec
+    assert app.untouched, (app.connections, bytes(app.received))
 
 
 # --- the right server identity ---------------------------------------------------------------------------------

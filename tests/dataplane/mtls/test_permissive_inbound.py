@@ -21,7 +21,7 @@ async def test_plaintext_http_is_accepted(proxy: MeshProxy, app: RecordingApp, l
     assert (answer.exit_code, answer.status) == (0, 200), answer
     assert answer.body == b"app saw GET /open HTTP/1.1\n"
     (record,) = await proxy.closed_since(baseline, 1)
-    assert record["tls"] is False and record["client_id"] is None, record
+    assert record["tls"] == "no_identity" and record["client_id"] is None, record
 
 
 async def test_plaintext_opaque_bytes_are_relayed(proxy: MeshProxy, app: RecordingApp, listen: int) -> None:
@@ -36,14 +36,15 @@ async def test_a_valid_svid_is_served_over_mesh_tls(
     answer = await tls_request(listen, client_tls_context(frontend, [MESH_HTTP1]))
     assert isinstance(answer, bytes) and answer.startswith(b"HTTP/1.1 200 OK"), answer
     (record,) = await proxy.closed_since(baseline, 1)
-    assert record["tls"] is True and record["client_id"] == FRONTEND, record
+    assert record["tls"] == "true" and record["client_id"] == FRONTEND, record
 
 
 async def test_a_mesh_client_with_a_bad_svid_is_still_refused(
     proxy: MeshProxy, app: RecordingApp, listen: int, ca: MeshCA, frontend: Svid, workdir: Path
 ) -> None:
-    """Permissive accepts plaintext; it does not accept a mesh client whose SVID fails verification."""
+    """Permissive accepts plaintext; it does not accept a mesh client whose SVID fails verification. (A permissive
+    port connects to the application before it reads the client, so a TCP connect is allowed: never a byte.)"""
     bad = ca.sign(bad_leaves()["two_uri_sans"], workdir / "bad-permissive")
-    async with refused(proxy, app, "bad_svid", count=1):
+    async with refused(proxy, app, "bad_svid", count=1, app_connects=True):
         answer = await tls_request(listen, client_tls_context(bad, [MESH_HTTP1], bundle=frontend))
     assert isinstance(answer, BaseException), answer

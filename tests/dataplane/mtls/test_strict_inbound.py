@@ -80,12 +80,13 @@ async def test_a_silent_client_opens_no_connection_to_the_application(
         while not await proxy.open_since(baseline):
             await trio.sleep(POLL)
     (held,) = await proxy.open_since(baseline)
-    assert held["upstream"] is None, held
     assert app.connections == 0
     await client.aclose()
     (record,) = await proxy.closed_since(baseline, 1)
-    assert record["close_reason"] != "completed" and record["bytes_to_upstream"] == 0, record
+    assert record["close_reason"] == "plaintext_refused" and record["bytes_to_upstream"] == 0, record
     assert app.untouched
+    # /connections: ``upstream`` is "None until the upstream connection is attempted" (admin schema).
+    assert held["upstream"] is None and record["upstream"] is None, (held, record)
 
 
 # --- a mesh ClientHello that fails the handshake -------------------------------------------------------------
@@ -196,7 +197,7 @@ async def test_a_valid_svid_with_the_mesh_http1_alpn_reaches_the_application(
     assert app.connections >= 1 and app.requests == ["GET /secret HTTP/1.1"] * 2
     records = await proxy.closed_since(baseline, 2)
     for rec in records:
-        assert rec["tls"] is True and rec["client_id"] == FRONTEND, rec
+        assert rec["tls"] == "true" and rec["client_id"] == FRONTEND, rec
         assert rec["bytes_to_upstream"] > 0, rec
 
 
