@@ -136,10 +136,10 @@ async def test_http1_to_the_right_identity(mesh: Mesh, app: RecordingApp) -> Non
     assert answer.body == b"app saw GET /secret HTTP/1.1\n"
     assert app.requests == ["GET /secret HTTP/1.1"]
     (outbound,) = await mesh.outbound.closed_since(outbound_baseline, 1)
-    assert outbound["server_id"] == BACKEND and outbound["tls"] is True, outbound
+    assert outbound["server_id"] == BACKEND and outbound["tls"] == "true", outbound
     report = await mesh.right.proxy.report()
     inbound = [rec for rec in report["open"] + report["recent"] if rec["id"] > inbound_baseline]
-    assert inbound and all(rec["client_id"] == FRONTEND and rec["tls"] is True for rec in inbound), inbound
+    assert inbound and all(rec["client_id"] == FRONTEND and rec["tls"] == "true" for rec in inbound), inbound
 
 
 async def test_h2_to_the_right_identity(mesh: Mesh, app: RecordingApp) -> None:
