@@ -75,7 +75,7 @@ class MeshProxy:
                 if len(closed) >= count and not still_open:
                     break
                 await trio.sleep(POLL)
-        assert len(closed) == count and not still_open, (closed, still_open, self.output()[-3000:])
+        assert len(closed) == count and not still_open, f"{closed}\nstill open: {still_open}\n{self.output()[-3000:]}"
         return sorted(closed, key=lambda rec: rec["id"])
 
     async def metric_text(self) -> str:

@@ -39,11 +39,11 @@ async def refused(
     yield outcome
     outcome.records = records = await proxy.closed_since(baseline, count)
     observed = [rec["close_reason"] for rec in records]
-    assert all(reason in allowed for reason in observed), (observed, allowed, records)
+    assert all(reason in allowed for reason in observed), f"{observed}, expected {sorted(allowed)}: {records}"
     for rec in records:
-        assert rec["direction"] == direction, rec
-        assert rec["bytes_to_upstream"] == 0, rec
-        assert rec.get("client_id") is None, rec  # nobody was authenticated
+        assert rec["direction"] == direction, f"{rec}"
+        assert rec["bytes_to_upstream"] == 0, f"{rec}"
+        assert rec.get("client_id") is None, f"{rec}"  # nobody was authenticated
     after = {reason: await proxy.metric(CLOSED, direction=direction, reason=reason) for reason in allowed}
     assert sum(after.values()) - sum(before.values()) == count, (before, after)
     if not app_connects:

@@ -121,7 +121,7 @@ async def test_the_wrong_peer_never_completes_the_handshake(mesh: Mesh, app: Rec
     records = await mesh.wrong.proxy.settled_since(baseline)
     assert records, "the wrong peer's proxy saw no connection"
     for rec in records:
-        assert rec["close_reason"] == "tls_alert" and rec["client_id"] is None, rec
+        assert rec["close_reason"] == "tls_alert" and rec["client_id"] is None, f"{rec}"
     assert app.untouched, (app.connections, bytes(app.received))
 
 

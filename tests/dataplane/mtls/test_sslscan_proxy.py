@@ -74,6 +74,6 @@ async def test_sslscan_offering_the_mesh_alpn_finds_tls_1_3_only(
     assert reasons.count("protocol_version") >= 3, reasons  # TLS 1.0, 1.1 and 1.2 at least
     # TLS 1.3 probes end when sslscan stops (it has what it wanted) or fails the transcript the shim broke; the
     # SSL 2 probe is no TLS handshake record at all.
-    assert set(reasons) <= {"protocol_version", "tls_handshake_eof", "tls_alert", "plaintext_refused"}, reasons
+    assert set(reasons) <= {"protocol_version", "tls_handshake_eof", "tls_alert", "plaintext_refused"}, f"{records}"
     assert all(rec["bytes_to_upstream"] == 0 for rec in records)
     assert app.untouched, (app.connections, bytes(app.received[:200]))

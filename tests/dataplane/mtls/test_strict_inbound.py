@@ -86,7 +86,7 @@ async def test_a_silent_client_opens_no_connection_to_the_application(
     assert record["close_reason"] == "plaintext_refused" and record["bytes_to_upstream"] == 0, record
     assert app.untouched
     # /connections: ``upstream`` is "None until the upstream connection is attempted" (admin schema).
-    assert held["upstream"] is None and record["upstream"] is None, (held, record)
+    assert held["upstream"] is None and record["upstream"] is None, f"{record}"
 
 
 # --- a mesh ClientHello that fails the handshake -------------------------------------------------------------
