@@ -48,6 +48,7 @@ from dataplane.net.listener import (
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.net.sockopts import check_mark_permitted
 from dataplane.outbound import OutboundSide
+from dataplane.revoke import revoke_on_reload
 from dataplane.runtime import HttpShared, Runtime
 from dataplane.settings import ProxySettings
 from dataplane.signals import watch_shutdown_signals
@@ -177,6 +178,9 @@ class Proxy:
         """Serve until ``shutdown`` is set, then drain; ``started`` with the admin address once ready."""
         s = self.settings
         async with trio.open_nursery() as root:
+            # Mesh TLS bridges: not in the conns nursery, whose end waits for every task in it, and a pooled idle
+            # upstream connection's bridge lasts until the pool or the end of the drain closes it.
+            self.runtime.tasks.nursery = root
             if s.policy_path is not None:
                 await root.start(watch_policy, s.policy_path, self.store)
             if self.identity is not None:
@@ -195,10 +199,10 @@ class Proxy:
                 await root.start(self.http.h1_engine.run)
             for pool in self.http.pools.values():
                 await root.start(pool.run)
+            await root.start(revoke_on_reload, self.store, self.table)
             root.start_soon(sweep_idle, self.table, self.store)
             root.start_soon(forget_idle_series, self.table, self.http.stats, s.metrics_retain_idle)
             async with trio.open_nursery() as conns:
-                self.runtime.tasks.nursery = conns  # mesh TLS bridges live as long as their connections
                 async with trio.open_nursery() as acceptors:
                     for _, side, listener in self.listeners:
                         handler = functools.partial(handle_connection, side=side, rt=self.runtime)

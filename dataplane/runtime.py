@@ -47,8 +47,8 @@ class HttpShared:
 
 
 class BackgroundTasks:
-    """Starts tasks that outlive the handler that asked for them (mesh TLS bridges) in the nursery that owns the
-    proxy's connections, so the drain waits for them like for the connections they carry."""
+    """Starts tasks that outlive the handler that asked for them (mesh TLS bridges) in the proxy's root nursery:
+    they run while their connection does, through the drain, and are cancelled when the proxy stops."""
 
     def __init__(self) -> None:
         self.nursery: trio.Nursery | None = None
