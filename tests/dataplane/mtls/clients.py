@@ -129,3 +129,22 @@ async def tls_handshake(
             return stream.selected_alpn_protocol(), uris, bytes(echoed)
         finally:
             await trio.aclose_forcefully(stream)
+
+
+async def refused_after_handshake(port: int, context: ssl.SSLContext, request: bytes = REQUEST) -> bytes:
+    """TLS 1.3: the server checks the client's certificate after the client's handshake is done, so a client the
+    proxy refuses for its certificate has finished its handshake (asserted) and sent ``request`` before it
+    learns of the refusal. What it could read back (an alert or a reset ends the read)."""
+    with trio.fail_after(CLIENT_TIMEOUT):
+        stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", port), context, server_hostname=None)
+        answer = bytearray()
+        try:
+            await stream.do_handshake()  # must succeed: the refusal comes after it
+            await stream.send_all(request)
+            while data := await stream.receive_some():
+                answer += data
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+        return bytes(answer)
