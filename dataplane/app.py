@@ -94,8 +94,12 @@ class Proxy:
         if settings.identity_dir is not None:
             # Only now: the TLS stack (OpenSSL, cryptography) costs about 13 MiB of RSS a plaintext proxy never uses.
             from dataplane.svid.store import IdentityStore
+            from dataplane.tls.bridge import BridgeEngine
 
             self.identity = IdentityStore(Path(settings.identity_dir))
+            self.bridges: BridgeEngine | None = BridgeEngine()
+        else:
+            self.bridges = None
         self.state.identity_problem = self._identity_problem
         self.runtime = Runtime(
             table=self.table,
@@ -106,6 +110,7 @@ class Proxy:
             engine=self.engine,
             http=self.http,
             identity=self.identity,
+            bridges=self.bridges,
         )
         # Shared keep-alive pools; the inbound one serves redirect mode only (under TPROXY each client connection
         # has its own, bound to the client's address).
@@ -178,9 +183,6 @@ class Proxy:
         """Serve until ``shutdown`` is set, then drain; ``started`` with the admin address once ready."""
         s = self.settings
         async with trio.open_nursery() as root:
-            # Mesh TLS bridges: not in the conns nursery, whose end waits for every task in it, and a pooled idle
-            # upstream connection's bridge lasts until the pool or the end of the drain closes it.
-            self.runtime.tasks.nursery = root
             if s.policy_path is not None:
                 await root.start(watch_policy, s.policy_path, self.store)
             if self.identity is not None:
@@ -195,6 +197,8 @@ class Proxy:
                 admin = listener_address(admin_listener)
             await root.start(serve_admin, admin_listener, LocalAdmin(self.view, self.metrics.render))
             await root.start(self.engine.run)
+            if self.bridges is not None:
+                await root.start(self.bridges.run)
             if self.http.h1_engine is not None:
                 await root.start(self.http.h1_engine.run)
             for pool in self.http.pools.values():

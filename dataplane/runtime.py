@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-import trio
 
 from dataplane.admin.schema import Direction
 from dataplane.connections import ConnectionTable
@@ -25,6 +22,7 @@ from policy.store import PolicyStore
 
 if TYPE_CHECKING:  # OpenSSL and cryptography are loaded only with --identity (about 13 MiB)
     from dataplane.svid.store import IdentityStore
+    from dataplane.tls.bridge import BridgeEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +44,6 @@ class HttpShared:
     """Serves the common HTTP/1.1 exchange without a task wake-up per request; None: ``serve_http1`` only."""
 
 
-class BackgroundTasks:
-    """Starts tasks that outlive the handler that asked for them (mesh TLS bridges) in the proxy's root nursery:
-    they run while their connection does, through the drain, and are cancelled when the proxy stops."""
-
-    def __init__(self) -> None:
-        self.nursery: trio.Nursery | None = None
-
-    def spawn(self, task: Callable[[], Awaitable[None]]) -> None:
-        if self.nursery is None:
-            raise RuntimeError("the proxy is not serving: no nursery for background tasks")
-        self.nursery.start_soon(task)
-
-
 @dataclass(frozen=True, slots=True)
 class Runtime:
     table: ConnectionTable
@@ -73,6 +58,7 @@ class Runtime:
     """HTTP proxying of detected HTTP/1.1 connections; None: they are relayed as opaque bytes."""
     identity: IdentityStore | None = None
     """The proxy's SVID and its current TLS contexts (``identity.current``); None without --identity."""
-    tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
+    bridges: BridgeEngine | None = None
+    """Pumps the mesh TLS connections (``dataplane.tls.bridge``); only with --identity."""
     authz: AuthzCounters = field(default_factory=AuthzCounters)
     """Inbound authorization decisions, for the metrics."""

@@ -15,6 +15,7 @@ On failure the TCP socket is closed.
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -23,6 +24,9 @@ from dataplane.errors import ConnectTimeoutError, NoIdentityError
 from dataplane.net.addr import SockAddr
 from dataplane.runtime import Runtime
 from policy.index import MeshedTarget, PortSettings
+
+if TYPE_CHECKING:
+    from identity.spiffe import SpiffeId
 from policy.store import Snapshot
 
 
@@ -40,26 +44,24 @@ async def originate(
 ) -> tuple[socket.socket, str]:
     """Mesh TLS over the connected ``sock``: the bridge's plaintext socket and the server's verified identity."""
     credentials = rt.identity.current if rt.identity is not None else None
-    if credentials is None:
+    if credentials is None or rt.bridges is None:
         sock.close()
         why = rt.identity.problem() if rt.identity is not None else "mesh-proxy runs without --identity"
         raise NoIdentityError(f"{dst} is meshed (outbound.meshed) but this proxy has no identity: {why}")
     # Imported here: the TLS stack is loaded only by a proxy that has an identity.
-    from dataplane.tls.bridge import open_bridge
-    from dataplane.tls.errors import PeerIdentityMismatchError
     from dataplane.tls.handshake import tls_connect
-    from identity.verify import Rejection, RejectReason
+
+    def accept(peer: SpiffeId) -> str | None:
+        if target.expected.matches(str(peer)):
+            return None
+        return f"{dst} proved {peer}, but the policy expects {target.expected.pattern} there"
 
     transport = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
     try:
         with trio.fail_after(timeout):
-            tls = await tls_connect(transport, credentials.client, offer=offer)
+            tls = await tls_connect(transport, credentials.client, offer=offer, accept=accept)
     except trio.TooSlowError:
         await trio.aclose_forcefully(transport)
         raise ConnectTimeoutError(f"mesh TLS handshake with {dst} took longer than {timeout:g}s") from None
     peer = str(tls.peer)
-    if not target.expected.matches(peer):
-        await trio.aclose_forcefully(tls)
-        detail = f"{dst} proved {peer}, but the policy expects {target.expected.pattern} there"
-        raise PeerIdentityMismatchError(Rejection(RejectReason.PEER_IDENTITY_MISMATCH, detail))
-    return open_bridge(tls, rt.tasks.spawn), peer
+    return rt.bridges.open_bridge(tls), peer

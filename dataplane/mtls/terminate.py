@@ -27,10 +27,9 @@ async def terminate(
 ) -> tuple[trio.SocketStream, str, Protocol]:
     """The plaintext side of the client's mesh TLS, the client's verified identity and the inner protocol."""
     credentials = rt.identity.current if rt.identity is not None else None
-    if credentials is None:
+    if credentials is None or rt.bridges is None:
         why = rt.identity.problem() if rt.identity is not None else "mesh-proxy runs without --identity"
         raise NoIdentityError(f"a mesh client connected but this proxy has no identity to answer with: {why}")
-    from dataplane.tls.bridge import open_bridge
     from dataplane.tls.errors import TLSHandshakeError
     from dataplane.tls.handshake import tls_accept
 
@@ -45,5 +44,5 @@ async def terminate(
         raise TLSHandshakeError(f"the client's mesh TLS handshake took longer than {timeout:g}s") from None
     protocol = INNER_PROTOCOL[tls.alpn] if tls.alpn is not None else Protocol.OPAQUE
     peer = str(tls.peer)
-    plain = open_bridge(tls, rt.tasks.spawn)
+    plain = rt.bridges.open_bridge(tls)
     return trio.SocketStream(trio.socket.from_stdlib_socket(plain)), peer, protocol
