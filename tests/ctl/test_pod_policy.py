@@ -25,7 +25,7 @@ def test_a_pod_is_strict_inbound_and_meshes_every_other_pod_by_its_exact_identit
             {"cidr": "fd00:7472:696f::11/128", "identity": "spiffe://cluster.local/ns/tlmpol/sa/a"},
             {"cidr": "198.18.7.13/32", "identity": "spiffe://cluster.local/ns/tlmpol/sa/c"},
             {"cidr": "fd00:7472:696f::13/128", "identity": "spiffe://cluster.local/ns/tlmpol/sa/c"},
-        ]
+        ],
     }
 
 
