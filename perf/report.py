@@ -40,6 +40,10 @@ _COLOURS: Final = {
     "nginx": "#1b9e77",
     "haproxy": "#e7298a",
 }
+_MTLS_KIND: Final = (
+    "two hops of each proxy, TLS 1.3 mTLS between them (P-256 SVIDs, client certificate required, the peer's "
+    "SPIFFE ID matched), both hops on core 0; CPU and RSS summed over both hops, idle memory per hop"
+)
 _FOOTNOTE: Final = (
     "† relayed as bytes (L4) in an HTTP scenario while the peers parse HTTP (L7): not like for like. triomesh "
     "proxies both at L7 (detection, then its HTTP/1.1 or HTTP/2 proxy; h2c stays h2c to the upstream, where the "
@@ -74,8 +78,9 @@ def render_markdown(result: RunResult, chart_name: str | None = None) -> str:
     if settings.smoke:
         lines += ["**Smoke run**: one short round to prove every scenario works. Its numbers mean nothing.", ""]
     lines += _machine(result) + _method(result)
-    l7 = [s for s in scenarios if s.layer is Layer.L7]
-    l4 = [s for s in scenarios if s.layer is Layer.L4]
+    l7 = [s for s in scenarios if s.layer is Layer.L7 and not s.mtls]
+    l4 = [s for s in scenarios if s.layer is Layer.L4 and not s.mtls]
+    mtls = [s for s in scenarios if s.mtls]
     if settings.mode == "lab":
         lines += ["## Summary: triomesh as a transparent sidecar (no Envoy in the lab: no ratios)", ""]
         lines += [*_summary(scenarios, settings.proxies, table, mark_l4=False), ""]
@@ -85,6 +90,10 @@ def render_markdown(result: RunResult, chart_name: str | None = None) -> str:
     if l4 and settings.mode != "lab":
         lines += ["## Summary, TCP scenarios: every proxy at L4 (like for like)", ""]
         lines += [*_summary(l4, settings.proxies, table), ""]
+    if mtls and settings.mode != "lab":
+        pairs = [p for p in settings.proxies if p in PEER_BY_NAME and PEER_BY_NAME[p].mtls]
+        lines += [f"## Summary, mTLS two hops: {_MTLS_KIND}", ""]
+        lines += [*_summary(mtls, pairs, table, mark_l4=False), ""]
     if chart_name is not None:
         lines += [f"![headline figures]({chart_name})", ""]
     for scenario in scenarios:
@@ -158,6 +167,8 @@ def _section(
 ) -> list[str]:
     if lab:
         kind = "triomesh sidecars in the lab, relaying at L4"
+    elif scenario.mtls:
+        kind = f"{_MTLS_KIND}; the hops as {scenario.layer.value} proxies"
     elif scenario.layer is Layer.L7:
         kind = "peers as L7 (HTTP) proxies"
     else:
@@ -171,6 +182,8 @@ def _section(
         if cell is None:
             continue
         label = proxy_label(proxy, cell.layer, scenario.layer.value)
+        if scenario.mtls and proxy in PEER_BY_NAME:
+            label = f"{PEER_BY_NAME[proxy].title} → {PEER_BY_NAME[proxy].title}"
         if cell.skipped is not None:
             lines.append(_row([label, *("skipped" for _ in scenario.figures), "0"]))
             notes.append(f"- {label}: skipped: {cell.skipped}")
