@@ -2,7 +2,7 @@
 
 A mesh that silently fell back to plaintext would be benchmarked as the cheaper thing it did instead, so every
 mTLS measurement is refused unless both hops account for every connection as TLS with the expected peer:
-triomesh's ``/connections`` records (``tls``, ``client_id`` at hop 2, ``server_id`` at hop 1), Envoy's TLS
+triomesh's ``/connections`` records (``tls`` true, ``client_id`` at hop 2, ``server_id`` at hop 1), Envoy's TLS
 statistics (handshakes, all of them TLS 1.3, on hop 2's listener and on hop 1's cluster).
 """
 
@@ -14,6 +14,8 @@ import msgspec
 
 _ENVOY_LISTENER: Final = "listener.{address}_{port}.ssl."
 _ENVOY_CLUSTER: Final = "cluster.upstream.ssl."
+# A mesh TLS connection's ``tls`` field: ``"true"`` (Linkerd's label value, as the metrics have it) or JSON true.
+_MESH_TLS: Final = (True, "true")
 
 
 def triomesh_problem(connections: bytes, *, hop: str, direction: str, peer_key: str, peer_id: str) -> str | None:
@@ -35,7 +37,7 @@ def triomesh_problem(connections: bytes, *, hop: str, direction: str, peer_key: 
         return f"{hop}: no {direction} connection recorded"
     for record in records:
         where = f"{hop}: {direction} connection {record.get('id')} from {record.get('client')}"
-        if record.get("tls") is not True:
+        if record.get("tls") not in _MESH_TLS:
             return f"{where} was not mesh TLS (tls={record.get('tls')!r}): a plaintext fallback"
         if record.get(peer_key) != peer_id:
             return f"{where} has {peer_key}={record.get(peer_key)!r}, not {peer_id}"

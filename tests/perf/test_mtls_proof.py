@@ -32,6 +32,7 @@ def _check(report: bytes) -> str | None:
 
 def test_every_connection_tls_with_the_expected_peer_is_proof() -> None:
     assert _check(_connections([_record(1)], [_record(2), _record(3, direction="outbound", tls=False)])) is None
+    assert _check(_connections([_record(1, tls="true")])) is None  # the label value, as /metrics has it
 
 
 def test_a_plaintext_connection_open_or_recent_refuses_the_measurement() -> None:
