@@ -18,6 +18,7 @@ CONNECTION_COLUMNS: Final = (
     Column("ORIGINAL DST"),
     Column("UPSTREAM"),
     Column("PROTO"),
+    Column("MTLS PEER"),
     Column("REQS", right=True),
     Column("STATE"),
     Column("AGE", right=True),
@@ -65,6 +66,7 @@ def _connection_row(conn: ConnectionInfo, now: float) -> list[str]:
         conn.original_dst,
         conn.upstream or _NONE,
         _protocol(conn),
+        conn.client_id or conn.server_id or _NONE,  # the verified identity of the proxy at the other end
         str(conn.requests) if conn.requests else _NONE,
         conn.state,
         format_duration(end - conn.opened_at),

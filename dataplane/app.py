@@ -48,10 +48,12 @@ from dataplane.net.listener import (
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.net.sockopts import check_mark_permitted
 from dataplane.outbound import OutboundSide
+from dataplane.revoke import revoke_on_reload
 from dataplane.runtime import HttpShared, Runtime
 from dataplane.settings import ProxySettings
 from dataplane.signals import watch_shutdown_signals
 from dataplane.tcp.engine import RelayEngine
+from dataplane.telemetry.authz import AuthzCollector
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.telemetry.identity_metrics import IdentityCollector
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
@@ -92,10 +94,13 @@ class Proxy:
         if settings.identity_dir is not None:
             # Only now: the TLS stack (OpenSSL, cryptography) costs about 13 MiB of RSS a plaintext proxy never uses.
             from dataplane.svid.store import IdentityStore
+            from dataplane.tls.bridge import BridgeEngine
 
             self.identity = IdentityStore(Path(settings.identity_dir))
-        if self.identity is not None:
-            self.state.identity_problem = self.identity.problem
+            self.bridges: BridgeEngine | None = BridgeEngine()
+        else:
+            self.bridges = None
+        self.state.identity_problem = self._identity_problem
         self.runtime = Runtime(
             table=self.table,
             store=self.store,
@@ -105,6 +110,7 @@ class Proxy:
             engine=self.engine,
             http=self.http,
             identity=self.identity,
+            bridges=self.bridges,
         )
         # Shared keep-alive pools; the inbound one serves redirect mode only (under TPROXY each client connection
         # has its own, bound to the client's address).
@@ -121,6 +127,7 @@ class Proxy:
         )
         if self.identity is not None:
             self.metrics.registry.register(IdentityCollector(self.identity.reading))
+        self.metrics.registry.register(AuthzCollector(self.runtime.authz))
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,
@@ -130,6 +137,14 @@ class Proxy:
             listeners=[ListenerInfo(name=name, address=str(listener_address(lst))) for name, _, lst in self.listeners],
             identity=self.identity,
         )
+
+    def _identity_problem(self) -> str | None:
+        """Why the proxy lacks the identity it needs (for /ready), or None."""
+        if self.identity is not None:
+            return self.identity.problem()
+        if self.store.current.index.requires_identity:
+            return "the policy needs one (a strict mTLS port or a meshed destination) but there is no --identity"
+        return None
 
     def _bind(self) -> list[tuple[str, Side, trio.SocketListener]]:
         s = self.settings
@@ -182,10 +197,13 @@ class Proxy:
                 admin = listener_address(admin_listener)
             await root.start(serve_admin, admin_listener, LocalAdmin(self.view, self.metrics.render))
             await root.start(self.engine.run)
+            if self.bridges is not None:
+                await root.start(self.bridges.run)
             if self.http.h1_engine is not None:
                 await root.start(self.http.h1_engine.run)
             for pool in self.http.pools.values():
                 await root.start(pool.run)
+            await root.start(revoke_on_reload, self.store, self.table)
             root.start_soon(sweep_idle, self.table, self.store)
             root.start_soon(forget_idle_series, self.table, self.http.stats, s.metrics_retain_idle)
             async with trio.open_nursery() as conns:

@@ -59,6 +59,7 @@ class ConnRecord:
         "on_cancel",
         "opened_at",
         "original_dst",
+        "peer_id",
         "policy_version",
         "protocol",
         "requests",
@@ -92,6 +93,7 @@ class ConnRecord:
         self.dst_errno = ""
         self.dst_opened = False
         self.tls = "no_identity"
+        self.peer_id: str | None = None  # the mesh peer's verified SPIFFE ID: the client inbound, the server outbound
         self.policy_version = ""
         self.idle_timeout = float("inf")
         self.last_activity = now
@@ -104,6 +106,9 @@ class ConnRecord:
     def target(self) -> SockAddr:
         """The ``target_addr`` of metrics: the original destination, or our own address before it is known."""
         return self.original_dst if self.original_dst is not None else self.local
+
+    def metric_key(self) -> MetricKey:
+        return (self.direction, self.target, self.tls, self.peer_id or "")
 
     def detected(self, detection: Detection) -> None:
         self.protocol = detection.protocol.value
@@ -138,12 +143,14 @@ class ConnRecord:
             close_reason=self.close_reason,
             errno=(self.src_errno or self.dst_errno or None),
             tls=self.tls,
+            client_id=self.peer_id if self.direction == "inbound" else None,
+            server_id=self.peer_id if self.direction == "outbound" else None,
             policy_version=self.policy_version,
             worker=worker,
         )
 
 
-MetricKey = tuple[Direction, SockAddr, str]  # (direction, target_addr, tls)
+MetricKey = tuple[Direction, SockAddr, str, str]  # (direction, target_addr, tls, mesh peer id or "")
 
 
 class PeerTotals:
@@ -192,7 +199,7 @@ class ConnectionTable:
             rec.close_reason = "completed"
         self.closed_total += 1
         self.recent.appendleft(rec)
-        key: MetricKey = (rec.direction, rec.target, rec.tls)
+        key = rec.metric_key()
         _add_closed(self._totals(key, "src"), rec.up.received, rec.down.sent, rec.src_errno)
         if rec.dst_opened:
             _add_closed(self._totals(key, "dst"), rec.down.received, rec.up.sent, rec.dst_errno)
@@ -233,7 +240,7 @@ class ConnectionTable:
     def forget_idle_series(self) -> int:
         """Drop the TCP metric totals of targets with no connection open and none closed for a retain period
         (see ``Retention``); returns how many targets went."""
-        live = {(rec.direction, rec.target, rec.tls) for rec in self.live.values()}
+        live = {rec.metric_key() for rec in self.live.values()}
         closed = {key: totals.opened for (key, peer), totals in self.closed_totals.items() if peer == "src"}
         stale = [key for key in self._retention.stale(closed) if key not in live]
         for key in stale:

@@ -53,6 +53,24 @@ class ConnectUnreachableError(ConnectError):
     reason = "connect_unreachable"
 
 
+class NoIdentityError(ConnectError):
+    """The policy needs mesh TLS here but the proxy has no valid identity (no --identity, or it is not loaded)."""
+
+    reason = "no_identity"
+
+
+class PlaintextRefusedError(ProxyError):
+    """A strict mTLS port got something other than a mesh proxy's ClientHello."""
+
+    reason = "plaintext_refused"
+
+
+class AuthzDeniedError(ProxyError):
+    """The port's authorization rules do not allow this client (an opaque TCP connection)."""
+
+    reason = "authz_denied"
+
+
 def errno_name(code: int | None) -> str:
     """``ECONNRESET`` for 104; "" for no error (Linkerd's ``errno`` label is empty on a clean close)."""
     if not code:

@@ -25,15 +25,27 @@ import trio
 
 from dataplane.admin.schema import Direction
 from dataplane.connections import ConnRecord
-from dataplane.detect.detect import detect
+from dataplane.detect.detect import Detection, detect
 from dataplane.detect.sniff import Protocol as DetectedProtocol
-from dataplane.errors import ClientResetError, ProxyError, RedirectLoopError
+from dataplane.errors import (
+    AuthzDeniedError,
+    ClientResetError,
+    ConnectError,
+    PlaintextRefusedError,
+    ProxyError,
+    RedirectLoopError,
+)
 from dataplane.layer7 import proxy_h2, proxy_http1
+from dataplane.mtls.inner import alpn_for
+from dataplane.mtls.originate import meshed_target, originate
+from dataplane.mtls.terminate import terminate
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.runtime import Runtime
 from dataplane.tcp.relay import Outcome, relay
-from policy.index import PortSettings
+from dataplane.tls import alpn
+from policy.index import MeshedTarget, PortSettings
+from policy.model import MtlsMode
 from policy.model import Protocol as PortProtocol
 from policy.store import Snapshot
 
@@ -107,6 +119,47 @@ async def _proxy(legs: Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     settings = side.port_settings(snapshot, dst)
     rec.policy_version = snapshot.version
     rec.idle_timeout = settings.idle_timeout
+    inbound = side.direction == "inbound" and not settings.excluded
+    if inbound and settings.mtls is MtlsMode.STRICT:
+        # Nothing reaches the application, not even a TCP connect, before the client proved a mesh identity.
+        protocol = await _terminate_strict(legs, rec, rt, settings)
+        _authorize_tcp(rec, rt, settings, protocol)
+        await _connect(legs, rec, side, rt, dst, settings)
+        await _dispatch(legs, rec, rt, protocol)
+        return
+    meshed = meshed_target(side.direction, snapshot, dst, settings)
+    if meshed is not None:
+        await _proxy_meshed(legs, rec, side, rt, settings, meshed)
+        return
+    upstream = await _connect(legs, rec, side, rt, dst, settings)
+    protocol = DetectedProtocol.OPAQUE
+    sniff = settings.protocol is PortProtocol.DETECT and not settings.excluded
+    # A permissive port with an identity looks at every client's first bytes, opaque ports too: a meshed client's
+    # ClientHello must be terminated wherever it arrives.
+    mesh_possible = inbound and rt.identity is not None
+    if sniff or mesh_possible:
+        # After the connect on purpose: the client's first bytes arrive meanwhile, so the common case is one peek.
+        detection = await detect(legs.client.socket, upstream.fileno(), timeout=settings.detect_timeout)
+        if mesh_possible and _is_mesh_hello(detection):
+            protocol = await _terminate(legs, rec, rt, settings, detection)
+        elif sniff:
+            rec.detected(detection)
+            rt.table.detections.record(rec.direction, detection.result, detection.seconds)
+            protocol = detection.protocol
+    if inbound:
+        _authorize_tcp(rec, rt, settings, protocol)
+    await _dispatch(legs, rec, rt, protocol)
+
+
+async def _dispatch(legs: Legs, rec: ConnRecord, rt: Runtime, protocol: DetectedProtocol) -> None:
+    # A runtime without HTTP proxying (tests of the relay alone) relays every protocol as bytes.
+    handler = PROTOCOL_HANDLERS[protocol] if rt.http is not None else _relay_opaque
+    await handler(legs, rec, rt)
+
+
+async def _connect(
+    legs: Legs, rec: ConnRecord, side: Side, rt: Runtime, dst: SockAddr, settings: PortSettings
+) -> socket.socket:
     rec.upstream = dst
     upstream = await open_upstream(
         dst,
@@ -117,16 +170,79 @@ async def _proxy(legs: Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     )
     legs.upstream_socket = upstream
     rec.dst_opened = True
+    return upstream
+
+
+def _is_mesh_hello(detection: Detection) -> bool:
+    return detection.protocol is DetectedProtocol.TLS and alpn.is_mesh_offer(detection.alpn)
+
+
+async def _terminate_strict(legs: Legs, rec: ConnRecord, rt: Runtime, settings: PortSettings) -> DetectedProtocol:
+    """A strict port: the client must open with a mesh ClientHello and pass the handshake."""
+    detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
+    if not _is_mesh_hello(detection):
+        seen = (
+            "a TLS ClientHello without a mesh ALPN name"
+            if detection.protocol is DetectedProtocol.TLS
+            else (f"{detection.protocol.value} ({detection.result})")
+        )
+        raise PlaintextRefusedError(f"port {rec.target.port} is strict mTLS, but the client sent {seen}")
+    return await _terminate(legs, rec, rt, settings, detection)
+
+
+async def _terminate(
+    legs: Legs, rec: ConnRecord, rt: Runtime, settings: PortSettings, detection: Detection
+) -> DetectedProtocol:
+    rec.sni = detection.sni
+    plain, peer, protocol = await terminate(rt, legs.client, timeout=settings.detect_timeout)
+    legs.client = plain  # the TLS stream (and the client's socket under it) belongs to the bridge now
+    rec.tls = "true"
+    rec.peer_id = peer
+    rec.protocol = protocol.value
+    return protocol
+
+
+def _authorize_tcp(rec: ConnRecord, rt: Runtime, settings: PortSettings, protocol: DetectedProtocol) -> None:
+    """Opaque connections are authorized once, here; HTTP ones per request (``dataplane.http.authorize``)."""
+    authorization = settings.authorization
+    if not authorization.configured or protocol in (DetectedProtocol.HTTP1, DetectedProtocol.H2):
+        return
+    allowed = authorization.allows_tcp(rec.peer_id)
+    rt.authz.record("tcp", allowed, str(rec.target), rec.tls, rec.peer_id)
+    if not allowed:
+        who = rec.peer_id or "an unauthenticated client"
+        raise AuthzDeniedError(f"authorization denied: {who} may not connect to port {rec.target.port}")
+
+
+async def _proxy_meshed(
+    legs: Legs, rec: ConnRecord, side: Side, rt: Runtime, settings: PortSettings, target: MeshedTarget
+) -> None:
+    """Outbound to a meshed destination: detect first (its proxy never speaks first), then connect over mTLS
+    offering the detected protocol. An HTTP client whose first handshake failed is still served by its HTTP
+    proxy, whose pool connects again and answers 503 with the reason."""
+    assert rec.original_dst is not None
+    dst = rec.original_dst
     protocol = DetectedProtocol.OPAQUE
-    if settings.protocol is PortProtocol.DETECT and not settings.excluded:
-        # After the connect on purpose: the client's first bytes arrive meanwhile, so the common case is one peek.
-        detection = await detect(legs.client.socket, upstream.fileno(), timeout=settings.detect_timeout)
+    if settings.protocol is PortProtocol.DETECT:
+        detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
         rec.detected(detection)
         rt.table.detections.record(rec.direction, detection.result, detection.seconds)
         protocol = detection.protocol
-    # A runtime without HTTP proxying (tests of the relay alone) relays every protocol as bytes.
-    handler = PROTOCOL_HANDLERS[protocol] if rt.http is not None else _relay_opaque
-    await handler(legs, rec, rt)
+    sock = await _connect(legs, rec, side, rt, dst, settings)
+    legs.upstream_socket = None  # originate owns it now
+    http = protocol in (DetectedProtocol.HTTP1, DetectedProtocol.H2) and rt.http is not None
+    try:
+        plain, peer = await originate(rt, sock, dst, target, alpn_for(protocol), timeout=settings.connect_timeout)
+    except ConnectError as exc:
+        if not http:
+            raise
+        log.info("conn=%d outbound %s -> %s: %s", rec.id, rec.client, dst, exc)
+        await _dispatch(legs, rec, rt, protocol)
+        return
+    legs.upstream_socket = plain
+    rec.tls = "true"
+    rec.peer_id = peer
+    await _dispatch(legs, rec, rt, protocol)
 
 
 async def _relay_opaque(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:

@@ -16,24 +16,33 @@ from typing import TYPE_CHECKING
 import trio
 
 from dataplane.connections import ConnRecord
+from dataplane.http.authorize import RequestAuthorizer
 from dataplane.http1.proxy import Http1Context, serve_http1
 from dataplane.http2.proxy import H2Context, serve_h2
+from dataplane.mtls.originate import meshed_target, originate
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.runtime import Runtime
+from dataplane.tls import alpn
 from dataplane.upstream.pool import Connect, ConnectionPool, PooledStream
+from policy.index import PortSettings
 
 if TYPE_CHECKING:
     from dataplane.handler import Legs, Side
 
 
-def pool_connector(side: Side, rt: Runtime, *, source_ip: str | None = None) -> Connect[SockAddr]:
+def pool_connector(
+    side: Side, rt: Runtime, *, source_ip: str | None = None, offer: str = alpn.HTTP1
+) -> Connect[SockAddr]:
     """How a pool opens a new upstream connection for ``side``: the policy's connect timeout for that
-    destination, the proxy's socket mark, the loop guard told about it."""
+    destination, the proxy's socket mark, the loop guard told about it, and mesh mTLS (ALPN ``offer``) when the
+    policy marks the destination as meshed."""
 
     async def connect(dst: SockAddr) -> PooledStream[SockAddr]:
-        settings = side.port_settings(rt.store.current, dst)
+        snapshot = rt.store.current
+        settings = side.port_settings(snapshot, dst)
+        meshed = meshed_target(side.direction, snapshot, dst, settings)
         local: list[SockAddr] = []
 
         def remember(address: SockAddr) -> None:
@@ -44,11 +53,12 @@ def pool_connector(side: Side, rt: Runtime, *, source_ip: str | None = None) -> 
             sock = await open_upstream(
                 dst, timeout=settings.connect_timeout, mark=rt.mark, source_ip=source_ip, on_local_address=remember
             )
+            if meshed is not None:
+                sock, _ = await originate(rt, sock, dst, meshed, offer, timeout=settings.connect_timeout)
         except BaseException:
             _forget(rt.guard, local, dst)
             raise
-        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-        return PooledStream(dst, stream, on_close=functools.partial(_forget, rt.guard, local, dst))
+        return PooledStream(dst, sock, on_close=functools.partial(_forget, rt.guard, local, dst))
 
     return connect
 
@@ -57,10 +67,10 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     """Serve the client's HTTP/2 streams over HTTP/2 to the upstream (``PROTOCOL_HANDLERS[H2]``): the connection
     the handler opened carries them, more are opened when the upstream sends GOAWAY."""
     http = rt.http
-    assert http is not None and legs.upstream_socket is not None and rec.upstream is not None
+    assert http is not None and rec.upstream is not None
     side, dst = legs.side, rec.upstream
     first_sock, legs.upstream_socket = legs.upstream_socket, None  # the loop guard entry stays with legs
-    connector = pool_connector(side, rt, source_ip=side.source_ip(rec.client))
+    connector = pool_connector(side, rt, source_ip=side.source_ip(rec.client), offer=alpn.H2)
     opened: list[PooledStream[SockAddr]] = []
     settings = side.port_settings(rt.store.current, dst)
 
@@ -72,7 +82,7 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     ctx = H2Context(
         rec=rec,
         upstream=dst,
-        first=trio.SocketStream(trio.socket.from_stdlib_socket(first_sock)),
+        first=trio.SocketStream(trio.socket.from_stdlib_socket(first_sock)) if first_sock is not None else None,
         connect=connect,
         stats=http.stats,
         ids=http.ids,
@@ -81,6 +91,7 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         drain=http.drain,
         response_timeout=settings.response_timeout,
         stream_idle_timeout=settings.stream_idle_timeout,
+        authorize=_authorizer(rec, rt, settings),
     )
     rec.state = "open"
     try:
@@ -95,15 +106,19 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     there is one, which hands what it does not serve itself to ``serve_http1``. Connections with their own pool
     (TPROXY) are served by ``serve_http1`` alone."""
     http = rt.http
-    assert http is not None and legs.upstream_socket is not None and rec.upstream is not None
+    assert http is not None and rec.upstream is not None
     side, dst = legs.side, rec.upstream
     first_sock, legs.upstream_socket = legs.upstream_socket, None
     guard_key, legs.upstream_key = legs.upstream_key, None  # the pooled connection forgets it when it closes
-    first = PooledStream(
-        dst,
-        trio.SocketStream(trio.socket.from_stdlib_socket(first_sock)),
-        on_close=functools.partial(rt.guard.discard_upstream, *guard_key) if guard_key is not None else None,
-    )
+    first = None
+    if first_sock is not None:  # None: a meshed destination whose first handshake failed (the pool tries again)
+        first = PooledStream(
+            dst,
+            first_sock,
+            on_close=functools.partial(rt.guard.discard_upstream, *guard_key) if guard_key is not None else None,
+        )
+    elif guard_key is not None:
+        rt.guard.discard_upstream(*guard_key)
     source_ip = side.source_ip(rec.client)
     own_pool: ConnectionPool[SockAddr] | None = None
     if source_ip is None:
@@ -113,18 +128,33 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     rec.state = "open"
     settings = side.port_settings(rt.store.current, dst)
     ctx = Http1Context(
-        rec, dst, pool, http.stats, http.ids, response_timeout=settings.response_timeout, drain=http.drain
+        rec,
+        dst,
+        pool,
+        http.stats,
+        http.ids,
+        response_timeout=settings.response_timeout,
+        drain=http.drain,
+        authorize=_authorizer(rec, rt, settings),
     )
     engine = http.h1_engine
     if engine is not None and own_pool is None:
         await engine.serve(legs.client, ctx, first=first)
         return
-    pool.release(first, reusable=True)
+    if first is not None:
+        pool.release(first, reusable=True)
     try:
         await serve_http1(legs.client, ctx)
     finally:
         if own_pool is not None:
             own_pool.close_idle()
+
+
+def _authorizer(rec: ConnRecord, rt: Runtime, settings: PortSettings) -> RequestAuthorizer | None:
+    """Per-request authorization for an inbound connection on a port with rules; None: nothing to check."""
+    if rec.direction != "inbound" or not settings.authorization.configured:
+        return None
+    return RequestAuthorizer(settings.authorization, rec.peer_id, rt.authz, str(rec.target), rec.tls)
 
 
 def _forget(guard: LoopGuard, local: list[SockAddr], dst: SockAddr) -> None:

@@ -15,12 +15,14 @@ from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.settings import InboundMode
 from dataplane.tcp.engine import RelayEngine
+from dataplane.telemetry.authz import AuthzCounters
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.upstream.pool import ConnectionPool
 from policy.store import PolicyStore
 
 if TYPE_CHECKING:  # OpenSSL and cryptography are loaded only with --identity (about 13 MiB)
     from dataplane.svid.store import IdentityStore
+    from dataplane.tls.bridge import BridgeEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +58,7 @@ class Runtime:
     """HTTP proxying of detected HTTP/1.1 connections; None: they are relayed as opaque bytes."""
     identity: IdentityStore | None = None
     """The proxy's SVID and its current TLS contexts (``identity.current``); None without --identity."""
+    bridges: BridgeEngine | None = None
+    """Pumps the mesh TLS connections (``dataplane.tls.bridge``); only with --identity."""
+    authz: AuthzCounters = field(default_factory=AuthzCounters)
+    """Inbound authorization decisions, for the metrics."""

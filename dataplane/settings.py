@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="LISTEN=UPSTREAM",
         help="like --forward, but the connections arrive for the pod: inbound policy applies (mtls mode, "
-        "authorization, mesh TLS terminated); counted as direction=\"inbound\", listener inbound-forward-<port>",
+        'authorization, mesh TLS terminated); counted as direction="inbound", listener inbound-forward-<port>',
     )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.add_argument(

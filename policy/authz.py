@@ -116,6 +116,13 @@ class Authorization:
         """Whether the port has rules at all (decisions are counted only then)."""
         return self._rules is not None
 
+    def admits(self, client_id: str | None) -> bool:
+        """Whether some rule admits the client at all, whatever it may then request (an HTTP connection stays
+        open as long as this holds; its requests are checked one by one)."""
+        if self._rules is None:
+            return True
+        return any(rule.admits(client_id) for rule in self._rules)
+
     def allows_tcp(self, client_id: str | None) -> bool:
         """An opaque connection: a rule without paths or methods must admit the client."""
         if self._rules is None:

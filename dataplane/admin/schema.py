@@ -44,6 +44,11 @@ class ConnectionInfo(_Doc, frozen=True):
     close_reason: str | None = None
     errno: str | None = None
     tls: str = "no_identity"
+    """``true`` when the connection is carried over mesh mTLS (Linkerd's label value), else ``no_identity``."""
+    client_id: str | None = None
+    """Inbound mesh mTLS: the client proxy's verified SPIFFE ID."""
+    server_id: str | None = None
+    """Outbound mesh mTLS: the server proxy's verified SPIFFE ID."""
     policy_version: str = ""
     worker: int = 0
     detect_result: str | None = None

@@ -52,9 +52,10 @@ class Detection(msgspec.Struct, frozen=True):
     alpn: tuple[str, ...] = ()
 
 
-async def detect(client: trio.socket.SocketType, upstream_fd: int, *, timeout: float) -> Detection:
+async def detect(client: trio.socket.SocketType, upstream_fd: int | None, *, timeout: float) -> Detection:
     """Peek at ``client``'s first bytes (watching ``upstream_fd`` for a server that speaks first) and decide.
 
+    ``upstream_fd`` None: no upstream yet (a strict mTLS port connects only after the client proved itself).
     Consumes nothing from either socket. Raises ``ClientResetError`` if the client resets meanwhile.
     """
     started = trio.current_time()
@@ -63,11 +64,16 @@ async def detect(client: trio.socket.SocketType, upstream_fd: int, *, timeout: f
     stopped = "read_timeout"  # why waiting ended without a final verdict
     lowat = 1
     backoff = _FIRST_BACKOFF
-    watch_upstream = True
+    watch_upstream = upstream_fd is not None
     try:
         with trio.move_on_after(timeout):
             while True:
-                if watch_upstream and not _readable(client.fileno()) and not await _client_first(client, upstream_fd):
+                if (
+                    upstream_fd is not None
+                    and watch_upstream
+                    and not _readable(client.fileno())
+                    and not await _client_first(client, upstream_fd)
+                ):
                     if not is_h2_server_preface(_peek_fd(upstream_fd)):
                         stopped = "server_first"
                         break

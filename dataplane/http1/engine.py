@@ -392,8 +392,8 @@ class Http1Engine:
                 self._update_client(c)
                 return
             if isinstance(event, RequestReceived):
-                if not self._serves(event, parser.buffered):
-                    self._hand_over(c)
+                if not self._serves(event, parser.buffered) or not self._authorized(c, event):
+                    self._hand_over(c)  # serve_http1 answers a denied request 403 (and counts it)
                     return
                 c.request = event
             elif isinstance(event, DataReceived):
@@ -421,6 +421,16 @@ class Http1Engine:
             and not (drain is not None and drain.draining)
         )
 
+    @staticmethod
+    def _authorized(c: _Client, request: RequestReceived) -> bool:
+        authorize = c.ctx.authorize
+        if authorize is None:
+            return True
+        allowed = authorize.check(request.head.method, request.head.target)
+        if allowed:
+            authorize.count(allowed)
+        return allowed
+
     def _hand_over(self, c: _Client) -> None:
         # serve_http1 takes its upstream connections from the pool: move one of ours there for it.
         conns = self._idle.get((c.ctx.pool, c.ctx.upstream))
@@ -445,7 +455,7 @@ class Http1Engine:
         rec.requests += 1
         c.started = trio.current_time()
         authority = (head.headers.get(b"host") or b"").decode("latin-1")
-        c.key = ctx.stats.request(rec.direction, authority, ctx.upstream, rec.tls)
+        c.key = ctx.stats.request(rec.direction, authority, ctx.upstream, rec.tls, rec.peer_id)
         data = forwarded + b"".join(c.body) if c.body else forwarded
         c.body = []
         c.sent = data

@@ -26,6 +26,7 @@ import trio
 from dataplane.connections import ConnRecord
 from dataplane.drain import Drain
 from dataplane.errors import ConnectError
+from dataplane.http.authorize import DENIED_STATUS, RequestAuthorizer
 from dataplane.http.forwarding import forwarded_request_head, strip_hop_by_hop
 from dataplane.http.model import BodyKind, Framing, Headers, ResponseHead
 from dataplane.http.request_id import RequestIds
@@ -68,6 +69,8 @@ class Http1Context:
     """Seconds from the request's end to the response head before answering 504 (None: wait)."""
     drain: Drain | None = None
     """The proxy's drain signal: idle keep-alive connections close when it starts, busy ones after their exchange."""
+    authorize: RequestAuthorizer | None = None
+    """Inbound authorization per request (403 when denied); None: every request is allowed."""
 
 
 class _ResponseFailed(Exception):
@@ -177,22 +180,23 @@ class _Session:
         started = trio.current_time()
         head = request.head
         authority = (head.headers.get(b"host") or b"").decode("latin-1")
-        key = ctx.stats.request(self.rec.direction, authority, ctx.upstream, self.rec.tls)
+        key = ctx.stats.request(self.rec.direction, authority, ctx.upstream, self.rec.tls, self.rec.peer_id)
+        authorize = ctx.authorize
+        if authorize is not None:
+            allowed = authorize.check(head.method, head.target)
+            authorize.count(allowed)
+            if not allowed:
+                why = authorize.why(head.method, head.target)
+                return await self._refuse_unsent(request, key, started, DENIED_STATUS, why, error="authz_denied")
         forwarded = forwarded_request_head(
             head, request.framing, upgrade=request.upgrade, client=self.client_ip, proto=b"http", ids=ctx.ids
         )
         try:
             upstream = await ctx.pool.acquire(ctx.upstream)
         except ConnectError as exc:
-            status = 503  # unreachable, refused or a connect timeout alike (Envoy: 503 UF); 504 is for responses
-            ctx.stats.response(key, status=status, latency_ms=_ms(started), error=exc.reason)
-            # The request body (if any) was not read: the connection cannot carry another request.
-            body_pending = request.framing.kind is not BodyKind.NONE
-            if not body_pending:
-                ended = self.parser.next_event()
-                assert isinstance(ended, MessageEnded), ended
-            await self._refuse(status, unreachable(ctx.upstream, exc.reason), close=body_pending)
-            return not body_pending and request.keep_alive
+            # Unreachable, refused, a connect timeout or failed mesh TLS alike (Envoy: 503 UF); 504 is for responses.
+            why = unreachable(ctx.upstream, exc.reason)
+            return await self._refuse_unsent(request, key, started, 503, why, error=exc.reason)
         self.rec.dst_opened = True
         self.exchange = _Exchange(self, upstream, request, key, started)
         try:
@@ -225,6 +229,19 @@ class _Session:
             return False
         ctx.pool.release(exchange.upstream, reusable=exchange.upstream_reusable)
         return request.keep_alive and exchange.response_keep_alive and exchange.request_done
+
+    async def _refuse_unsent(
+        self, request: RequestReceived, key: RequestKey, started: float, status: int, why: str, *, error: str
+    ) -> bool:
+        """Answer a request nothing of which was sent upstream; True when the connection carries on."""
+        self.ctx.stats.response(key, status=status, latency_ms=_ms(started), error=error)
+        # The request body (if any) was not read: the connection cannot carry another request.
+        body_pending = request.framing.kind is not BodyKind.NONE
+        if not body_pending:
+            ended = self.parser.next_event()
+            assert isinstance(ended, MessageEnded), ended
+        await self._refuse(status, why, close=body_pending)
+        return not body_pending and request.keep_alive
 
     async def _run_exchange(self, forwarded: bytes) -> None:
         """Run ``self.exchange``; if it fails replayably, replace it with a replay on a new connection."""

@@ -17,6 +17,7 @@ LINGER_SECONDS: Final = 2.0
 LINGER_BYTES: Final = 1 << 20
 _REASONS: Final = {
     400: b"Bad Request",
+    403: b"Forbidden",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
     501: b"Not Implemented",

@@ -34,6 +34,7 @@ import trio
 from dataplane.connections import ConnRecord
 from dataplane.drain import Drain
 from dataplane.errors import ConnectError
+from dataplane.http.authorize import DENIED_STATUS, RequestAuthorizer
 from dataplane.http.errors import ERROR_FIELD, error_value
 from dataplane.http.forwarding import ensure_request_id, set_forwarded
 from dataplane.http.model import Headers
@@ -61,8 +62,9 @@ class H2Context:
 
     rec: ConnRecord
     upstream: SockAddr
-    first: trio.SocketStream
-    """The upstream connection the handler already opened: the first upstream HTTP/2 connection."""
+    first: trio.SocketStream | None
+    """The upstream connection the handler already opened: the first upstream HTTP/2 connection (None: open one
+    with ``connect`` when the first stream needs it)."""
     connect: Callable[[], Awaitable[trio.SocketStream]]
     """Opens another connection to ``upstream`` (after a GOAWAY or a failure of the current one)."""
     stats: HttpStats
@@ -76,6 +78,8 @@ class H2Context:
     stream_idle_timeout: float = DEFAULT_STREAM_IDLE_TIMEOUT.seconds
     """Seconds a stream may move no bytes in either direction before both its sides are reset (CANCEL)."""
     upstream_settings: H2Settings = UPSTREAM_SETTINGS
+    authorize: RequestAuthorizer | None = None
+    """Inbound authorization per stream (403 when denied); None: every request is allowed."""
 
 
 async def serve_h2(client: trio.SocketStream, ctx: H2Context) -> None:
@@ -138,8 +142,17 @@ async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream)
     started = trio.current_time()
     headers = stream.request_headers
     authority = _get(headers, b":authority") or b""
-    key = ctx.stats.request(ctx.rec.direction, authority.decode("latin-1"), ctx.upstream, ctx.rec.tls)
+    key = ctx.stats.request(ctx.rec.direction, authority.decode("latin-1"), ctx.upstream, ctx.rec.tls, ctx.rec.peer_id)
     ctx.rec.requests += 1
+    authorize = ctx.authorize
+    if authorize is not None:
+        method, path = _get(headers, b":method") or b"", _get(headers, b":path") or b""
+        allowed = authorize.check(method, path)
+        authorize.count(allowed)
+        if not allowed:
+            await _refuse(stream, DENIED_STATUS, authorize.why(method, path))
+            ctx.stats.response(key, status=DENIED_STATUS, latency_ms=_ms(started), error="authz_denied")
+            return
     forwarded = _forwarded_request(headers, ctx)
     # A request that ended with its headers (most GETs) goes out the same way: no body pump, no empty DATA frame.
     bodiless = stream.remote_ended and stream.buffered == 0 and not stream.trailers

@@ -16,7 +16,16 @@ from prometheus_client.registry import Collector
 from dataplane.http2.counters import H2Counters
 from dataplane.telemetry.http_stats import LATENCY_BUCKETS_MS, HttpStats, RequestKey
 
-_REQUEST_LABELS = ["direction", "authority", "target_addr", "target_ip", "target_port", "tls"]
+_REQUEST_LABELS = [
+    "direction",
+    "authority",
+    "target_addr",
+    "target_ip",
+    "target_port",
+    "tls",
+    "client_id",
+    "server_id",
+]
 _BOUNDS = [*(str(b) for b in LATENCY_BUCKETS_MS), "+Inf"]
 
 
@@ -57,11 +66,13 @@ class HttpCollector(Collector):
 
 
 def _labels(key: RequestKey) -> list[str]:
-    return [key.direction, key.authority, str(key.target), key.target.ip, str(key.target.port), key.tls]
+    client_id, server_id = (key.peer_id, "") if key.direction == "inbound" else ("", key.peer_id)
+    target = key.target
+    return [key.direction, key.authority, str(target), target.ip, str(target.port), key.tls, client_id, server_id]
 
 
-def _order(key: RequestKey) -> tuple[str, str, str, str]:
-    return (key.direction, key.authority, str(key.target), key.tls)
+def _order(key: RequestKey) -> tuple[str, str, str, str, str]:
+    return (key.direction, key.authority, str(key.target), key.tls, key.peer_id)
 
 
 class H2Collector(Collector):

@@ -33,6 +33,8 @@ class RequestKey(NamedTuple):
     authority: str
     target: SockAddr
     tls: str
+    peer_id: str = ""
+    """The mesh peer's verified identity: the client's inbound, the server's outbound ("" without mesh mTLS)."""
 
 
 class ResponseKey(NamedTuple):
@@ -96,9 +98,11 @@ class HttpStats:
             return raw
         return OTHER_AUTHORITY
 
-    def request(self, direction: Direction, authority: str, target: SockAddr, tls: str) -> RequestKey:
+    def request(
+        self, direction: Direction, authority: str, target: SockAddr, tls: str, peer_id: str | None = None
+    ) -> RequestKey:
         """Count a request as it is forwarded; returns the key its response is recorded under."""
-        key = RequestKey(direction, self.authority(authority), target, tls)
+        key = RequestKey(direction, self.authority(authority), target, tls, peer_id or "")
         self.requests[key] = self.requests.get(key, 0) + 1
         return key
 

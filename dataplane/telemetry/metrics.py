@@ -31,7 +31,7 @@ from dataplane.telemetry.http_metrics import H2Collector, HttpCollector
 from dataplane.telemetry.http_stats import HttpStats
 from policy.store import PolicyStore
 
-_TCP_LABELS = ["direction", "peer", "target_addr", "target_ip", "target_port", "tls"]
+_TCP_LABELS = ["direction", "peer", "target_addr", "target_ip", "target_port", "tls", "client_id", "server_id"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STARTING: Final = "starting"
 """Why a proxy is not ready before its listeners accept: the only reason the supervisor waits out at start."""
@@ -108,7 +108,7 @@ class TcpCollector(Collector):
             )
         live_count: dict[tuple[MetricKey, CloseSide], int] = {}
         for rec in self._table.iter_live():
-            live_key: MetricKey = (rec.direction, rec.target, rec.tls)
+            live_key = rec.metric_key()
             _add_live(totals, live_count, (live_key, "src"), rec.up.received, rec.down.sent)
             if rec.dst_opened:
                 _add_live(totals, live_count, (live_key, "dst"), rec.down.received, rec.up.sent)
@@ -163,14 +163,16 @@ def _add_live(
     live_count[key] = live_count.get(key, 0) + 1
 
 
-def _sort_key(item: tuple[tuple[MetricKey, CloseSide], PeerTotals]) -> tuple[str, str, str, str]:
-    (direction, target, tls), peer = item[0]
-    return (direction, str(target), tls, peer)
+def _sort_key(item: tuple[tuple[MetricKey, CloseSide], PeerTotals]) -> tuple[str, str, str, str, str]:
+    (direction, target, tls, peer_id), peer = item[0]
+    return (direction, str(target), tls, peer_id, peer)
 
 
 def _labels(key: MetricKey, peer: CloseSide) -> list[str]:
-    direction, target, tls = key
-    return [direction, peer, str(target), target.ip, str(target.port), tls]
+    direction, target, tls, peer_id = key
+    # Linkerd's names: the verified client identity inbound, the server's outbound ("" when not mesh mTLS).
+    client_id, server_id = (peer_id, "") if direction == "inbound" else ("", peer_id)
+    return [direction, peer, str(target), target.ip, str(target.port), tls, client_id, server_id]
 
 
 class DetectCollector(Collector):

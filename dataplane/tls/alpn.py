@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-H2: Final = "h2"
-HTTP1: Final = "http/1.1"
-OPAQUE: Final = "triomesh.tcp/1"  # opaque TCP relayed inside the mesh tunnel; no public protocol uses the name
+# Mesh-only names (Istio's idea: "istio-h2", "istio-http/1.1"): an inbound proxy tells a peer proxy's ClientHello
+# from an application's own TLS (which offers h2 or http/1.1) by these names alone, and never terminates the latter.
+H2: Final = "triomesh.h2/1"  # HTTP/2 inside the mesh tunnel
+HTTP1: Final = "triomesh.http1/1"  # HTTP/1.1 inside the mesh tunnel
+OPAQUE: Final = "triomesh.tcp/1"  # opaque TCP inside the mesh tunnel
 MESH_PROTOCOLS: Final = (H2, HTTP1, OPAQUE)
+_MESH_PREFIX: Final = b"triomesh."
 _MAX_NAME: Final = 255  # RFC 7301 3.1: a protocol name is 1..255 bytes
 
 
@@ -40,3 +43,9 @@ def check(negotiated: bytes, supported: Sequence[str]) -> str | None:
     except UnicodeDecodeError:
         return None
     return name if name in supported else None
+
+
+def is_mesh_offer(offered: Sequence[str]) -> bool:
+    """Whether a ClientHello's ALPN list comes from a mesh proxy (any name in the mesh's family, known or not:
+    a mesh-looking offer we cannot serve is refused, never passed to the application as its own TLS)."""
+    return any(name.encode("ascii", "replace").startswith(_MESH_PREFIX) for name in offered)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from dataplane.errors import ProxyError
+from dataplane.errors import ConnectError
 from identity.verify import Rejection, RejectReason
 
 
-class TLSHandshakeError(ProxyError):
-    """A handshake failed for a reason not listed below (the message has OpenSSL's words)."""
+class TLSHandshakeError(ConnectError):
+    """A handshake failed for a reason not listed below (the message has OpenSSL's words).
+
+    A ``ConnectError``: to the HTTP proxies an upstream that fails mesh TLS is an upstream not reached (503)."""
 
     reason = "tls_handshake"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import trio
 
 from dataplane.tls.errors import AlpnError, HandshakeEOFError
-from dataplane.tls.openssl import TLSContext, TLSEngine
+from dataplane.tls.openssl import PeerCheck, TLSContext, TLSEngine
 from dataplane.tls.stream import TLSStream
 from identity.spiffe import SpiffeId
 
@@ -29,12 +29,22 @@ async def tls_accept(transport: trio.abc.Stream, context: TLSContext) -> TLSStre
 
 
 async def tls_connect(
-    transport: trio.abc.Stream, context: TLSContext, *, expected: SpiffeId | None = None
+    transport: trio.abc.Stream,
+    context: TLSContext,
+    *,
+    expected: SpiffeId | None = None,
+    offer: str | None = None,
+    accept: PeerCheck | None = None,
 ) -> TLSStream:
-    """Originate mesh TLS on ``transport``; the server must present a valid SVID (``expected`` when given)."""
+    """Originate mesh TLS on ``transport``; the server must present a valid SVID (``expected`` when given).
+
+    ``offer``: the one ALPN protocol to offer (the inner protocol); None offers all of the context's. ``accept``:
+    a further check of the server's identity, made inside the handshake, so a refused server never sees our
+    Finished (it cannot take us for a connected client)."""
     if context.server_side:
         raise ValueError("tls_connect needs a client context")
-    return await _handshake(TLSStream(transport, TLSEngine(context, expected=expected)))
+    engine = TLSEngine(context, expected=expected, offer=offer, accept=accept)
+    return await _handshake(TLSStream(transport, engine))
 
 
 async def _handshake(stream: TLSStream) -> TLSStream:

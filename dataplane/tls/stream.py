@@ -29,6 +29,7 @@ import contextlib
 import enum
 import functools
 import operator
+import socket
 from collections.abc import Callable
 from typing import Final, TypeVar
 
@@ -99,6 +100,21 @@ class TLSStream(trio.abc.HalfCloseableStream):
     @property
     def server_side(self) -> bool:
         return self._engine.server_side
+
+    def detach(self) -> tuple[socket.socket, TLSEngine, bytes]:
+        """Hand a handshaken connection over to an engine that drives it without this stream (the bridge
+        engine): the transport's socket, the TLS state, and bytes already owed to the peer (held session
+        tickets). The stream is closed afterwards without touching the socket."""
+        if not self._handshook or self._state is not _State.OK:
+            raise RuntimeError("only a handshaken, healthy TLSStream can be detached")
+        transport = self.transport_stream
+        if not isinstance(transport, trio.SocketStream):
+            raise TypeError("only a TLSStream over a trio.SocketStream can be detached")
+        trio_sock = transport.socket
+        sock = socket.socket(trio_sock.family, trio_sock.type, trio_sock.proto, trio_sock.detach())
+        owed, self._delayed_outgoing = self._delayed_outgoing + self._engine.data_to_send(), b""
+        self._state = _State.CLOSED
+        return sock, self._engine, owed
 
     async def do_handshake(self) -> None:
         """Run the handshake if it has not run; TLSHandshakeError (with its reason) when it fails."""

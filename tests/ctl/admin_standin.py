@@ -106,6 +106,8 @@ def sample_connections() -> ConnectionsReport:
             ConnectionInfo(
                 id=9,
                 direction="inbound",
+                tls="true",
+                client_id="spiffe://cluster.local/ns/shop/sa/web",
                 client="[fd00:7472:696f::11]:51234",
                 original_dst="[fd00:7472:696f::12]:8080",
                 upstream="[fd00:7472:696f::12]:8080",

@@ -127,8 +127,11 @@ async def test_demo_runs_and_cleans_up(lab_prefix: str, capsys: pytest.CaptureFi
     # HTTP through both proxies: the request id the outbound proxy set survives the inbound one, and under
     # TPROXY the server's proxy sees the calling pod's own address.
     assert re.search(r"< b answers GET /again \(x-request-id=[0-9a-f-]{36}, x-forwarded-for=198\.18\.7\.11,", out)
-    assert re.search(r" http1 +2 ", out)  # the connection table's PROTO and REQS columns
+    assert re.search(r" http1 +\S+ +2 ", out)  # the connection table's PROTO, MTLS PEER and REQS columns
     assert "FAILED" not in out
     assert "tcp_open_total" in out
-    assert 'response_total{authority="198.18.7.12:8081",classification="success",direction="inbound"' in out
+    assert re.search(
+        r'response_total\{authority="198.18.7.12:8081",classification="success",client_id="[^"]*",direction="inbound"',
+        out,
+    )
     assert not [name for name in await list_netns() if name.startswith(f"{lab_prefix}-")]

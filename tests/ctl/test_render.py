@@ -18,13 +18,15 @@ def test_connections_table_has_every_column_in_order() -> None:
     titles = [column.title for column in CONNECTION_COLUMNS]
     positions = [header.index(title) for title in titles]
     assert positions == sorted(positions)
-    assert " ".join(titles) == "ID DIR CLIENT ORIGINAL DST UPSTREAM PROTO REQS STATE AGE ->UP ->CLIENT REASON"
+    assert " ".join(titles) == (
+        "ID DIR CLIENT ORIGINAL DST UPSTREAM PROTO MTLS PEER REQS STATE AGE ->UP ->CLIENT REASON"
+    )
 
 
 def test_connections_rows_are_aligned_under_their_headers() -> None:
     header, *rows = _table(render_connections(sample_connections(), now=NOW))
     # Left-aligned columns start where their title starts, whatever the address length (IPv6 included).
-    for title in ("CLIENT", "ORIGINAL DST", "PROTO", "STATE"):
+    for title in ("CLIENT", "ORIGINAL DST", "PROTO", "MTLS PEER", "STATE"):
         start = header.index(title)
         for row in rows:
             assert row[start - 2 : start] == "  ", (title, row)
@@ -43,16 +45,18 @@ def test_connections_rows_show_humane_units_and_full_addresses() -> None:
     # Open connections come oldest id first, then the recently closed ones.
     assert first.split()[:2] == ["9", "in"]
     assert "[fd00:7472:696f::11]:51234" in first and "[fd00:7472:696f::12]:8080" in first
+    assert " spiffe://cluster.local/ns/shop/sa/web " in first  # the verified mesh client
     assert "3m4s" in first and "5.0 MiB" in first and "12 B" in first and "client_half_closed" in first
     assert second.split()[:2] == ["12", "out"] and "12s" in second and "1.5 KiB" in second and "300 B" in second
     # A closed connection shows how long it lasted, no upstream, and why it closed.
-    assert closed.split()[:8] == [
+    assert closed.split()[:9] == [
         "11",
         "out",
         "198.18.7.11:40400",
         "198.18.7.13:9090",
         "-",
         "opaque",
+        "-",  # not over mesh mTLS
         "-",  # no HTTP requests on an opaque connection
         "closed",
     ]

@@ -116,9 +116,10 @@ async def test_metrics_carry_linkerd_tcp_families_with_labels(engine: bool) -> N
         assert await client.receive_some(20) == b"GET / HTTP/1.1\r\n"
         text = metrics.render().decode()
         target = f'target_addr="{upstream}",target_ip="127.0.0.1",target_port="{upstream.port}",tls="no_identity"'
-        assert f'tcp_open_connections{{direction="outbound",peer="src",{target}}} 1.0' in text
-        assert f'tcp_open_connections{{direction="outbound",peer="dst",{target}}} 1.0' in text
-        assert f'tcp_read_bytes_total{{direction="outbound",peer="src",{target}}} 16.0' in text
+        out = 'client_id="",direction="outbound"'  # labels sort by name: the empty peer ids come first
+        assert f'tcp_open_connections{{{out},peer="src",server_id="",{target}}} 1.0' in text
+        assert f'tcp_open_connections{{{out},peer="dst",server_id="",{target}}} 1.0' in text
+        assert f'tcp_read_bytes_total{{{out},peer="src",server_id="",{target}}} 16.0' in text
         assert 'tcp_detect_http_results_total{direction="outbound",result="http/1"} 1.0' in text
         assert 'tcp_detect_http_duration_seconds_count{direction="outbound"} 1.0' in text
         assert 'tcp_detect_http_duration_seconds_bucket{direction="outbound",le="+Inf"} 1.0' in text
@@ -130,11 +131,11 @@ async def test_metrics_carry_linkerd_tcp_families_with_labels(engine: bool) -> N
                 await trio.sleep(0.01)
         text = metrics.render().decode()
     for peer in ("src", "dst"):
-        assert f'tcp_open_total{{direction="outbound",peer="{peer}",{target}}} 1.0' in text
-        assert f'tcp_close_total{{direction="outbound",errno="",peer="{peer}",{target}}} 1.0' in text
-        assert f'tcp_open_connections{{direction="outbound",peer="{peer}",{target}}} 0.0' in text
-        assert f'tcp_read_bytes_total{{direction="outbound",peer="{peer}",{target}}} 16.0' in text
-        assert f'tcp_write_bytes_total{{direction="outbound",peer="{peer}",{target}}} 16.0' in text
+        assert f'tcp_open_total{{{out},peer="{peer}",server_id="",{target}}} 1.0' in text
+        assert f'tcp_close_total{{{out},errno="",peer="{peer}",server_id="",{target}}} 1.0' in text
+        assert f'tcp_open_connections{{{out},peer="{peer}",server_id="",{target}}} 0.0' in text
+        assert f'tcp_read_bytes_total{{{out},peer="{peer}",server_id="",{target}}} 16.0' in text
+        assert f'tcp_write_bytes_total{{{out},peer="{peer}",server_id="",{target}}} 16.0' in text
     assert 'triomesh_connections_closed_total{direction="outbound",reason="completed"} 1.0' in text
     assert 'triomesh_policy_reloads_total{result="failure"} 0.0' in text
     assert "process_resident_memory_bytes" in text

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import trio
 
+from dataplane.tls.alpn import MESH_PROTOCOLS
 from dataplane.tls.handshake import tls_accept, tls_connect
 from dataplane.tls.openssl import TLSContext, client_context, server_context
 from dataplane.tls.stream import TLSStream
@@ -17,7 +18,7 @@ from identity.verify import TrustBundle
 from identity.x509 import Certificate, CertSpec, PrivateKey, build_certificate
 from tests.identity.pki import FRONTEND, Pki
 
-MESH = ("h2", "http/1.1")
+MESH = MESH_PROTOCOLS[:2]  # the HTTP names: h2 and http/1.1 inside the mesh
 
 
 def real_pki(*, shift: timedelta = timedelta(0)) -> Pki:

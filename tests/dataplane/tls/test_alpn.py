@@ -15,7 +15,8 @@ def test_the_server_prefers_its_own_order() -> None:
 
 
 def test_check_accepts_only_our_protocols() -> None:
-    assert alpn.check(b"h2", alpn.MESH_PROTOCOLS) == "h2"
+    assert alpn.check(b"triomesh.h2/1", alpn.MESH_PROTOCOLS) == alpn.H2
+    assert alpn.check(b"h2", alpn.MESH_PROTOCOLS) is None  # an application's own ALPN is not ours
     assert alpn.check(b"triomesh.tcp/1", alpn.MESH_PROTOCOLS) == alpn.OPAQUE
     assert alpn.check(b"", alpn.MESH_PROTOCOLS) is None  # no ALPN at all (pyOpenSSL's no-overlap outcome)
     assert alpn.check(b"spdy/3", alpn.MESH_PROTOCOLS) is None
@@ -30,3 +31,10 @@ def test_encode_refuses_what_alpn_cannot_carry() -> None:
         alpn.encode([""])
     with pytest.raises(ValueError, match="must be 1 to 255 bytes"):
         alpn.encode(["x" * 256])
+
+
+def test_a_mesh_offer_is_told_from_an_applications_own_tls() -> None:
+    assert alpn.is_mesh_offer(["triomesh.http1/1"])
+    assert alpn.is_mesh_offer(["triomesh.bogus"])  # mesh-looking but unknown: refused, never passed through
+    assert not alpn.is_mesh_offer(["h2", "http/1.1"])
+    assert not alpn.is_mesh_offer([])

@@ -1,0 +1,1 @@
+"""Mesh mTLS in the data path: originating it to meshed destinations, terminating it for the pod."""

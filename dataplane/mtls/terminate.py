@@ -1,0 +1,48 @@
+"""Inbound: terminate a mesh proxy's mTLS on the client connection.
+
+Called once the client's first bytes are known to be a mesh ClientHello (an ALPN name of the mesh's family). The
+proxy presents its server SVID, requires and verifies the client's (``dataplane.tls``) and learns the inner
+protocol from ALPN; the returned stream is the plaintext side (``dataplane.tls.bridge``), which the protocol
+handlers serve as if the client had connected in plaintext.
+
+Errors: ``NoIdentityError`` without a valid identity, a ``TLSHandshakeError`` subclass (its reason: version,
+no client certificate, unknown CA, expired, bad SVID, ALPN, ...), ``ConnectTimeoutError``-like timeout as
+``TLSHandshakeError``. The client connection is closed on failure.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+
+from dataplane.detect.sniff import Protocol
+from dataplane.errors import NoIdentityError
+from dataplane.mtls.inner import INNER_PROTOCOL
+from dataplane.runtime import Runtime
+
+
+async def terminate(
+    rt: Runtime, client: trio.SocketStream, *, timeout: float
+) -> tuple[trio.SocketStream, str, Protocol]:
+    """The plaintext side of the client's mesh TLS, the client's verified identity and the inner protocol."""
+    credentials = rt.identity.current if rt.identity is not None else None
+    if credentials is None or rt.bridges is None:
+        why = rt.identity.problem() if rt.identity is not None else "mesh-proxy runs without --identity"
+        raise NoIdentityError(f"a mesh client connected but this proxy has no identity to answer with: {why}")
+    from dataplane.tls.errors import TLSHandshakeError
+    from dataplane.tls.handshake import tls_accept
+
+    # The bridge owns the client's socket from here: detached from the accepted stream, which trio's
+    # serve_listeners closes as soon as the handler returns.
+    transport = trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=client.socket.detach())))
+    try:
+        with trio.fail_after(timeout):
+            tls = await tls_accept(transport, credentials.server)
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(transport)
+        raise TLSHandshakeError(f"the client's mesh TLS handshake took longer than {timeout:g}s") from None
+    protocol = INNER_PROTOCOL[tls.alpn] if tls.alpn is not None else Protocol.OPAQUE
+    peer = str(tls.peer)
+    plain = rt.bridges.open_bridge(tls)
+    return trio.SocketStream(trio.socket.from_stdlib_socket(plain)), peer, protocol

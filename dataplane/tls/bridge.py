@@ -1,0 +1,283 @@
+"""Mesh TLS connections presented to the rest of the proxy as plain sockets, all pumped by one engine task.
+
+Why: every protocol path (the relay engine, the HTTP/1.1 engine and loop, the HTTP/2 proxy, the keep-alive pools)
+works on connected stdlib sockets with direct system calls. Rather than teach each of them TLS, a verified TLS
+connection is joined to one end of an ``AF_UNIX`` socketpair and the other end is handed to those paths as if it
+were the peer's TCP socket (``open_bridge``).
+
+Why an engine and not two trio tasks per connection: moving a message through the bridge is a few system calls
+and one OpenSSL call; as trio tasks each step is a task switch and an epoll registration (a two-hop benchmark
+spent most of its time there). Like ``dataplane.tcp.engine``, the TCP sockets and pair ends of every bridge sit in
+one level-triggered epoll set driven by one task, and each wake-up runs the copy steps for all ready sockets.
+
+Theory of operation, per bridge (``_Bridge``):
+- ``_TCP`` readable: ciphertext goes into the TLS state, every plaintext record it completes goes to the pair end
+  at once; what the pair end does not take stays ``to_plain`` and the TCP socket is not read until it drained.
+  The peer's close_notify passes on as ``shutdown(SHUT_WR)`` of the pair end (TLS 1.3 half-close); a TCP end of
+  file without close_notify is a truncation and ends the bridge.
+- the pair end readable: plaintext is encrypted and sent; what TCP does not take stays ``to_tcp`` and the pair
+  end is not read until it drained (bounded: one read's worth per direction). Its end of file becomes
+  close_notify.
+- Both directions ended and flushed: both sockets close. Any error on either side closes both at once (the
+  other side then sees its peer gone).
+
+Resource handling: the engine owns the TCP socket and its pair end from ``open_bridge`` on and closes them exactly
+once; the caller owns the returned socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import struct
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import trio
+
+from dataplane.net.epoll_interest import change_interest
+from dataplane.tls.openssl import NeedData, TLSDataError, TLSEngine
+
+if TYPE_CHECKING:
+    from dataplane.tls.stream import TLSStream
+
+CHUNK: Final = 65536  # one read per wake-up and direction: bounds what a bridge holds
+MAX_EVENTS: Final = 512
+_IN: Final = select.EPOLLIN
+_OUT: Final = select.EPOLLOUT
+_BROKEN: Final = select.EPOLLERR | select.EPOLLHUP
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)
+
+
+class _Side:
+    __slots__ = ("bridge", "eof", "fd", "is_tcp", "mask", "sock")
+
+    def __init__(self, sock: socket.socket, bridge: _Bridge, *, is_tcp: bool) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.bridge = bridge
+        self.is_tcp = is_tcp
+        self.mask = _IN
+        self.eof = False  # this side's peer ended its direction (close_notify / the pair end's EOF)
+
+
+class _Bridge:
+    __slots__ = ("finished", "plain", "tcp", "tls", "to_plain", "to_tcp")
+
+    def __init__(self, tls: TLSEngine) -> None:
+        self.tls = tls
+        self.to_tcp = b""  # ciphertext TCP has not taken yet
+        self.to_plain = b""  # plaintext the pair end has not taken yet
+        self.finished = False
+        self.tcp: _Side
+        self.plain: _Side
+
+
+class BridgeEngine:
+    """Pumps every mesh TLS bridge of a proxy; ``run`` must be running in the proxy's nursery."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._sides: dict[int, _Side] = {}
+        self._buf = bytearray(CHUNK)
+
+    @property
+    def bridging(self) -> int:
+        return len(self._sides) // 2
+
+    def open_bridge(self, tls: TLSStream) -> socket.socket:
+        """The plaintext side of the handshaken ``tls`` as a connected, non-blocking socket."""
+        tcp_sock, engine, owed = tls.detach()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        theirs.setblocking(False)
+        bridge = _Bridge(engine)
+        bridge.tcp = _Side(tcp_sock, bridge, is_tcp=True)
+        bridge.plain = _Side(ours, bridge, is_tcp=False)
+        for side in (bridge.tcp, bridge.plain):
+            self._sides[side.fd] = side
+            self._epoll.register(side.fd, _IN)
+        if owed:
+            self._send_tcp(bridge, owed)
+        # Records that came with the handshake (a client's first request) are in the TLS state already.
+        if not bridge.finished:
+            self._decrypt(bridge)
+        return theirs
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        task_status.started()
+        fd = self._epoll.fileno()
+        poll = self._epoll.poll
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                for ready_fd, events in poll(0, MAX_EVENTS):
+                    self._dispatch(ready_fd, events)
+        finally:
+            for side in list(self._sides.values()):
+                self._finish(side.bridge, reset=True)
+            self._epoll.close()
+
+    def _dispatch(self, fd: int, events: int) -> None:
+        side = self._sides.get(fd)
+        if side is None:
+            return
+        bridge = side.bridge
+        if events & _OUT:
+            self._flush(bridge, side)
+            if bridge.finished:
+                return
+        if events & (_IN | _BROKEN) and not self._blocked(side):
+            if side.is_tcp:
+                self._read_tcp(bridge)
+            else:
+                self._read_plain(bridge)
+
+    @staticmethod
+    def _blocked(side: _Side) -> bool:
+        """Reading this side would produce bytes for a destination that has not taken the last ones."""
+        bridge = side.bridge
+        return bool(bridge.to_plain if side.is_tcp else bridge.to_tcp) or side.eof
+
+    # === TCP (ciphertext) -> pair end (plaintext) ===
+
+    def _read_tcp(self, bridge: _Bridge) -> None:
+        try:
+            n = bridge.tcp.sock.recv_into(self._buf)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._finish(bridge, reset=True)
+            return
+        if n == 0:  # end of file without close_notify: a truncation
+            self._finish(bridge, reset=True)
+            return
+        bridge.tls.receive_data(self._buf[:n])
+        self._decrypt(bridge)
+
+    def _decrypt(self, bridge: _Bridge) -> None:
+        chunks = []
+        closed = False
+        try:
+            while True:
+                data = bridge.tls.read(CHUNK)
+                if not data:
+                    closed = True
+                    break
+                chunks.append(data)
+        except NeedData:
+            pass
+        except TLSDataError:
+            self._finish(bridge, reset=True)
+            return
+        owed = bridge.tls.data_to_send()  # e.g. a KeyUpdate answer
+        if owed:
+            self._send_tcp(bridge, owed)
+            if bridge.finished:
+                return
+        if chunks:
+            self._send_plain(bridge, b"".join(chunks))
+            if bridge.finished:
+                return
+        if closed:
+            bridge.tcp.eof = True
+            self._update(bridge)
+            self._pass_eof_to_plain(bridge)
+
+    def _send_plain(self, bridge: _Bridge, data: bytes) -> None:
+        try:
+            sent = bridge.plain.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._finish(bridge, reset=True)
+            return
+        bridge.to_plain = data[sent:]
+        if bridge.to_plain:
+            self._update(bridge)
+
+    def _pass_eof_to_plain(self, bridge: _Bridge) -> None:
+        if bridge.to_plain:
+            return  # after the flush
+        try:
+            bridge.plain.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._finish(bridge, reset=True)
+            return
+        self._maybe_done(bridge)
+
+    # === pair end (plaintext) -> TCP (ciphertext) ===
+
+    def _read_plain(self, bridge: _Bridge) -> None:
+        try:
+            n = bridge.plain.sock.recv_into(self._buf)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._finish(bridge, reset=True)
+            return
+        try:
+            if n == 0:
+                bridge.plain.eof = True
+                bridge.tls.close_notify()
+            else:
+                bridge.tls.write(self._buf[:n])
+        except TLSDataError:
+            self._finish(bridge, reset=True)
+            return
+        self._send_tcp(bridge, bridge.tls.data_to_send())
+        if n == 0 and not bridge.finished:
+            self._update(bridge)
+            self._maybe_done(bridge)
+
+    def _send_tcp(self, bridge: _Bridge, data: bytes) -> None:
+        data = bridge.to_tcp + data
+        try:
+            sent = bridge.tcp.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._finish(bridge, reset=True)
+            return
+        bridge.to_tcp = data[sent:]
+        if bridge.to_tcp:
+            self._update(bridge)
+
+    # === both ===
+
+    def _flush(self, bridge: _Bridge, side: _Side) -> None:
+        if side.is_tcp and bridge.to_tcp:
+            self._send_tcp(bridge, b"")
+        elif not side.is_tcp and bridge.to_plain:
+            pending, bridge.to_plain = bridge.to_plain, b""
+            self._send_plain(bridge, pending)
+            if not bridge.finished and not bridge.to_plain and bridge.tcp.eof:
+                self._pass_eof_to_plain(bridge)
+        if not bridge.finished:
+            self._update(bridge)
+            self._maybe_done(bridge)
+
+    def _update(self, bridge: _Bridge) -> None:
+        for side in (bridge.tcp, bridge.plain):
+            writing = bridge.to_tcp if side.is_tcp else bridge.to_plain
+            mask = (0 if self._blocked(side) else _IN) | (_OUT if writing else 0)
+            if mask != side.mask:
+                change_interest(self._epoll, side.fd, side.mask, mask)
+                side.mask = mask
+
+    def _maybe_done(self, bridge: _Bridge) -> None:
+        if bridge.tcp.eof and bridge.plain.eof and not bridge.to_tcp and not bridge.to_plain:
+            self._finish(bridge, reset=False)
+
+    def _finish(self, bridge: _Bridge, *, reset: bool) -> None:
+        if bridge.finished:
+            return
+        bridge.finished = True
+        for side in (bridge.tcp, bridge.plain):
+            del self._sides[side.fd]
+            if side.mask:
+                self._epoll.unregister(side.fd)
+            if reset and side.is_tcp:
+                with contextlib.suppress(OSError):
+                    side.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            side.sock.close()
