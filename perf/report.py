@@ -120,7 +120,7 @@ def _method(result: RunResult) -> list[str]:
         f"{s.rounds} interleaved round(s) (every configuration in turn within each scenario) of {s.duration_s} s "
         "per load; medians over the rounds."
     )
-    when = f"Started {result.started_at}, finished {result.finished_at}."
+    when = f"Started {result.started_at}, finished {result.finished_at}." + _load(result)
     if s.mode == "lab":
         return [
             "## Method",
@@ -144,6 +144,18 @@ def _method(result: RunResult) -> list[str]:
         "docs/benchmarks.md explains each scenario and the caveats.",
         "",
     ]
+
+
+def _load(result: RunResult) -> str:
+    """The 1-minute load average the measurements started at (min, median, max), when the run recorded it."""
+    loads = sorted(s.load_1m for s in result.samples if s.load_1m is not None)
+    if not loads:
+        return ""
+    median = loads[len(loads) // 2]
+    return (
+        f" 1-minute load average as each measurement started: {loads[0]:.2f} to {loads[-1]:.2f} "
+        f"(median {median:.2f}; {result.machine.cores} cores)."
+    )
 
 
 def _summary(

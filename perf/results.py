@@ -49,6 +49,8 @@ class Sample(msgspec.Struct, frozen=True, kw_only=True):
     figures: dict[str, float] = {}
     skipped: str | None = None
     error: str | None = None
+    load_1m: float | None = None
+    """The machine's 1-minute load average as the measurement started (other work shows up here)."""
 
 
 class RunResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ starts its own proxy (and iperf3 server) and stops it before the next.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -105,7 +106,9 @@ async def _one(
     identities: MeshIdentities | None,
 ) -> Sample:
     layer = layer_for(peer, scenario)
-    sample = Sample(round=round_no, scenario=scenario.name, proxy=peer.name, layer=layer.value)
+    sample = Sample(
+        round=round_no, scenario=scenario.name, proxy=peer.name, layer=layer.value, load_1m=os.getloadavg()[0]
+    )
     skipped = skip_reason(peer, scenario) or missing_tool(peer)
     if skipped is not None:
         return msgspec.structs.replace(sample, skipped=skipped)
