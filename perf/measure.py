@@ -42,6 +42,8 @@ class Load(NamedTuple):
     duration: int
     fixed_rate: int
     idle_connections: int
+    mtls_idle_connections: int = 0
+    """Idle connections of the mTLS idle scenario (fewer: a mesh TLS connection costs triomesh 4 descriptors)."""
 
 
 class Upstreams(NamedTuple):
@@ -168,7 +170,7 @@ async def run_load(scenario: Scenario, target: Target, load: Load) -> dict[str, 
             if enter:
                 raise BenchError("the idle scenario holds its connections from this process: loopback only")
             if target.hops:
-                return await _idle_per_hop(target, load.idle_connections)
+                return await _idle_per_hop(target, load.mtls_idle_connections)
             return await _idle(target, load.idle_connections)
         case Tool.REST:
             await trio.sleep(SETTLE)

@@ -14,13 +14,16 @@ import json
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from perf.peers import ENVOY_API, EnvoyJson, Layer
+from perf.peers import CONNECT_TIMEOUT, ENVOY_API, EnvoyJson, Layer
 
 TRUST_DOMAIN: Final = "cluster.local"
 CLIENT_ID: Final = f"spiffe://{TRUST_DOMAIN}/ns/bench/sa/hop1"
 SERVER_ID: Final = f"spiffe://{TRUST_DOMAIN}/ns/bench/sa/hop2"
 _TLS_SOCKET: Final = "envoy.transport_sockets.tls"
 _TLS_V3: Final = f"{ENVOY_API}.transport_sockets.tls.v3"
+# triomesh's connect timeout (default 1 s, Linkerd's) also bounds the mesh TLS handshake; Envoy's cluster has 5 s.
+# A burst of 250 new connections (the idle scenario's batch) on the shared core takes longer than 1 s to shake hands.
+_TIMEOUTS: Final = {"connect": CONNECT_TIMEOUT}
 
 
 class Svid(NamedTuple):
@@ -75,14 +78,14 @@ def _common_tls_context(own: Svid, peer_id: str) -> EnvoyJson:
 def triomesh_client_policy(hop2_port: int, server_id: str, layer: Layer) -> str:
     """Hop 1's policy: connections to 127.0.0.1:``hop2_port`` are meshed, and hop 2 must prove ``server_id``."""
     meshed = {"cidr": "127.0.0.1/32", "ports": [hop2_port], "identity": server_id}
-    policy: dict[str, object] = {"name": "bench-mtls-hop1", "outbound": {"meshed": [meshed]}}
+    policy: dict[str, object] = {"name": "bench-mtls-hop1", "timeouts": _TIMEOUTS, "outbound": {"meshed": [meshed]}}
     return _json(_opaque(policy) if layer is Layer.L4 else policy)
 
 
 def triomesh_server_policy(client_id: str, layer: Layer) -> str:
     """Hop 2's policy: mesh mTLS only (``strict``), and only ``client_id`` may connect."""
     inbound = {"mtls": "strict", "authorization": [{"identities": [client_id]}]}
-    policy: dict[str, object] = {"name": "bench-mtls-hop2", "inbound": inbound}
+    policy: dict[str, object] = {"name": "bench-mtls-hop2", "timeouts": _TIMEOUTS, "inbound": inbound}
     return _json(_opaque(policy) if layer is Layer.L4 else policy)
 
 

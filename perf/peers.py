@@ -16,6 +16,7 @@ from dataplane.net.addr import SockAddr
 # Above the idle scenario's connection count (bounded by the 20,000-descriptor hard limit: 2 per proxied pair).
 MAX_CONNECTIONS: Final = 30_000
 HAPROXY_SPARE_DESCRIPTORS: Final = 100  # listeners, logs, the master socket
+CONNECT_TIMEOUT: Final = "5s"  # Envoy's cluster connect_timeout; triomesh's mTLS hops get the same
 NGINX_STREAM_MODULE: Final = "/usr/lib/nginx/modules/ngx_stream_module.so"  # Debian's libnginx-mod-stream
 ENVOY_API: Final = "type.googleapis.com/envoy.extensions"
 # The upstream's answer to every request: small and fixed, so the proxy's cost dominates.
@@ -195,7 +196,7 @@ def envoy(
     cluster: EnvoyJson = {
         "name": "upstream",
         "type": "STATIC",
-        "connect_timeout": "5s",
+        "connect_timeout": CONNECT_TIMEOUT,
         "circuit_breakers": {"thresholds": [limits | {"max_requests": MAX_CONNECTIONS}]},
         "load_assignment": {
             "cluster_name": "upstream",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Final
 
 from perf.peers import Layer
-from perf.results import Cell, RunResult, cells, ratio
+from perf.results import Cell, RunResult, RunSettings, cells, ratio
 from perf.scenarios import BASELINE, BY_NAME, PEER_BY_NAME, Figure, Scenario
 
 TIMES: Final = "\u00d7"  # the multiplication sign of "x0.86"
@@ -136,7 +136,7 @@ def _method(result: RunResult) -> list[str]:
         "",
         "On loopback: each proxy pinned to core 0 with one worker; the load generator, the upstream (nginx, one "
         "worker, keep-alive, a 64-byte body; iperf3 for bulk) and the harness on core 1. Each measurement starts a "
-        f"fresh proxy. {rounds} Idle scenario: {s.idle_connections:,} connections. Latency scenarios: "
+        f"fresh proxy. {rounds} Idle scenario: {s.idle_connections:,} connections{_mtls_idle(s)}. Latency scenarios: "
         f"{s.fixed_rate:,} requests/s. {when}",
         "",
         f"Every figure is followed by its ratio to Envoy's figure in the same scenario of this run ({TIMES}1.00 = "
@@ -144,6 +144,12 @@ def _method(result: RunResult) -> list[str]:
         "docs/benchmarks.md explains each scenario and the caveats.",
         "",
     ]
+
+
+def _mtls_idle(settings: RunSettings) -> str:
+    if "mtls_idle" not in settings.scenarios:
+        return ""
+    return f" ({settings.mtls_idle_connections:,} in mtls_idle, through both hops)"
 
 
 def _load(result: RunResult) -> str:

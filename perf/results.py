@@ -35,6 +35,7 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     scenarios: list[str]
     proxies: list[str]
     idle_connections: int
+    mtls_idle_connections: int = 0
     fixed_rate: int
     lab_mode: str = ""
     """The lab's interception mode (redirect or tproxy); empty on loopback."""

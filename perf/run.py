@@ -82,6 +82,7 @@ async def run(plan: Plan, progress: Callable[[str], None]) -> RunResult:
             scenarios=[s.name for s in plan.scenarios],
             proxies=[p.name for p in plan.peers],
             idle_connections=plan.load.idle_connections,
+            mtls_idle_connections=plan.load.mtls_idle_connections,
             fixed_rate=plan.load.fixed_rate,
         ),
         started_at=started,

@@ -16,6 +16,7 @@ from perf import mtls_peers, peers
 from perf.mesh_identities import provision
 from perf.mtls_peers import CLIENT_ID, SERVER_ID, MeshIdentities
 from perf.peers import Layer
+from policy.duration import Duration
 from policy.load import decode_policy
 from policy.model import MtlsMode, Protocol
 from tests.perf.conftest import need
@@ -118,6 +119,7 @@ def test_triomesh_hop1_policy_meshes_hop2(layer: Layer) -> None:
     policy = decode_policy(text.encode(), "json", source="hop1.json")
     (meshed,) = policy.outbound.meshed
     assert (str(meshed.cidr), meshed.ports, meshed.identity) == ("127.0.0.1/32", (HOP2.port,), SERVER_ID)
+    assert policy.timeouts.connect == Duration(5.0)  # Envoy's cluster connect_timeout; it bounds the handshake too
     opaque = layer is Layer.L4
     assert (policy.outbound.default_protocol is Protocol.OPAQUE) is opaque
     assert (policy.inbound.default_protocol is Protocol.OPAQUE) is opaque
@@ -133,3 +135,4 @@ def test_triomesh_hop2_policy_is_strict_and_admits_only_hop1(layer: Layer) -> No
     assert rule.identities == (CLIENT_ID,)
     assert (policy.inbound.default_protocol is Protocol.OPAQUE) is (layer is Layer.L4)
     assert policy.outbound.meshed == ()
+    assert policy.timeouts.connect == Duration(5.0)
