@@ -139,7 +139,9 @@ async def _proxy(legs: Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     mesh_possible = inbound and rt.identity is not None
     if sniff or mesh_possible:
         # After the connect on purpose: the client's first bytes arrive meanwhile, so the common case is one peek.
-        detection = await detect(legs.client.socket, upstream.fileno(), timeout=settings.detect_timeout)
+        detection = await detect(
+            legs.client.socket, upstream.fileno(), timeout=settings.detect_timeout, tls_only=not sniff
+        )
         if mesh_possible and _is_mesh_hello(detection):
             protocol = await _terminate(legs, rec, rt, settings, detection)
         elif sniff:
@@ -179,13 +181,14 @@ def _is_mesh_hello(detection: Detection) -> bool:
 
 async def _terminate_strict(legs: Legs, rec: ConnRecord, rt: Runtime, settings: PortSettings) -> DetectedProtocol:
     """A strict port: the client must open with a mesh ClientHello and pass the handshake."""
-    detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
+    detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout, tls_only=True)
     if not _is_mesh_hello(detection):
-        seen = (
-            "a TLS ClientHello without a mesh ALPN name"
-            if detection.protocol is DetectedProtocol.TLS
-            else (f"{detection.protocol.value} ({detection.result})")
-        )
+        if detection.protocol is DetectedProtocol.TLS:
+            seen = "a TLS ClientHello without a mesh ALPN name"
+        elif detection.result == "not_http":
+            seen = "plaintext"
+        else:
+            seen = f"no ClientHello ({detection.result})"
         raise PlaintextRefusedError(f"port {rec.target.port} is strict mTLS, but the client sent {seen}")
     return await _terminate(legs, rec, rt, settings, detection)
 
