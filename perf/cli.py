@@ -22,7 +22,7 @@ from perf.processes import BenchError, pin_self
 from perf.proxies import REPO
 from perf.report import write_report
 from perf.results import RunResult
-from perf.scenarios import BY_NAME, PEER_BY_NAME, PEERS, SCENARIOS
+from perf.scenarios import BY_NAME, PEER_BY_NAME, PEERS, SCENARIOS, Tool
 
 T = TypeVar("T")
 
@@ -33,6 +33,7 @@ SMOKE_DURATION: Final = 1
 IDLE_CONNECTIONS: Final = 10_000
 SMOKE_IDLE_CONNECTIONS: Final = 200
 FIXED_RATE: Final = 1_000
+MESH_TLS_DESCRIPTORS: Final = 4  # a triomesh hop's client socket, TLS socket and the bridge's socketpair
 EXIT_TERMINATED: Final = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 # Descriptors a proxy needs besides its connection pairs (listeners, admin, logs, libraries).
 _DESCRIPTOR_MARGIN: Final = 200
@@ -101,12 +102,19 @@ async def _run(args: argparse.Namespace) -> int:
     idle = min(wanted_idle, (limit - _DESCRIPTOR_MARGIN) // 2)
     if idle < wanted_idle:
         _progress(f"idle: {idle} connections, not {wanted_idle}: the descriptor limit is {limit} (2 per pair)")
+    # triomesh joins each mesh TLS connection to a socketpair (dataplane/tls/bridge.py): 4 descriptors per pair.
+    mtls_idle = min(wanted_idle, (limit - _DESCRIPTOR_MARGIN) // MESH_TLS_DESCRIPTORS)
+    if mtls_idle < wanted_idle and any(scenario.mtls and scenario.tool is Tool.IDLE for scenario in args.only):
+        _progress(
+            f"mtls_idle: {mtls_idle} connections, not {wanted_idle}: the descriptor limit is {limit} "
+            f"({MESH_TLS_DESCRIPTORS} per mesh TLS pair in triomesh)"
+        )
     out: Path = args.out
     plan = Plan(
         scenarios=tuple(args.only),
         peers=tuple(args.proxies),
         rounds=args.rounds or (1 if smoke else FULL_ROUNDS),
-        load=Load(duration=duration, fixed_rate=args.rate, idle_connections=idle),
+        load=Load(duration=duration, fixed_rate=args.rate, idle_connections=idle, mtls_idle_connections=mtls_idle),
         smoke=smoke,
         work_dir=_work_dir(out, "run"),
     )

@@ -16,11 +16,13 @@ import trio
 from dataplane.net.addr import SockAddr
 from perf import parse
 from perf.idle import IdleConnections
+from perf.mtls_peers import MeshIdentities
 from perf.peers import Layer
 from perf.probes import Memory, cpu_seconds, established_to, memory, process_tree
 from perf.processes import LOAD_CORE, BenchError, Service, Services, free_port, run_tool, wait_listening
 from perf.proxies import LOOPBACK, start_proxy, start_upstream
-from perf.scenarios import Peer, Scenario, Tool
+from perf.scenarios import RSS, Peer, Scenario, Tool
+from perf.two_hops import Hops, prove_mtls, start_two_hops
 
 FIXED_RATE_SCRIPT: Final = Path(__file__).with_name("fixed_rate.lua")
 WRK_CONNECTIONS: Final = 50
@@ -40,6 +42,8 @@ class Load(NamedTuple):
     duration: int
     fixed_rate: int
     idle_connections: int
+    mtls_idle_connections: int = 0
+    """Idle connections of the mTLS idle scenario (fewer: a mesh TLS connection costs triomesh 4 descriptors)."""
 
 
 class Upstreams(NamedTuple):
@@ -59,12 +63,21 @@ class Target(NamedTuple):
     """Prefix of the load generator's command line (``ip netns exec POD`` in the lab)."""
     upstream_service: Service | None = None
     """The idle scenario's own upstream, stopped first when its connections are torn down."""
+    hops: tuple[list[int], ...] = ()
+    """The mTLS scenarios' two hops, each its process tree (``tree`` is both): memory is also given per hop."""
 
 
 async def measure(
-    scenario: Scenario, peer: Peer, layer: Layer, upstreams: Upstreams, load: Load, run_dir: Path
+    scenario: Scenario,
+    peer: Peer,
+    layer: Layer,
+    upstreams: Upstreams,
+    load: Load,
+    run_dir: Path,
+    identities: MeshIdentities | None = None,
 ) -> dict[str, float]:
-    """Start ``peer`` as ``layer``, run ``scenario``'s load through it, stop it; returns the figures."""
+    """Start ``peer`` as ``layer`` (two hops of it with ``identities`` in an mTLS scenario), run ``scenario``'s
+    load through it, stop it; returns the figures."""
     await trio.Path(run_dir).mkdir(parents=True, exist_ok=True)
     own_upstream: Service | None = None
     async with Services(run_dir) as services:
@@ -80,6 +93,11 @@ async def measure(
             upstream = upstreams.h2c  # h2c end to end: a relay, no proxy, or an h2-to-h2 proxy
         else:
             upstream = upstreams.http1  # an L7 proxy speaks HTTP/1.1 keep-alive to the upstream
+        if scenario.mtls:
+            if identities is None:
+                raise BenchError(f"{scenario.name} needs the run's mesh identities")
+            hops = await start_two_hops(services, peer, layer, upstream, run_dir, identities)
+            return await _measure_two_hops(scenario, peer, hops, upstream.port, own_upstream, load, identities)
         running = await start_proxy(services, peer, layer, upstream, run_dir, h2c=scenario.h2c)
         tree = process_tree(running.service.pid) if running.service is not None else []
         target = Target(running.address, upstream.port, tree, upstream_service=own_upstream)
@@ -87,6 +105,27 @@ async def measure(
         if running.service is not None and not running.service.running():
             raise BenchError(f"{peer.name} exited during the run: {running.service.log_tail()}")
         return figures
+
+
+async def _measure_two_hops(
+    scenario: Scenario,
+    peer: Peer,
+    hops: Hops,
+    upstream_port: int,
+    own_upstream: Service | None,
+    load: Load,
+    identities: MeshIdentities,
+) -> dict[str, float]:
+    """The load through both hops, proven mTLS before and after; CPU summed over both, memory also per hop."""
+    await prove_mtls(peer, hops, identities, probe=True)
+    trees = (process_tree(hops.hop1.pid), process_tree(hops.hop2.pid))
+    target = Target(hops.address, upstream_port, [*trees[0], *trees[1]], upstream_service=own_upstream, hops=trees)
+    figures = await run_load(scenario, target, load)
+    for hop in (hops.hop1, hops.hop2):
+        if not hop.running():
+            raise BenchError(f"{hop.name} exited during the run: {hop.log_tail()}")
+    await prove_mtls(peer, hops, identities, probe=False)  # the load's own connections too
+    return figures
 
 
 async def start_iperf3_server(services: Services, addr: SockAddr, enter: tuple[str, ...] = ()) -> SockAddr:
@@ -108,7 +147,7 @@ async def run_load(scenario: Scenario, target: Target, load: Load) -> dict[str, 
             argv = [*enter, "wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{load.duration}s", "--latency", url]
             wrk = _check_wrk(parse.parse_wrk(await cpu.around(run_tool(argv, timeout=timeout))))
             figures = {"rps": wrk.rps, "p50_ms": wrk.p50_ms, "p99_ms": wrk.p99_ms}
-            return figures | cpu.per(wrk.requests, 1e6, "cpu_us_per_req")
+            return figures | cpu.per(wrk.requests, 1e6, "cpu_us_per_req") | _rss_after(scenario, target)
         case Tool.WRK_FIXED_RATE:
             argv = [*enter, "wrk", "-t1", f"-c{FIXED_RATE_CONNECTIONS}", f"-d{load.duration}s", "--latency"]
             argv += ["-s", str(FIXED_RATE_SCRIPT), url, "--", str(load.fixed_rate)]
@@ -130,6 +169,8 @@ async def run_load(scenario: Scenario, target: Target, load: Load) -> dict[str, 
         case Tool.IDLE:
             if enter:
                 raise BenchError("the idle scenario holds its connections from this process: loopback only")
+            if target.hops:
+                return await _idle_per_hop(target, load.mtls_idle_connections)
             return await _idle(target, load.idle_connections)
         case Tool.REST:
             await trio.sleep(SETTLE)
@@ -148,6 +189,33 @@ async def _idle(target: Target, count: int) -> dict[str, float]:
     finally:
         await _tear_down(holder, target)
     return {"rss_kib_per_conn": grown.rss_kib / count, "pss_kib_per_conn": grown.pss_kib / count}
+
+
+async def _idle_per_hop(target: Target, count: int) -> dict[str, float]:
+    """The idle figures of each hop of a two-hop chain, and the worse hop's RSS growth."""
+    await trio.sleep(SETTLE)
+    before = [memory(tree) for tree in target.hops]
+    holder = IdleConnections(target.address, target.upstream_port)
+    try:
+        await holder.hold(count)
+        await trio.sleep(SETTLE)
+        grown = [memory(tree) - start for tree, start in zip(target.hops, before, strict=True)]
+    finally:
+        await _tear_down(holder, target)
+    figures = {"rss_kib_per_conn_worse_hop": max(hop.rss_kib for hop in grown) / count}
+    for number, hop in enumerate(grown, start=1):
+        figures |= {
+            f"rss_kib_per_conn_hop{number}": hop.rss_kib / count,
+            f"pss_kib_per_conn_hop{number}": hop.pss_kib / count,
+        }
+    return figures
+
+
+def _rss_after(scenario: Scenario, target: Target) -> dict[str, float]:
+    """The proxy tree's memory right after the load, for scenarios that report it (the mTLS pairs)."""
+    if RSS not in scenario.figures or not target.tree:
+        return {}
+    return {"rss_mib": memory(target.tree).rss_kib / _KIB_PER_MIB}
 
 
 async def _tear_down(holder: IdleConnections, target: Target) -> None:

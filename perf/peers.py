@@ -16,8 +16,9 @@ from dataplane.net.addr import SockAddr
 # Above the idle scenario's connection count (bounded by the 20,000-descriptor hard limit: 2 per proxied pair).
 MAX_CONNECTIONS: Final = 30_000
 HAPROXY_SPARE_DESCRIPTORS: Final = 100  # listeners, logs, the master socket
+CONNECT_TIMEOUT: Final = "5s"  # Envoy's cluster connect_timeout; triomesh's mTLS hops get the same
 NGINX_STREAM_MODULE: Final = "/usr/lib/nginx/modules/ngx_stream_module.so"  # Debian's libnginx-mod-stream
-_ENVOY_API: Final = "type.googleapis.com/envoy.extensions"
+ENVOY_API: Final = "type.googleapis.com/envoy.extensions"
 # The upstream's answer to every request: small and fixed, so the proxy's cost dominates.
 BODY: Final = "triomesh perf: a small fixed body of 64 bytes for every request.\n"
 
@@ -139,14 +140,29 @@ backend upstream
 """
 
 
-def envoy(listen: SockAddr, upstream: SockAddr, admin: SockAddr, layer: Layer) -> str:
+EnvoyJson = dict[str, object]
+
+
+def envoy(
+    listen: SockAddr,
+    upstream: SockAddr,
+    admin: SockAddr,
+    layer: Layer,
+    *,
+    downstream_tls: EnvoyJson | None = None,
+    upstream_tls: EnvoyJson | None = None,
+) -> str:
     """Envoy with one static listener and one STATIC cluster: ``http_connection_manager`` with ``codec_type:
-    AUTO`` (HTTP/1.1 and h2c on one port), or the ``tcp_proxy`` filter. JSON, which Envoy reads as YAML."""
+    AUTO`` (HTTP/1.1 and h2c on one port), or the ``tcp_proxy`` filter. JSON, which Envoy reads as YAML.
+
+    ``downstream_tls`` / ``upstream_tls``: a TLS ``transport_socket`` for the listener / the cluster (the hops of
+    the mTLS scenarios, perf/mtls_peers.py)."""
+    network_filter: EnvoyJson
     if layer is Layer.L7:
         network_filter = {
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": {
-                "@type": f"{_ENVOY_API}.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "@type": f"{ENVOY_API}.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": "bench",
                 "codec_type": "AUTO",
                 "route_config": {
@@ -161,7 +177,7 @@ def envoy(listen: SockAddr, upstream: SockAddr, admin: SockAddr, layer: Layer) -
                 "http_filters": [
                     {
                         "name": "envoy.filters.http.router",
-                        "typed_config": {"@type": f"{_ENVOY_API}.filters.http.router.v3.Router"},
+                        "typed_config": {"@type": f"{ENVOY_API}.filters.http.router.v3.Router"},
                     }
                 ],
             },
@@ -170,34 +186,32 @@ def envoy(listen: SockAddr, upstream: SockAddr, admin: SockAddr, layer: Layer) -
         network_filter = {
             "name": "envoy.filters.network.tcp_proxy",
             "typed_config": {
-                "@type": f"{_ENVOY_API}.filters.network.tcp_proxy.v3.TcpProxy",
+                "@type": f"{ENVOY_API}.filters.network.tcp_proxy.v3.TcpProxy",
                 "stat_prefix": "bench",
                 "cluster": "upstream",
             },
         }
     limits = {"max_connections": MAX_CONNECTIONS, "max_pending_requests": MAX_CONNECTIONS}
+    chain: EnvoyJson = {"filters": [network_filter]}
+    cluster: EnvoyJson = {
+        "name": "upstream",
+        "type": "STATIC",
+        "connect_timeout": CONNECT_TIMEOUT,
+        "circuit_breakers": {"thresholds": [limits | {"max_requests": MAX_CONNECTIONS}]},
+        "load_assignment": {
+            "cluster_name": "upstream",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _envoy_address(upstream)}}]}],
+        },
+    }
+    if downstream_tls is not None:
+        chain["transport_socket"] = downstream_tls
+    if upstream_tls is not None:
+        cluster["transport_socket"] = upstream_tls
     config = {
         "admin": {"address": _envoy_address(admin)},
         "static_resources": {
-            "listeners": [
-                {
-                    "name": "bench",
-                    "address": _envoy_address(listen),
-                    "filter_chains": [{"filters": [network_filter]}],
-                }
-            ],
-            "clusters": [
-                {
-                    "name": "upstream",
-                    "type": "STATIC",
-                    "connect_timeout": "5s",
-                    "circuit_breakers": {"thresholds": [limits | {"max_requests": MAX_CONNECTIONS}]},
-                    "load_assignment": {
-                        "cluster_name": "upstream",
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _envoy_address(upstream)}}]}],
-                    },
-                }
-            ],
+            "listeners": [{"name": "bench", "address": _envoy_address(listen), "filter_chains": [chain]}],
+            "clusters": [cluster],
         },
     }
     return json.dumps(config, indent=2) + "\n"

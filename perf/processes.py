@@ -25,6 +25,7 @@ LOAD_CORE: Final = 1
 READY_TIMEOUT: Final = 15.0  # seconds; Envoy cold-starts in about 0.5 s, the Python proxy in about 0.3 s
 STOP_GRACE: Final = 5.0  # seconds between SIGTERM and SIGKILL
 _POLL: Final = 0.05  # seconds between readiness probes
+_FIRST_PORT: Final = 10_000  # listeners of the run take ports from here up to the ephemeral range
 
 
 class BenchError(Exception):
@@ -36,10 +37,47 @@ def pinned(core: int | str, argv: Sequence[str]) -> list[str]:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (bound then closed; the kernel hands out ports round-robin)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port no socket uses now on any address, below the kernel's ephemeral range, handed out round-robin.
+
+    Below the ephemeral range: a port the kernel picked would be one it also hands to outgoing connections, and
+    after an idle run tens of thousands of them (open or in TIME_WAIT, from 127.0.0.2 too) would make triomesh's
+    wildcard listeners fail with EADDRINUSE. Checked on the wildcard address, which conflicts with them all.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(_PORTS.span):
+        port = _PORTS.next()
+        with socket.socket(family) as sock:
+            try:
+                sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise BenchError(f"no free port in {_PORTS.first}-{_PORTS.first + _PORTS.span - 1}")
+
+
+class _PortCursor:
+    """Round-robin over the ports below the ephemeral range, from an offset of this process's own (so two
+    harnesses running at once rarely try the same ports)."""
+
+    def __init__(self, first: int, end: int) -> None:
+        self.first = first
+        self.span = end - first
+        self._offset = os.getpid() * 7919 % self.span
+
+    def next(self) -> int:
+        self._offset = (self._offset + 1) % self.span
+        return self.first + self._offset
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _DEFAULT_EPHEMERAL_START
+
+
+_DEFAULT_EPHEMERAL_START: Final = 32768
+_PORTS: Final = _PortCursor(_FIRST_PORT, max(_ephemeral_start(), _FIRST_PORT + 1000))
 
 
 def pin_self(core: int = LOAD_CORE) -> None:

@@ -77,22 +77,24 @@ async def start_proxy(
     listen = SockAddr(LOOPBACK, free_port())
     match peer.name:
         case "triomesh":
-            argv = [*_triomesh(listen, upstream), "--workers", str(workers)]
+            argv = [*triomesh_argv(["--forward", f"{listen}={upstream}"]), "--workers", str(workers)]
             if layer is Layer.L4:
                 # As an L4 proxy: relay every port as opaque bytes (the default policy detects HTTP and proxies it).
-                argv += ["--policy", _write(run_dir / "opaque-policy.json", OPAQUE_POLICY)]
+                argv += ["--policy", write_config(run_dir / "opaque-policy.json", OPAQUE_POLICY)]
         case "envoy":
             binary = envoy_binary()
             if binary is None:
                 raise BenchError("envoy not installed")
-            config = _write(run_dir / "envoy.yaml", peers.envoy(listen, upstream, _free_addr(), layer))
-            argv = [binary, "-c", config, "--concurrency", str(workers), "--disable-hot-restart", "-l", "warning"]
+            config = write_config(run_dir / "envoy.yaml", peers.envoy(listen, upstream, free_addr(), layer))
+            argv = envoy_argv(binary, config, workers)
         case "nginx":
-            config = _write(run_dir / "nginx.conf", peers.nginx_proxy(str(run_dir), listen, upstream, layer, h2c=h2c))
+            config = write_config(
+                run_dir / "nginx.conf", peers.nginx_proxy(str(run_dir), listen, upstream, layer, h2c=h2c)
+            )
             argv = ["nginx", "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", config]
         case "haproxy":
             limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            config = _write(run_dir / "haproxy.cfg", peers.haproxy(listen, upstream, layer, limit))
+            config = write_config(run_dir / "haproxy.cfg", peers.haproxy(listen, upstream, layer, limit))
             argv = ["haproxy", "-db", "-f", config]
         case _:
             raise BenchError(f"unknown proxy {peer.name!r}")
@@ -104,23 +106,28 @@ async def start_upstream(services: Services, run_dir: Path) -> tuple[SockAddr, S
     """Debian's nginx as the upstream of every HTTP scenario, on the load core: its HTTP/1.1 address, its h2c
     address, and its process."""
     http1, h2c = SockAddr(LOOPBACK, free_port()), SockAddr(LOOPBACK, free_port())
-    config = _write(run_dir / "upstream.conf", peers.nginx_upstream(str(run_dir), http1, h2c))
+    config = write_config(run_dir / "upstream.conf", peers.nginx_upstream(str(run_dir), http1, h2c))
     argv = ["nginx", "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", config]
     service = await services.start("upstream-nginx", argv, core=LOAD_CORE, ready=http1)
     await wait_listening(service, h2c)
     return http1, h2c, service
 
 
-def _triomesh(listen: SockAddr, upstream: SockAddr) -> list[str]:
+def envoy_argv(binary: str, config: str, workers: int = 1) -> list[str]:
+    return [binary, "-c", config, "--concurrency", str(workers), "--disable-hot-restart", "-l", "warning"]
+
+
+def triomesh_argv(listeners: list[str], admin: SockAddr | None = None) -> list[str]:
+    """``python -m dataplane`` with ``listeners`` (``--forward``/``--inbound-forward`` flags), its admin endpoint
+    on ``admin`` (default: a free port) and its other listeners on free ports."""
     return [
         sys.executable,
         "-m",
         "dataplane",
-        "--forward",
-        f"{listen}={upstream}",
+        *listeners,
         # Its transparent listeners are not used on loopback; they still need ports of their own.
         "--admin",
-        str(_free_addr()),
+        str(admin or free_addr()),
         "--outbound-port",
         str(free_port()),
         "--inbound-port",
@@ -136,10 +143,10 @@ def _triomesh(listen: SockAddr, upstream: SockAddr) -> list[str]:
     ]
 
 
-def _free_addr() -> SockAddr:
+def free_addr() -> SockAddr:
     return SockAddr(LOOPBACK, free_port())
 
 
-def _write(path: Path, text: str) -> str:
+def write_config(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Final
 
 from perf.peers import Layer
-from perf.results import Cell, RunResult, cells, ratio
+from perf.results import Cell, RunResult, RunSettings, cells, ratio
 from perf.scenarios import BASELINE, BY_NAME, PEER_BY_NAME, Figure, Scenario
 
 TIMES: Final = "\u00d7"  # the multiplication sign of "x0.86"
@@ -40,6 +40,10 @@ _COLOURS: Final = {
     "nginx": "#1b9e77",
     "haproxy": "#e7298a",
 }
+_MTLS_KIND: Final = (
+    "two hops of each proxy, TLS 1.3 mTLS between them (P-256 SVIDs, client certificate required, the peer's "
+    "SPIFFE ID matched), both hops on core 0; CPU and RSS summed over both hops, idle memory per hop"
+)
 _FOOTNOTE: Final = (
     "† relayed as bytes (L4) in an HTTP scenario while the peers parse HTTP (L7): not like for like. triomesh "
     "proxies both at L7 (detection, then its HTTP/1.1 or HTTP/2 proxy; h2c stays h2c to the upstream, where the "
@@ -74,8 +78,9 @@ def render_markdown(result: RunResult, chart_name: str | None = None) -> str:
     if settings.smoke:
         lines += ["**Smoke run**: one short round to prove every scenario works. Its numbers mean nothing.", ""]
     lines += _machine(result) + _method(result)
-    l7 = [s for s in scenarios if s.layer is Layer.L7]
-    l4 = [s for s in scenarios if s.layer is Layer.L4]
+    l7 = [s for s in scenarios if s.layer is Layer.L7 and not s.mtls]
+    l4 = [s for s in scenarios if s.layer is Layer.L4 and not s.mtls]
+    mtls = [s for s in scenarios if s.mtls]
     if settings.mode == "lab":
         lines += ["## Summary: triomesh as a transparent sidecar (no Envoy in the lab: no ratios)", ""]
         lines += [*_summary(scenarios, settings.proxies, table, mark_l4=False), ""]
@@ -85,6 +90,10 @@ def render_markdown(result: RunResult, chart_name: str | None = None) -> str:
     if l4 and settings.mode != "lab":
         lines += ["## Summary, TCP scenarios: every proxy at L4 (like for like)", ""]
         lines += [*_summary(l4, settings.proxies, table), ""]
+    if mtls and settings.mode != "lab":
+        pairs = [p for p in settings.proxies if p in PEER_BY_NAME and PEER_BY_NAME[p].mtls]
+        lines += [f"## Summary, mTLS two hops: {_MTLS_KIND}", ""]
+        lines += [*_summary(mtls, pairs, table, mark_l4=False), ""]
     if chart_name is not None:
         lines += [f"![headline figures]({chart_name})", ""]
     for scenario in scenarios:
@@ -111,7 +120,7 @@ def _method(result: RunResult) -> list[str]:
         f"{s.rounds} interleaved round(s) (every configuration in turn within each scenario) of {s.duration_s} s "
         "per load; medians over the rounds."
     )
-    when = f"Started {result.started_at}, finished {result.finished_at}."
+    when = f"Started {result.started_at}, finished {result.finished_at}." + _load(result)
     if s.mode == "lab":
         return [
             "## Method",
@@ -127,7 +136,7 @@ def _method(result: RunResult) -> list[str]:
         "",
         "On loopback: each proxy pinned to core 0 with one worker; the load generator, the upstream (nginx, one "
         "worker, keep-alive, a 64-byte body; iperf3 for bulk) and the harness on core 1. Each measurement starts a "
-        f"fresh proxy. {rounds} Idle scenario: {s.idle_connections:,} connections. Latency scenarios: "
+        f"fresh proxy. {rounds} Idle scenario: {s.idle_connections:,} connections{_mtls_idle(s)}. Latency scenarios: "
         f"{s.fixed_rate:,} requests/s. {when}",
         "",
         f"Every figure is followed by its ratio to Envoy's figure in the same scenario of this run ({TIMES}1.00 = "
@@ -135,6 +144,24 @@ def _method(result: RunResult) -> list[str]:
         "docs/benchmarks.md explains each scenario and the caveats.",
         "",
     ]
+
+
+def _mtls_idle(settings: RunSettings) -> str:
+    if "mtls_idle" not in settings.scenarios:
+        return ""
+    return f" ({settings.mtls_idle_connections:,} in mtls_idle, through both hops)"
+
+
+def _load(result: RunResult) -> str:
+    """The 1-minute load average the measurements started at (min, median, max), when the run recorded it."""
+    loads = sorted(s.load_1m for s in result.samples if s.load_1m is not None)
+    if not loads:
+        return ""
+    median = loads[len(loads) // 2]
+    return (
+        f" 1-minute load average as each measurement started: {loads[0]:.2f} to {loads[-1]:.2f} "
+        f"(median {median:.2f}; {result.machine.cores} cores)."
+    )
 
 
 def _summary(
@@ -158,6 +185,8 @@ def _section(
 ) -> list[str]:
     if lab:
         kind = "triomesh sidecars in the lab, relaying at L4"
+    elif scenario.mtls:
+        kind = f"{_MTLS_KIND}; the hops as {scenario.layer.value} proxies"
     elif scenario.layer is Layer.L7:
         kind = "peers as L7 (HTTP) proxies"
     else:
@@ -171,6 +200,8 @@ def _section(
         if cell is None:
             continue
         label = proxy_label(proxy, cell.layer, scenario.layer.value)
+        if scenario.mtls and proxy in PEER_BY_NAME:
+            label = f"{PEER_BY_NAME[proxy].title} → {PEER_BY_NAME[proxy].title}"
         if cell.skipped is not None:
             lines.append(_row([label, *("skipped" for _ in scenario.figures), "0"]))
             notes.append(f"- {label}: skipped: {cell.skipped}")

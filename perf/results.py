@@ -35,6 +35,7 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     scenarios: list[str]
     proxies: list[str]
     idle_connections: int
+    mtls_idle_connections: int = 0
     fixed_rate: int
     lab_mode: str = ""
     """The lab's interception mode (redirect or tproxy); empty on loopback."""
@@ -49,6 +50,8 @@ class Sample(msgspec.Struct, frozen=True, kw_only=True):
     figures: dict[str, float] = {}
     skipped: str | None = None
     error: str | None = None
+    load_1m: float | None = None
+    """The machine's 1-minute load average as the measurement started (other work shows up here)."""
 
 
 class RunResult(msgspec.Struct, frozen=True, kw_only=True):

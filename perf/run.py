@@ -7,6 +7,7 @@ starts its own proxy (and iperf3 server) and stops it before the next.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ import msgspec
 
 from perf.machine import describe
 from perf.measure import Load, Upstreams, measure
+from perf.mesh_identities import provision
+from perf.mtls_peers import MeshIdentities
 from perf.parse import ToolOutputError
 from perf.processes import BenchError, Services
 from perf.proxies import TOOLS, missing_tool, start_upstream
@@ -62,10 +65,11 @@ async def run(plan: Plan, progress: Callable[[str], None]) -> RunResult:
     async with Services(plan.work_dir) as upstream:
         http1, h2c, _ = await start_upstream(upstream, plan.work_dir)
         upstreams = Upstreams(http1, h2c)
+        identities = await _identities(plan)
         for round_no in range(1, plan.rounds + 1):
             for scenario in plan.scenarios:
                 for peer in plan.peers:
-                    sample = await _one(plan, round_no, scenario, peer, upstreams)
+                    sample = await _one(plan, round_no, scenario, peer, upstreams, identities)
                     samples.append(sample)
                     progress(_describe(plan, sample))
     return RunResult(
@@ -78,6 +82,7 @@ async def run(plan: Plan, progress: Callable[[str], None]) -> RunResult:
             scenarios=[s.name for s in plan.scenarios],
             proxies=[p.name for p in plan.peers],
             idle_connections=plan.load.idle_connections,
+            mtls_idle_connections=plan.load.mtls_idle_connections,
             fixed_rate=plan.load.fixed_rate,
         ),
         started_at=started,
@@ -86,15 +91,31 @@ async def run(plan: Plan, progress: Callable[[str], None]) -> RunResult:
     )
 
 
-async def _one(plan: Plan, round_no: int, scenario: Scenario, peer: Peer, upstreams: Upstreams) -> Sample:
+async def _identities(plan: Plan) -> MeshIdentities | None:
+    """The mTLS scenarios' CA and SVIDs, issued once per run when the plan has an mTLS measurement."""
+    if not any(scenario.mtls and peer.mtls for scenario in plan.scenarios for peer in plan.peers):
+        return None
+    return await provision(plan.work_dir / "identities")
+
+
+async def _one(
+    plan: Plan,
+    round_no: int,
+    scenario: Scenario,
+    peer: Peer,
+    upstreams: Upstreams,
+    identities: MeshIdentities | None,
+) -> Sample:
     layer = layer_for(peer, scenario)
-    sample = Sample(round=round_no, scenario=scenario.name, proxy=peer.name, layer=layer.value)
+    sample = Sample(
+        round=round_no, scenario=scenario.name, proxy=peer.name, layer=layer.value, load_1m=os.getloadavg()[0]
+    )
     skipped = skip_reason(peer, scenario) or missing_tool(peer)
     if skipped is not None:
         return msgspec.structs.replace(sample, skipped=skipped)
     run_dir = plan.work_dir / f"r{round_no}-{scenario.name}-{peer.name}"
     try:
-        figures = await measure(scenario, peer, layer, upstreams, plan.load, run_dir)
+        figures = await measure(scenario, peer, layer, upstreams, plan.load, run_dir, identities)
     except (BenchError, ToolOutputError) as exc:
         return msgspec.structs.replace(sample, error=str(exc))
     return msgspec.structs.replace(sample, figures=figures)

@@ -2,6 +2,8 @@
 
 HTTP scenarios run the peers as L7 proxies; their ``tcp_`` twins run them as L4 proxies (Envoy ``tcp_proxy``,
 nginx ``stream``, HAProxy ``mode tcp``), which is the like-for-like comparison for triomesh's opaque relay.
+The ``mtls_`` scenarios run two hops of one proxy with TLS 1.3 mTLS between them (perf/mtls_peers.py), for the
+peers that have a mesh mTLS configuration here: triomesh and Envoy.
 """
 
 from __future__ import annotations
@@ -49,6 +51,26 @@ PSS_PER_CONN: Final = Figure(
 )
 RSS: Final = Figure(key="rss_mib", label="RSS MiB", higher_is_better=False, digits=1, needs_process=True)
 PSS: Final = Figure(key="pss_mib", label="PSS MiB", higher_is_better=False, digits=1, needs_process=True)
+# Per hop of the mTLS scenarios: the target (<= 50 KiB per idle mTLS connection) holds for each hop.
+RSS_PER_CONN_WORSE_HOP: Final = Figure(
+    key="rss_kib_per_conn_worse_hop",
+    label="RSS KiB/conn, worse hop",
+    higher_is_better=False,
+    digits=1,
+    needs_process=True,
+)
+RSS_PER_CONN_HOP1: Final = Figure(
+    key="rss_kib_per_conn_hop1", label="hop 1 RSS KiB/conn", higher_is_better=False, digits=1, needs_process=True
+)
+RSS_PER_CONN_HOP2: Final = Figure(
+    key="rss_kib_per_conn_hop2", label="hop 2 RSS KiB/conn", higher_is_better=False, digits=1, needs_process=True
+)
+PSS_PER_CONN_HOP1: Final = Figure(
+    key="pss_kib_per_conn_hop1", label="hop 1 PSS KiB/conn", higher_is_better=False, digits=1, needs_process=True
+)
+PSS_PER_CONN_HOP2: Final = Figure(
+    key="pss_kib_per_conn_hop2", label="hop 2 PSS KiB/conn", higher_is_better=False, digits=1, needs_process=True
+)
 
 
 class Scenario(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +83,8 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
     h2c: bool = False
     streams: int = 1
     """iperf3 parallel streams."""
+    mtls: bool = False
+    """Two hops of the proxy with mesh mTLS between them; CPU and memory are summed over both hops."""
 
     @property
     def headline(self) -> Figure:
@@ -146,6 +170,30 @@ SCENARIOS: Final = (
         tool=Tool.REST,
         figures=(RSS, PSS),
     ),
+    Scenario(
+        name="mtls_http1",
+        title="mTLS two hops, HTTP/1.1 (wrk -> hop 1 -> TLS 1.3 mTLS -> hop 2 -> nginx; wrk -c50)",
+        layer=Layer.L7,
+        tool=Tool.WRK,
+        figures=(RPS, P50, P99, CPU_PER_REQ, RSS),
+        mtls=True,
+    ),
+    Scenario(
+        name="mtls_latency",
+        title="mTLS two hops, HTTP/1.1 latency at a fixed 1,000 requests/s (wrk, 8 connections)",
+        layer=Layer.L7,
+        tool=Tool.WRK_FIXED_RATE,
+        figures=(P99, P50, RPS),  # p99 first: the target is on it
+        mtls=True,
+    ),
+    Scenario(
+        name="mtls_idle",
+        title="Memory per idle mTLS connection, per hop (client -> hop 1 -> TLS 1.3 mTLS -> hop 2 -> upstream)",
+        layer=Layer.L4,
+        tool=Tool.IDLE,
+        figures=(RSS_PER_CONN_WORSE_HOP, RSS_PER_CONN_HOP1, RSS_PER_CONN_HOP2, PSS_PER_CONN_HOP1, PSS_PER_CONN_HOP2),
+        mtls=True,
+    ),
 )
 BY_NAME: Final = {scenario.name: scenario for scenario in SCENARIOS}
 
@@ -158,13 +206,15 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
     is_process: bool = True
     h2_upstream: bool = False
     """As an L7 proxy it speaks HTTP/2 to the upstream too (no translation to HTTP/1.1): give it the h2c upstream."""
+    mtls: bool = False
+    """Runs the mTLS two-hop scenarios (a mesh mTLS configuration exists for it in perf/mtls_peers.py)."""
 
 
 PEERS: Final = (
     Peer(name="none", title="no proxy", layers=frozenset({Layer.L7, Layer.L4}), is_process=False),
     # L7 by detection: HTTP/1.1 to HTTP/1.1, h2c to h2c (it does not translate between them).
-    Peer(name="triomesh", title="triomesh", layers=frozenset({Layer.L7, Layer.L4}), h2_upstream=True),
-    Peer(name="envoy", title="Envoy", layers=frozenset({Layer.L7, Layer.L4})),
+    Peer(name="triomesh", title="triomesh", layers=frozenset({Layer.L7, Layer.L4}), h2_upstream=True, mtls=True),
+    Peer(name="envoy", title="Envoy", layers=frozenset({Layer.L7, Layer.L4}), mtls=True),
     Peer(name="nginx", title="nginx", layers=frozenset({Layer.L7, Layer.L4})),
     Peer(name="haproxy", title="HAProxy", layers=frozenset({Layer.L7, Layer.L4})),
 )
@@ -180,6 +230,8 @@ def layer_for(peer: Peer, scenario: Scenario) -> Layer:
 
 def skip_reason(peer: Peer, scenario: Scenario) -> str | None:
     """Why ``peer`` cannot take part in ``scenario`` at all, or None."""
+    if scenario.mtls and not peer.mtls:
+        return "no mTLS two-hop configuration (triomesh and Envoy only)"
     if not peer.is_process and scenario.needs_process:
         return "no proxy process to measure"
     return None

@@ -99,3 +99,13 @@ def test_report_without_envoy_has_no_ratios_and_lists_failures() -> None:
     assert "| nginx proxy_pass | 1 | —" in text
     assert "| HAProxy mode http | failed |" in text
     assert "- HAProxy mode http: failed: haproxy exited with 1: bad config" in text
+
+
+def test_the_method_states_the_load_the_measurements_started_at() -> None:
+    loaded = [
+        Sample(round=1, scenario="http1", proxy=p, layer="L7", figures={"rps": 1.0}, load_1m=load)
+        for p, load in (("envoy", 0.4), ("triomesh", 1.9), ("nginx", 0.8))
+    ]
+    text = render_markdown(_result(loaded, ["http1"], ["envoy", "triomesh", "nginx"]))
+    assert "1-minute load average as each measurement started: 0.40 to 1.90 (median 0.80; 2 cores)." in text
+    assert "load average" not in render_markdown(_result(_rps("envoy", "L7", 1.0), ["http1"], ["envoy"]))
