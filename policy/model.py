@@ -170,6 +170,10 @@ class MeshedDestination(_Struct, frozen=True):
     domain. Another identity: HTTP 503 and a closed TCP connection, nothing sent."""
     ports: tuple[Port, ...] = ()
     """The destination ports carried over mTLS; empty means every port."""
+    http1_over_h2: bool = False
+    """Carry the application's HTTP/1.1 requests to these destinations as streams of one shared HTTP/2 mTLS
+    connection per destination (ALPN ``triomesh.http1-h2/1``; a peer proxy without it gets HTTP/1.1 inside mTLS,
+    one connection per request in flight). MEASUREMENT_PLACEHOLDER"""
 
 
 class OutboundPolicy(_Struct, frozen=True):

@@ -15,6 +15,7 @@ On failure the TCP socket is closed.
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 
 import trio
 
@@ -39,6 +40,14 @@ async def originate(
     rt: Runtime, sock: socket.socket, dst: SockAddr, target: MeshedTarget, offer: str, *, timeout: float
 ) -> tuple[socket.socket, str]:
     """Mesh TLS over the connected ``sock``: the bridge's plaintext socket and the server's verified identity."""
+    plain, peer, _ = await negotiate(rt, sock, dst, target, offer, timeout=timeout)
+    return plain, peer
+
+
+async def negotiate(
+    rt: Runtime, sock: socket.socket, dst: SockAddr, target: MeshedTarget, offer: str | Sequence[str], *, timeout: float
+) -> tuple[socket.socket, str, str]:
+    """``originate`` offering one or several ALPN names (in order of preference): also the name the server chose."""
     credentials = rt.identity.current if rt.identity is not None else None
     if credentials is None or rt.bridges is None:
         sock.close()
@@ -61,4 +70,6 @@ async def originate(
         await trio.aclose_forcefully(tls)
         detail = f"{dst} proved {peer}, but the policy expects {target.expected.pattern} there"
         raise PeerIdentityMismatchError(Rejection(RejectReason.PEER_IDENTITY_MISMATCH, detail))
-    return rt.bridges.open_bridge(tls), peer
+    chosen = tls.alpn
+    assert chosen is not None  # tls_connect refuses a handshake without an agreed name
+    return rt.bridges.open_bridge(tls), peer, chosen

@@ -13,6 +13,8 @@ returned stream owns it. Neither function has a timeout: wrap the call in ``trio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
 
 from dataplane.tls.errors import AlpnError, HandshakeEOFError
@@ -29,11 +31,16 @@ async def tls_accept(transport: trio.abc.Stream, context: TLSContext) -> TLSStre
 
 
 async def tls_connect(
-    transport: trio.abc.Stream, context: TLSContext, *, expected: SpiffeId | None = None, offer: str | None = None
+    transport: trio.abc.Stream,
+    context: TLSContext,
+    *,
+    expected: SpiffeId | None = None,
+    offer: str | Sequence[str] | None = None,
 ) -> TLSStream:
     """Originate mesh TLS on ``transport``; the server must present a valid SVID (``expected`` when given).
 
-    ``offer``: the one ALPN protocol to offer (the inner protocol); None offers all of the context's."""
+    ``offer``: the ALPN protocol to offer (the inner protocol), or several in order of preference (the server picks;
+    ``TLSStream.alpn`` says which); None offers all of the context's."""
     if context.server_side:
         raise ValueError("tls_connect needs a client context")
     return await _handshake(TLSStream(transport, TLSEngine(context, expected=expected, offer=offer)))

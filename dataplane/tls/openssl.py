@@ -177,14 +177,17 @@ class TLSEngine:
 
     __slots__ = ("_conn", "_state", "context")
 
-    def __init__(self, context: TLSContext, *, expected: SpiffeId | None = None, offer: str | None = None) -> None:
+    def __init__(
+        self, context: TLSContext, *, expected: SpiffeId | None = None, offer: str | Sequence[str] | None = None
+    ) -> None:
         if (expected is not None or offer is not None) and context.server_side:
             raise ValueError("an expected peer identity and an ALPN offer apply to outbound (client) connections only")
         self.context = context
         self._conn = SSL.Connection(context._context, None)
         if offer is not None:
-            # One connection carries one inner protocol: offer only it (the context offers all of ours).
-            self._conn.set_alpn_protos(alpn.encode([offer]))
+            # One connection carries one inner protocol: offer only it, or the few it may be carried as, in order
+            # (the context offers all of ours).
+            self._conn.set_alpn_protos(alpn.encode([offer] if isinstance(offer, str) else offer))
         identity = context.identity
         self._state = _Verification(identity.bundle, identity.trust_domain, expected, context.clock)
         self._conn.set_app_data(self._state)

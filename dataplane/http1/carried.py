@@ -1,0 +1,424 @@
+"""Outbound: one client connection's HTTP/1.1 requests carried to a meshed destination as HTTP/2 streams on the
+proxy's shared mTLS connection there (ALPN ``triomesh.http1-h2/1``); the peer proxy restores HTTP/1.1.
+
+Theory of operation: the client's bytes go through the strict ``RequestParser`` as in ``serve_http1``; each request
+becomes a request block (``dataplane.http.carriage``: hop-by-hop fields removed, ``x-forwarded-*`` and
+``x-request-id`` set) and opens a stream on the destination's shared connection (``SharedH2Upstreams``), which
+multiplexes the requests of every client connection. A body already here goes with the headers; one still
+arriving is pumped by a task while the response is awaited. The response block becomes an HTTP/1.1 head framed for
+this client (Content-Length kept, else chunked; none after HEAD, for 204 and 304), its DATA the body.
+
+Hand-overs, at a message boundary with the raw bytes of the request (``fallback``): Upgrade, CONNECT and
+``Expect: 100-continue`` requests keep today's per-connection HTTP/1.1 path (``serve_http1``), and so does a
+connection whose destination's proxy chose plain HTTP/1.1 (an older proxy), with the connection it answered on.
+
+Errors users see, as ``serve_http1`` answers them, with ``x-triomesh-error``: a malformed request -> the parser's
+4xx; the shared connection cannot be made -> 503; the stream refused or reset, or an invalid response, before the
+response head -> 502 (a refused stream of a request all in hand is sent again once first); no response head within
+``response_timeout`` -> 504. A response already started is never completed by us: the client connection closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from dataplane.connections import ConnRecord
+from dataplane.drain import Drain
+from dataplane.errors import ConnectError
+from dataplane.http.carriage import CarriageError, request_fields, response_head, trailer_fields
+from dataplane.http.model import BodyKind, Framing, Headers, ResponseHead
+from dataplane.http.request_id import RequestIds
+from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_response_head
+from dataplane.http1.errors import Http1Error
+from dataplane.http1.events import NEED_DATA, ConnectionClosed, DataReceived, MessageEnded, Pending, RequestReceived
+from dataplane.http1.parser import RequestParser
+from dataplane.http1.refusal import linger, refusal
+from dataplane.http1.upstream_failure import unreachable
+from dataplane.http2.conn import H2Stream
+from dataplane.http2.errors import H2Error, H2ErrorCode
+from dataplane.http2.shared import Negotiated, Shared, SharedH2Upstreams
+from dataplane.net.addr import SockAddr
+from dataplane.telemetry.http_stats import HttpStats, RequestKey
+from dataplane.upstream import direct_io
+from dataplane.upstream.pool import PooledStream
+
+MAX_ATTEMPTS: Final = 2  # a refused stream (REFUSED_STREAM, above a GOAWAY) of a request all in hand: once more
+
+Fallback = Callable[[bytes, PooledStream[SockAddr] | None], Awaitable[None]]
+"""Carry on with this client connection on the per-connection HTTP/1.1 path: the bytes read since the current
+request began, and the plain HTTP/1.1 connection an older peer answered with (None: the pool connects)."""
+
+
+@dataclass
+class CarriedContext:
+    """What one client connection's carriage needs from the proxy."""
+
+    rec: ConnRecord
+    upstream: SockAddr
+    shared: SharedH2Upstreams[SockAddr]
+    connect: Callable[[], Awaitable[Negotiated[SockAddr]]]
+    """A new mesh connection to ``upstream`` offering the carriage (and plain HTTP/1.1 for an older peer)."""
+    fallback: Fallback
+    stats: HttpStats
+    ids: RequestIds
+    response_timeout: float | None = None
+    drain: Drain | None = None
+
+
+class _Failed(Exception):
+    """The upstream side failed; ``status`` and ``why`` go to the client if it has no response head yet."""
+
+    def __init__(self, status: int, why: str, *, error: str, retryable: bool = False) -> None:
+        super().__init__(why)
+        self.status = status
+        self.why = why
+        self.error = error
+        self.retryable = retryable
+
+
+async def serve_carried(client: trio.SocketStream, ctx: CarriedContext) -> None:
+    """Proxy ``client``'s requests until it closes, an error closes the connection, or it is handed over."""
+    session = _Session(client, ctx)
+    drain = ctx.drain
+    token = drain.hook(session.drained) if drain is not None else None
+    try:
+        await session.serve()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        if ctx.rec.close_reason is None:
+            ctx.rec.close_reason = "client_reset"
+    finally:
+        if drain is not None and token is not None:
+            drain.unhook(token)
+        session.sock.detach()  # the descriptor stays the caller's, closed with ``client``
+
+
+class _Session:
+    def __init__(self, client: trio.SocketStream, ctx: CarriedContext) -> None:
+        trio_sock = client.socket
+        self.sock = socket.socket(trio_sock.family, trio_sock.type, trio_sock.proto, trio_sock.fileno())
+        self.ctx = ctx
+        self.rec = ctx.rec
+        self.parser = RequestParser()
+        self.raw = bytearray()  # the bytes of the current request not yet consumed (for a hand-over)
+        self.client_ip = ctx.rec.client.ip.encode()
+        self.authority = str(ctx.upstream).encode()
+        self.idle = False
+        self.between_requests = False
+        self.closing = False  # draining: this response is the connection's last
+
+    def drained(self) -> None:
+        if self.idle:
+            self.rec.cancel("drain")
+
+    async def serve(self) -> None:
+        while True:
+            try:
+                event = await self._next_event()
+            except Http1Error as exc:
+                await self._refuse(exc.status, f"bad request: {exc.reason.value}", close=True)
+                self.rec.close_reason = f"http_{exc.reason.value}"
+                return
+            if isinstance(event, ConnectionClosed):
+                return
+            assert isinstance(event, RequestReceived), event
+            if event.upgrade is not None or event.is_connect or event.expect_continue:
+                await self.ctx.fallback(bytes(self.raw), None)
+                return
+            if not await self._exchange(event) or self.closing:
+                if self.closing and self.rec.close_reason is None:
+                    self.rec.close_reason = "drain"
+                return
+            self.parser.start_next()
+            self.between_requests = True
+
+    # === the client side ===
+
+    async def _read(self) -> None:
+        wait_first, self.between_requests = self.between_requests, False
+        self.idle = wait_first
+        drain = self.ctx.drain
+        if wait_first and drain is not None and drain.draining:
+            self.drained()
+        try:
+            n = await direct_io.receive(self.sock, self._feed, wait_first=wait_first)
+        finally:
+            self.idle = False
+        self.rec.up.received += n
+
+    def _feed(self, data: memoryview) -> None:
+        self.raw += data
+        self.parser.receive_data(data)
+
+    async def _next_event(self) -> RequestReceived | DataReceived | MessageEnded | ConnectionClosed:
+        while True:
+            event = self.parser.next_event()
+            if not isinstance(event, Pending):
+                return event
+            await self._read()
+
+    def _consumed(self) -> None:
+        """Everything the parser has turned into events is no longer needed for a hand-over."""
+        del self.raw[: len(self.raw) - self.parser.buffered]
+
+    async def _send(self, data: bytes | bytearray) -> None:
+        await direct_io.send_all(self.sock, data)
+        self.rec.down.sent += len(data)
+
+    async def _refuse(self, status: int, why: str, *, close: bool) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._send(refusal(status, why, close=close))
+            if close:
+                await linger(self.sock)
+
+    # === one exchange ===
+
+    async def _exchange(self, request: RequestReceived) -> bool:
+        """One request and its response; True when the client connection carries on with the next request."""
+        ctx, rec = self.ctx, self.rec
+        head = request.head
+        started = trio.current_time()
+        try:
+            shared = await ctx.shared.get(ctx.upstream, ctx.connect)
+        except ConnectError as exc:
+            rec.requests += 1
+            key = self._key(request)
+            ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+            return await self._refuse_unsent(request, 503, unreachable(ctx.upstream, exc.reason))
+        if isinstance(shared, PooledStream):  # an older peer proxy: HTTP/1.1 inside mTLS from here on
+            await ctx.fallback(bytes(self.raw), shared)
+            return False
+        rec.requests += 1
+        rec.tls, rec.peer_id, rec.dst_opened = "true", shared.peer, True
+        key = self._key(request)
+        self._consumed()
+        fields = request_fields(head, request.framing, authority=self.authority, client=self.client_ip, ids=ctx.ids)
+        exchange = _Exchange(self, request, key, started)
+        try:
+            await exchange.run(shared, fields)
+        except _Failed as exc:
+            if exchange.stream is not None:
+                exchange.stream.reset(H2ErrorCode.CANCEL)
+            if not exchange.recorded:
+                ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.error)
+            if exchange.responded:
+                rec.close_reason = "upstream_reset"
+                return False
+            await self._refuse(exc.status, exc.why, close=True)
+            return False
+        except Http1Error as exc:  # the request body turned out malformed
+            if exchange.stream is not None:
+                exchange.stream.reset(H2ErrorCode.CANCEL)
+            if not exchange.recorded:
+                ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.reason.value)
+            if not exchange.responded:
+                await self._refuse(exc.status, f"bad request: {exc.reason.value}", close=True)
+            rec.close_reason = f"http_{exc.reason.value}"
+            return False
+        except BaseException:
+            if exchange.stream is not None:
+                exchange.stream.reset(H2ErrorCode.CANCEL)
+            raise
+        return request.keep_alive and exchange.keep_alive and exchange.request_done
+
+    def _key(self, request: RequestReceived) -> RequestKey:
+        authority = (request.head.headers.get(b"host") or b"").decode("latin-1")
+        rec = self.rec
+        return self.ctx.stats.request(rec.direction, authority, self.ctx.upstream, rec.tls, rec.peer_id)
+
+    async def _refuse_unsent(self, request: RequestReceived, status: int, why: str) -> bool:
+        """Answer a request nothing of which was sent; True when the connection carries on."""
+        body_pending = request.framing.kind is not BodyKind.NONE
+        if not body_pending:
+            ended = self.parser.next_event()
+            assert isinstance(ended, MessageEnded), ended
+        await self._refuse(status, why, close=body_pending)
+        return not body_pending and request.keep_alive
+
+
+class _Exchange:
+    """One request on one stream of the shared connection, and its response to the client."""
+
+    def __init__(self, session: _Session, request: RequestReceived, key: RequestKey, started: float) -> None:
+        self.s = session
+        self.request = request
+        self.key = key
+        self.started = started
+        self.stream: H2Stream | None = None
+        self.recorded = False
+        self.responded = False
+        self.request_done = False
+        self.keep_alive = False
+        self.pump_failed: BaseException | None = None
+
+    async def run(self, shared: Shared, fields: list[tuple[bytes, bytes]]) -> None:
+        s = self.s
+        body, trailers = self._body_in_hand()
+        attempt = 1
+        while True:
+            try:
+                await self._send_request(shared, fields, bytes(body), trailers)
+                if self.request_done:
+                    await self._relay_response()
+                else:
+                    await self._stream_body()
+            except _Failed as exc:
+                if not (exc.retryable and self.request_done and attempt < MAX_ATTEMPTS):
+                    raise
+            else:
+                return
+            attempt += 1
+            try:
+                again = await s.ctx.shared.get(s.ctx.upstream, s.ctx.connect)
+            except ConnectError as exc:
+                raise _Failed(503, unreachable(s.ctx.upstream, exc.reason), error=exc.reason) from exc
+            if isinstance(again, PooledStream):  # the peer changed under us: not worth a special path
+                again.close()
+                raise _Failed(503, f"upstream {s.ctx.upstream} stopped carrying HTTP/2", error="alpn")
+            shared = again
+
+    def _body_in_hand(self) -> tuple[bytearray, Headers | None]:
+        """The body parts already parsed (they go with the headers) and the trailers, if the body ended."""
+        s = self.s
+        body = bytearray()
+        trailers: Headers | None = None
+        if self.request.framing.kind is BodyKind.NONE:
+            ended = s.parser.next_event()
+            assert isinstance(ended, MessageEnded), ended
+            self.request_done = True
+        while not self.request_done:
+            event = s.parser.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, DataReceived):
+                body += event.data
+            elif isinstance(event, MessageEnded):
+                trailers = event.trailers or None
+                self.request_done = True
+        s._consumed()
+        return body, trailers
+
+    async def _send_request(
+        self, shared: Shared, fields: list[tuple[bytes, bytes]], body: bytes, trailers: Headers | None
+    ) -> None:
+        rec = self.s.rec
+        ended_with_headers = self.request_done and not body and trailers is None
+        try:
+            self.stream = stream = await shared.conn.open_stream(fields, end_stream=ended_with_headers)
+            if body:
+                await stream.send_data(body, end_stream=self.request_done and trailers is None)
+                rec.up.sent += len(body)
+            if trailers is not None:
+                await stream.send_trailers(trailer_fields(trailers))
+            elif self.request_done and body == b"" and not ended_with_headers:
+                await stream.end()
+        except H2Error as exc:
+            why = f"upstream {self.s.ctx.upstream}: {exc}"
+            raise _Failed(502, why, error=exc.reason, retryable=exc.retryable) from exc
+
+    async def _stream_body(self) -> None:
+        """The rest of the body is still coming: pumped by a task while the response is awaited."""
+        failed: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump, nursery.cancel_scope)
+            try:
+                await self._relay_response()
+            except (_Failed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                failed = exc
+                nursery.cancel_scope.cancel(reason="the response failed")
+            if failed is None and not self.request_done:
+                # The response ended before the body: the upstream did not want it; the client connection
+                # cannot carry another request now.
+                nursery.cancel_scope.cancel()
+                self.keep_alive = False
+        if failed is not None:
+            raise failed
+        if self.pump_failed is not None:
+            raise self.pump_failed
+
+    async def _pump(self, scope: trio.CancelScope) -> None:
+        s = self.s
+        stream = self.stream
+        assert stream is not None
+        try:
+            while True:
+                event = await s._next_event()
+                s._consumed()
+                if isinstance(event, DataReceived):
+                    await stream.send_data(event.data)
+                    s.rec.up.sent += len(event.data)
+                elif isinstance(event, MessageEnded):
+                    if event.trailers:
+                        await stream.send_trailers(trailer_fields(event.trailers))
+                    else:
+                        await stream.end()
+                    self.request_done = True
+                    return
+        except H2Error:
+            return  # the upstream stopped taking the body: the response side sees why
+        except (trio.BrokenResourceError, trio.ClosedResourceError, Http1Error) as exc:
+            self.pump_failed = exc
+            scope.cancel(reason="the request body failed")
+
+    async def _relay_response(self) -> None:
+        s = self.s
+        stream = self.stream
+        assert stream is not None
+        timeout = s.ctx.response_timeout
+        try:
+            if timeout is None:
+                fields = await stream.receive_response()
+            else:
+                with trio.move_on_after(timeout) as scope:
+                    fields = await stream.receive_response()
+                if scope.cancelled_caught:
+                    why = f"no response from upstream within {timeout:g}s"
+                    raise _Failed(504, why, error="response_timeout")
+            head, framing = response_head(fields, method=self.request.head.method, version=self.request.head.version)
+        except H2Error as exc:
+            raise _Failed(502, f"upstream {s.ctx.upstream}: {exc}", error=exc.reason, retryable=exc.retryable) from exc
+        except CarriageError as exc:
+            raise _Failed(502, f"upstream {s.ctx.upstream}: {exc}", error="bad_response") from exc
+        s.ctx.stats.response(self.key, status=head.status, latency_ms=_ms(self.started))
+        self.recorded = True
+        self.keep_alive = framing.kind is not BodyKind.UNTIL_CLOSE
+        headers = head.headers
+        drain = s.ctx.drain
+        if drain is not None and drain.draining:
+            headers.set(b"connection", b"close")
+            s.closing = True
+        out = bytearray(serialise_response_head(ResponseHead(head.status, head.reason, b"HTTP/1.1", headers), framing))
+        self.responded = True
+        await self._relay_body(stream, framing, out)
+
+    async def _relay_body(self, stream: H2Stream, framing: Framing, out: bytearray) -> None:
+        s = self.s
+        chunked = framing.kind is BodyKind.CHUNKED
+        try:
+            while True:
+                if not stream.queued and not stream.at_end and out:
+                    await s._send(out)  # nothing more at hand: what we have goes out before waiting
+                    out = bytearray()
+                data = await stream.receive_data(hold=True)
+                if not data:
+                    break
+                s.rec.down.received += len(data)
+                if framing.kind is not BodyKind.NONE:
+                    out += encode_chunk(data) if chunked else data
+        except H2Error as exc:
+            if out:
+                await s._send(out)
+            raise _Failed(502, f"upstream {s.ctx.upstream}: {exc}", error=exc.reason) from exc
+        if chunked:
+            out += encode_last_chunk(Headers(stream.trailers or ()))
+        if out:
+            await s._send(out)
+
+
+def _ms(started: float) -> float:
+    return (trio.current_time() - started) * 1000
