@@ -100,12 +100,13 @@ async def proxy_http1_over_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         peer, name = agreed
         return Negotiated(pooled, peer, carries_h2=name == alpn.HTTP1_OVER_H2)
 
-    async def fallback(initial: bytes, first: PooledStream[SockAddr] | None) -> None:
-        # Today's path for the rest of this connection: Upgrade/CONNECT/100-continue, or an older peer proxy.
+    async def fallback(initial: bytes, older_peer: Negotiated[SockAddr] | None) -> None:
+        # Today's path for the rest of this connection: Upgrade/CONNECT/100-continue, or an older peer proxy (whose
+        # connection is the first of the pool's).
         pool = http.pools[side.direction]
-        if first is not None:
-            rec.tls, rec.dst_opened = "true", True
-            pool.release(first, reusable=True)
+        if older_peer is not None:
+            rec.tls, rec.peer_id, rec.dst_opened = "true", older_peer.peer, True
+            pool.release(older_peer.stream, reusable=True)
         ctx = Http1Context(
             rec, dst, pool, http.stats, http.ids, response_timeout=settings.response_timeout, drain=http.drain
         )

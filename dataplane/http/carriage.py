@@ -15,10 +15,9 @@ import http
 from collections.abc import Sequence
 from typing import Final
 
-from dataplane.http.forwarding import ensure_request_id, set_forwarded, strip_hop_by_hop
+from dataplane.http.forwarding import ensure_request_id, forwarded_request_head, set_forwarded, strip_hop_by_hop
 from dataplane.http.model import CHUNKED, NO_BODY, UNTIL_CLOSE, BodyKind, Framing, Headers, RequestHead, ResponseHead
 from dataplane.http.request_id import RequestIds
-from dataplane.http.wire import serialise_request_head
 
 Header = tuple[bytes, bytes]
 
@@ -26,6 +25,7 @@ _HOST: Final = b"host"
 _CONTENT_LENGTH: Final = b"content-length"
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 _ABSOLUTE_PREFIX: Final = b"http://"
+_PHRASES: Final = {int(status): status.phrase.encode() for status in http.HTTPStatus}
 
 
 class CarriageError(ValueError):
@@ -82,8 +82,8 @@ def response_head(fields: Sequence[Header], *, method: bytes, version: bytes) ->
         headers.add(name, value)
     if status < 100:
         raise CarriageError("the response has no valid :status")
-    phrase = http.HTTPStatus(status).phrase.encode() if status in _KNOWN_STATUS else b""
-    response = ResponseHead(status, phrase, b"HTTP/1.1", strip_hop_by_hop(headers))
+    # No hop-by-hop field to strip: HTTP/2 has none (a block with one is malformed, refused on receipt).
+    response = ResponseHead(status, _PHRASES.get(status, b""), b"HTTP/1.1", headers)
     if method == b"HEAD" or status < 200 or status in _NO_BODY_STATUS:
         return response, NO_BODY
     if length is not None:
@@ -97,7 +97,7 @@ def request_head(
     """Inbound: the method, the HTTP/1.1 request head (canonical bytes) and the body's framing for a request block;
     ``bodiless``: the stream ended with its headers. Raises ValueError for fields HTTP/1.1 cannot carry."""
     method = path = authority = b""
-    headers = Headers()
+    fields_out: list[Header] = [(_HOST, b"")]  # Host first, as HTTP/1.1 clients write it
     length: bytes | None = None
     for name, value in fields:
         if name.startswith(b":"):
@@ -113,17 +113,14 @@ def request_head(
             continue
         if name == _CONTENT_LENGTH:
             length = value
-        headers.add(name, value)
-    out = Headers([(b"host", authority)])
-    for field in strip_hop_by_hop(headers):
-        out.add(*field)
-    set_forwarded(out, client=client, proto=b"http")
-    ensure_request_id(out, ids)
+        fields_out.append((name, value))
+    fields_out[0] = (_HOST, authority)
     if length is not None and length.isdigit():
         framing = Framing(BodyKind.LENGTH, int(length))
     else:
         framing = NO_BODY if bodiless else CHUNKED
-    return method, serialise_request_head(RequestHead(method, path, b"HTTP/1.1", out), framing), framing
+    head = RequestHead(method, path, b"1.1", Headers(fields_out))
+    return method, forwarded_request_head(head, framing, upgrade=None, client=client, proto=b"http", ids=ids), framing
 
 
 def response_fields(head: ResponseHead, framing: Framing) -> list[Header]:
@@ -146,6 +143,3 @@ def response_fields(head: ResponseHead, framing: Framing) -> list[Header]:
 def trailer_fields(trailers: Headers) -> list[Header]:
     """Chunked trailers as an HTTP/2 trailer block (names lowercased, hop-by-hop fields gone)."""
     return [(name.lower(), value) for name, value in strip_hop_by_hop(trailers)]
-
-
-_KNOWN_STATUS: Final = frozenset(int(status) for status in http.HTTPStatus)

@@ -46,11 +46,10 @@ from dataplane.http2.shared import Negotiated, Shared, SharedH2Upstreams
 from dataplane.net.addr import SockAddr
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
 from dataplane.upstream import direct_io
-from dataplane.upstream.pool import PooledStream
 
 MAX_ATTEMPTS: Final = 2  # a refused stream (REFUSED_STREAM, above a GOAWAY) of a request all in hand: once more
 
-Fallback = Callable[[bytes, PooledStream[SockAddr] | None], Awaitable[None]]
+Fallback = Callable[[bytes, Negotiated[SockAddr] | None], Awaitable[None]]
 """Carry on with this client connection on the per-connection HTTP/1.1 path: the bytes read since the current
 request began, and the plain HTTP/1.1 connection an older peer answered with (None: the pool connects)."""
 
@@ -190,7 +189,7 @@ class _Session:
             key = self._key(request)
             ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
             return await self._refuse_unsent(request, 503, unreachable(ctx.upstream, exc.reason))
-        if isinstance(shared, PooledStream):  # an older peer proxy: HTTP/1.1 inside mTLS from here on
+        if isinstance(shared, Negotiated):  # an older peer proxy: HTTP/1.1 inside mTLS from here on
             await ctx.fallback(bytes(self.raw), shared)
             return False
         rec.requests += 1
@@ -277,8 +276,8 @@ class _Exchange:
                 again = await s.ctx.shared.get(s.ctx.upstream, s.ctx.connect)
             except ConnectError as exc:
                 raise _Failed(503, unreachable(s.ctx.upstream, exc.reason), error=exc.reason) from exc
-            if isinstance(again, PooledStream):  # the peer changed under us: not worth a special path
-                again.close()
+            if isinstance(again, Negotiated):  # the peer changed under us: not worth a special path
+                again.stream.close()
                 raise _Failed(503, f"upstream {s.ctx.upstream} stopped carrying HTTP/2", error="alpn")
             shared = again
 

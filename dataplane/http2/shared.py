@@ -10,7 +10,7 @@ received GOAWAY, failed or closed is replaced by the next ``get``; streams alrea
 MAX_CONCURRENT_STREAMS is honoured by ``H2Connection.open_stream``, which waits for a slot.
 
 ``connect`` negotiates: a peer that does not carry HTTP/1.1 over HTTP/2 (an older proxy) answers with a plain
-HTTP/1.1 connection, which ``get`` returns to the caller as a ``PooledStream`` to use for HTTP/1.1; the
+HTTP/1.1 connection, which ``get`` returns to the caller (``Negotiated``) to use for HTTP/1.1; the
 destination is then remembered as ``declined`` for ``DECLINED_FOR`` seconds, in which callers take the HTTP/1.1
 path at once.
 """
@@ -80,9 +80,9 @@ class SharedH2Upstreams(Generic[K]):
         del self._declined[key]
         return False
 
-    async def get(self, key: K, connect: Callable[[], Awaitable[Negotiated[K]]]) -> Shared | PooledStream[K]:
+    async def get(self, key: K, connect: Callable[[], Awaitable[Negotiated[K]]]) -> Shared | Negotiated[K]:
         """The shared connection to ``key`` (a new one if needed), or the plain HTTP/1.1 connection an older peer
-        answered with. ``connect``'s errors (``ConnectError``) propagate."""
+        answered with (``carries_h2`` False). ``connect``'s errors (``ConnectError``) propagate."""
         current = self._current.get(key)
         if current is not None and current.conn.accepting:
             return current  # no lock to take per request: that would be a checkpoint each time
@@ -99,7 +99,7 @@ class SharedH2Upstreams(Generic[K]):
             if not negotiated.carries_h2:
                 self._declined[key] = trio.current_time()
                 log.info("%s does not carry HTTP/1.1 over HTTP/2: HTTP/1.1 inside mTLS there", key)
-                return negotiated.stream
+                return negotiated
             pooled = negotiated.stream
             transport = trio.SocketStream(trio.socket.from_stdlib_socket(pooled.sock))
             conn = H2Connection(transport, client_side=True, settings=self._settings, counters=self._counters)

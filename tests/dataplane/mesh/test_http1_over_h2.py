@@ -274,6 +274,8 @@ async def test_an_older_peer_gets_http1_inside_mtls(tmp_path: Path, pki: Pki, mo
             records = inbound_mesh_records(hops.hop2)
             assert records and all(protocol == "http1" and peer == FRONTEND for protocol, peer, _ in records)
             assert sum(requests for _, _, requests in records) == 4
+            outbound = [r for r in (*hops.hop1.table.live.values(), *hops.hop1.table.recent) if r.requests]
+            assert [(r.tls, r.peer_id, r.requests) for r in outbound] == [("true", BACKEND, 2)] * 2
 
 
 async def test_a_wrong_server_identity_gets_503_and_nothing_reaches_the_app(tmp_path: Path, pki: Pki) -> None:
