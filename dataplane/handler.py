@@ -119,7 +119,6 @@ async def _proxy(legs: Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     settings = side.port_settings(snapshot, dst)
     rec.policy_version = snapshot.version
     rec.idle_timeout = settings.idle_timeout
-    rec.upstream = dst
     inbound = side.direction == "inbound" and not settings.excluded
     if inbound and settings.mtls is MtlsMode.STRICT:
         # Nothing reaches the application, not even a TCP connect, before the client proved a mesh identity.
@@ -140,7 +139,9 @@ async def _proxy(legs: Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
     mesh_possible = inbound and rt.identity is not None
     if sniff or mesh_possible:
         # After the connect on purpose: the client's first bytes arrive meanwhile, so the common case is one peek.
-        detection = await detect(legs.client.socket, upstream.fileno(), timeout=settings.detect_timeout)
+        detection = await detect(
+            legs.client.socket, upstream.fileno(), timeout=settings.detect_timeout, tls_only=not sniff
+        )
         if mesh_possible and _is_mesh_hello(detection):
             protocol = await _terminate(legs, rec, rt, settings, detection)
         elif sniff:
@@ -161,6 +162,7 @@ async def _dispatch(legs: Legs, rec: ConnRecord, rt: Runtime, protocol: Detected
 async def _connect(
     legs: Legs, rec: ConnRecord, side: Side, rt: Runtime, dst: SockAddr, settings: PortSettings
 ) -> socket.socket:
+    rec.upstream = dst
     upstream = await open_upstream(
         dst,
         timeout=settings.connect_timeout,
@@ -179,13 +181,14 @@ def _is_mesh_hello(detection: Detection) -> bool:
 
 async def _terminate_strict(legs: Legs, rec: ConnRecord, rt: Runtime, settings: PortSettings) -> DetectedProtocol:
     """A strict port: the client must open with a mesh ClientHello and pass the handshake."""
-    detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
+    detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout, tls_only=True)
     if not _is_mesh_hello(detection):
-        seen = (
-            "a TLS ClientHello without a mesh ALPN name"
-            if detection.protocol is DetectedProtocol.TLS
-            else (f"{detection.protocol.value} ({detection.result})")
-        )
+        if detection.protocol is DetectedProtocol.TLS:
+            seen = "a TLS ClientHello without a mesh ALPN name"
+        elif detection.result == "not_http":
+            seen = "plaintext"
+        else:
+            seen = f"no ClientHello ({detection.result})"
         raise PlaintextRefusedError(f"port {rec.target.port} is strict mTLS, but the client sent {seen}")
     return await _terminate(legs, rec, rt, settings, detection)
 
@@ -220,8 +223,8 @@ async def _proxy_meshed(
     """Outbound to a meshed destination: detect first (its proxy never speaks first), then connect over mTLS
     offering the detected protocol. An HTTP client whose first handshake failed is still served by its HTTP
     proxy, whose pool connects again and answers 503 with the reason."""
-    assert rec.upstream is not None
-    dst = rec.upstream
+    assert rec.original_dst is not None
+    dst = rec.original_dst
     protocol = DetectedProtocol.OPAQUE
     if settings.protocol is PortProtocol.DETECT:
         detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)

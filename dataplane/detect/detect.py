@@ -52,10 +52,13 @@ class Detection(msgspec.Struct, frozen=True):
     alpn: tuple[str, ...] = ()
 
 
-async def detect(client: trio.socket.SocketType, upstream_fd: int | None, *, timeout: float) -> Detection:
+async def detect(
+    client: trio.socket.SocketType, upstream_fd: int | None, *, timeout: float, tls_only: bool = False
+) -> Detection:
     """Peek at ``client``'s first bytes (watching ``upstream_fd`` for a server that speaks first) and decide.
 
     ``upstream_fd`` None: no upstream yet (a strict mTLS port connects only after the client proved itself).
+    ``tls_only``: decide only whether it is a TLS ClientHello (``classify``).
     Consumes nothing from either socket. Raises ``ClientResetError`` if the client resets meanwhile.
     """
     started = trio.current_time()
@@ -91,7 +94,7 @@ async def detect(client: trio.socket.SocketType, upstream_fd: int | None, *, tim
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     continue
                 prefix = peeked
-                verdict = classify(prefix)
+                verdict = classify(prefix, tls_only=tls_only)
                 wanted = _wanted(prefix, verdict)
                 if wanted is None:
                     break

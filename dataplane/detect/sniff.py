@@ -55,12 +55,15 @@ TLS: Final = Detected(Protocol.TLS, "tls")
 NOT_HTTP: Final = Detected(Protocol.OPAQUE, "not_http")
 
 
-def classify(prefix: bytes) -> Detected | NeedMore:
-    """The verdict on the first bytes of a client's stream."""
+def classify(prefix: bytes, *, tls_only: bool = False) -> Detected | NeedMore:
+    """The verdict on the first bytes of a client's stream. ``tls_only``: only a TLS ClientHello matters (an
+    opaque port looked at for a mesh client): anything else is opaque from its first byte."""
     if not prefix:
         return NEED_MORE
     if prefix[0] == _TLS_HANDSHAKE:
         return _tls(prefix)
+    if tls_only:
+        return NOT_HTTP
     if prefix.startswith(H2_PREFACE):
         return H2
     if H2_PREFACE.startswith(prefix):

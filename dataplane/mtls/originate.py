@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -24,6 +25,9 @@ from dataplane.errors import ConnectTimeoutError, NoIdentityError
 from dataplane.net.addr import SockAddr
 from dataplane.runtime import Runtime
 from policy.index import MeshedTarget, PortSettings
+
+if TYPE_CHECKING:
+    from identity.spiffe import SpiffeId
 from policy.store import Snapshot
 
 
@@ -54,22 +58,21 @@ async def negotiate(
         why = rt.identity.problem() if rt.identity is not None else "mesh-proxy runs without --identity"
         raise NoIdentityError(f"{dst} is meshed (outbound.meshed) but this proxy has no identity: {why}")
     # Imported here: the TLS stack is loaded only by a proxy that has an identity.
-    from dataplane.tls.errors import PeerIdentityMismatchError
     from dataplane.tls.handshake import tls_connect
-    from identity.verify import Rejection, RejectReason
+
+    def accept(peer: SpiffeId) -> str | None:
+        if target.expected.matches(str(peer)):
+            return None
+        return f"{dst} proved {peer}, but the policy expects {target.expected.pattern} there"
 
     transport = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
     try:
         with trio.fail_after(timeout):
-            tls = await tls_connect(transport, credentials.client, offer=offer)
+            tls = await tls_connect(transport, credentials.client, offer=offer, accept=accept)
     except trio.TooSlowError:
         await trio.aclose_forcefully(transport)
         raise ConnectTimeoutError(f"mesh TLS handshake with {dst} took longer than {timeout:g}s") from None
     peer = str(tls.peer)
-    if not target.expected.matches(peer):
-        await trio.aclose_forcefully(tls)
-        detail = f"{dst} proved {peer}, but the policy expects {target.expected.pattern} there"
-        raise PeerIdentityMismatchError(Rejection(RejectReason.PEER_IDENTITY_MISMATCH, detail))
     chosen = tls.alpn
     assert chosen is not None  # tls_connect refuses a handshake without an agreed name
     return rt.bridges.open_bridge(tls), peer, chosen

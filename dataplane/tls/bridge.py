@@ -12,10 +12,10 @@ one level-triggered epoll set driven by one task, and each wake-up runs the copy
 
 Theory of operation, per bridge (``_Bridge``):
 - ``_TCP`` readable: ciphertext goes into the TLS state, every plaintext record it completes goes to the pair end
-  at once; what the pair end does not take stays ``to_plain`` and the TCP socket is not read until it drained.
+  at once; what the pair end does not take stays ``owed`` to it and the TCP socket is not read until it drained.
   The peer's close_notify passes on as ``shutdown(SHUT_WR)`` of the pair end (TLS 1.3 half-close); a TCP end of
   file without close_notify is a truncation and ends the bridge.
-- the pair end readable: plaintext is encrypted and sent; what TCP does not take stays ``to_tcp`` and the pair
+- the pair end readable: plaintext is encrypted and sent; what TCP does not take stays ``owed`` to it and the pair
   end is not read until it drained (bounded: one read's worth per direction). Its end of file becomes
   close_notify.
 - Both directions ended and flushed: both sockets close. Any error on either side closes both at once (the
@@ -50,7 +50,7 @@ _LINGER_RESET: Final = struct.pack("ii", 1, 0)
 
 
 class _Side:
-    __slots__ = ("bridge", "eof", "fd", "is_tcp", "mask", "sock")
+    __slots__ = ("bridge", "eof", "fd", "is_tcp", "mask", "owed", "sock")
 
     def __init__(self, sock: socket.socket, bridge: _Bridge, *, is_tcp: bool) -> None:
         sock.setblocking(False)
@@ -60,15 +60,14 @@ class _Side:
         self.is_tcp = is_tcp
         self.mask = _IN
         self.eof = False  # this side's peer ended its direction (close_notify / the pair end's EOF)
+        self.owed = b""  # bytes for this socket it has not taken yet (ciphertext for TCP, plaintext for the pair)
 
 
 class _Bridge:
-    __slots__ = ("finished", "plain", "tcp", "tls", "to_plain", "to_tcp")
+    __slots__ = ("finished", "plain", "tcp", "tls")
 
     def __init__(self, tls: TLSEngine) -> None:
         self.tls = tls
-        self.to_tcp = b""  # ciphertext TCP has not taken yet
-        self.to_plain = b""  # plaintext the pair end has not taken yet
         self.finished = False
         self.tcp: _Side
         self.plain: _Side
@@ -98,7 +97,7 @@ class BridgeEngine:
             self._sides[side.fd] = side
             self._epoll.register(side.fd, _IN)
         if owed:
-            self._send_tcp(bridge, owed)
+            self._send(bridge.tcp, owed)
         # Records that came with the handshake (a client's first request) are in the TLS state already.
         if not bridge.finished:
             self._decrypt(bridge)
@@ -137,7 +136,8 @@ class BridgeEngine:
     def _blocked(side: _Side) -> bool:
         """Reading this side would produce bytes for a destination that has not taken the last ones."""
         bridge = side.bridge
-        return bool(bridge.to_plain if side.is_tcp else bridge.to_tcp) or side.eof
+        other = bridge.plain if side.is_tcp else bridge.tcp
+        return bool(other.owed) or side.eof
 
     # === TCP (ciphertext) -> pair end (plaintext) ===
 
@@ -172,11 +172,11 @@ class BridgeEngine:
             return
         owed = bridge.tls.data_to_send()  # e.g. a KeyUpdate answer
         if owed:
-            self._send_tcp(bridge, owed)
+            self._send(bridge.tcp, owed)
             if bridge.finished:
                 return
         if chunks:
-            self._send_plain(bridge, b"".join(chunks))
+            self._send(bridge.plain, b"".join(chunks))
             if bridge.finished:
                 return
         if closed:
@@ -184,20 +184,8 @@ class BridgeEngine:
             self._update(bridge)
             self._pass_eof_to_plain(bridge)
 
-    def _send_plain(self, bridge: _Bridge, data: bytes) -> None:
-        try:
-            sent = bridge.plain.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._finish(bridge, reset=True)
-            return
-        bridge.to_plain = data[sent:]
-        if bridge.to_plain:
-            self._update(bridge)
-
     def _pass_eof_to_plain(self, bridge: _Bridge) -> None:
-        if bridge.to_plain:
+        if bridge.plain.owed:
             return  # after the flush
         try:
             bridge.plain.sock.shutdown(socket.SHUT_WR)
@@ -225,33 +213,31 @@ class BridgeEngine:
         except TLSDataError:
             self._finish(bridge, reset=True)
             return
-        self._send_tcp(bridge, bridge.tls.data_to_send())
+        self._send(bridge.tcp, bridge.tls.data_to_send())
         if n == 0 and not bridge.finished:
             self._update(bridge)
             self._maybe_done(bridge)
 
-    def _send_tcp(self, bridge: _Bridge, data: bytes) -> None:
-        data = bridge.to_tcp + data
+    # === both ===
+
+    def _send(self, side: _Side, data: bytes) -> None:
+        """Send what ``side`` is owed plus ``data``; keep what it does not take (and watch it for room)."""
+        data = side.owed + data
         try:
-            sent = bridge.tcp.sock.send(data)
+            sent = side.sock.send(data) if data else 0
         except BlockingIOError:
             sent = 0
         except OSError:
-            self._finish(bridge, reset=True)
+            self._finish(side.bridge, reset=True)
             return
-        bridge.to_tcp = data[sent:]
-        if bridge.to_tcp:
-            self._update(bridge)
-
-    # === both ===
+        side.owed = data[sent:]
+        if side.owed:
+            self._update(side.bridge)
 
     def _flush(self, bridge: _Bridge, side: _Side) -> None:
-        if side.is_tcp and bridge.to_tcp:
-            self._send_tcp(bridge, b"")
-        elif not side.is_tcp and bridge.to_plain:
-            pending, bridge.to_plain = bridge.to_plain, b""
-            self._send_plain(bridge, pending)
-            if not bridge.finished and not bridge.to_plain and bridge.tcp.eof:
+        if side.owed:
+            self._send(side, b"")
+            if not bridge.finished and not side.owed and not side.is_tcp and bridge.tcp.eof:
                 self._pass_eof_to_plain(bridge)
         if not bridge.finished:
             self._update(bridge)
@@ -259,14 +245,13 @@ class BridgeEngine:
 
     def _update(self, bridge: _Bridge) -> None:
         for side in (bridge.tcp, bridge.plain):
-            writing = bridge.to_tcp if side.is_tcp else bridge.to_plain
-            mask = (0 if self._blocked(side) else _IN) | (_OUT if writing else 0)
+            mask = (0 if self._blocked(side) else _IN) | (_OUT if side.owed else 0)
             if mask != side.mask:
                 change_interest(self._epoll, side.fd, side.mask, mask)
                 side.mask = mask
 
     def _maybe_done(self, bridge: _Bridge) -> None:
-        if bridge.tcp.eof and bridge.plain.eof and not bridge.to_tcp and not bridge.to_plain:
+        if bridge.tcp.eof and bridge.plain.eof and not bridge.tcp.owed and not bridge.plain.owed:
             self._finish(bridge, reset=False)
 
     def _finish(self, bridge: _Bridge, *, reset: bool) -> None:

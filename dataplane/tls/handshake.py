@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import trio
 
 from dataplane.tls.errors import AlpnError, HandshakeEOFError
-from dataplane.tls.openssl import TLSContext, TLSEngine
+from dataplane.tls.openssl import PeerCheck, TLSContext, TLSEngine
 from dataplane.tls.stream import TLSStream
 from identity.spiffe import SpiffeId
 
@@ -36,14 +36,18 @@ async def tls_connect(
     *,
     expected: SpiffeId | None = None,
     offer: str | Sequence[str] | None = None,
+    accept: PeerCheck | None = None,
 ) -> TLSStream:
     """Originate mesh TLS on ``transport``; the server must present a valid SVID (``expected`` when given).
 
-    ``offer``: the ALPN protocol to offer (the inner protocol), or several in order of preference (the server picks;
-    ``TLSStream.alpn`` says which); None offers all of the context's."""
+    ``offer``: the ALPN protocol to offer (the inner protocol), or several in order of preference (the server
+    picks; ``TLSStream.alpn`` says which); None offers all of the context's. ``accept``:
+    a further check of the server's identity, made inside the handshake, so a refused server never sees our
+    Finished (it cannot take us for a connected client)."""
     if context.server_side:
         raise ValueError("tls_connect needs a client context")
-    return await _handshake(TLSStream(transport, TLSEngine(context, expected=expected, offer=offer)))
+    engine = TLSEngine(context, expected=expected, offer=offer, accept=accept)
+    return await _handshake(TLSStream(transport, engine))
 
 
 async def _handshake(stream: TLSStream) -> TLSStream:

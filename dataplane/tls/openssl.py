@@ -59,9 +59,13 @@ _VERIFY_ERROR_NAMES: Final = {
 }
 # OpenSSL reason strings (lower case) that say what kind of handshake failure this was.
 _NOT_TLS: Final = ("http request", "https proxy request", "wrong version number", "packet length too long")
-_OLD_VERSION: Final = ("unsupported protocol", "no protocols available", "alert protocol version")
+_OLD_VERSION: Final = ("unsupported protocol", "no protocols available", "alert protocol version", "version too low")
 _NO_CLIENT_CERT: Final = ("peer did not return a certificate",)
 _RECEIVE_SIZE: Final = 65536  # one transport read; the incoming BIO never holds more than this plus a record
+
+
+PeerCheck = Callable[[SpiffeId], "str | None"]
+"""The caller's own check of a verified peer, inside the handshake: why it is refused, or None to accept it."""
 
 
 class NeedData(Exception):
@@ -137,6 +141,7 @@ class _Verification:
     trust_domain: str
     expected: SpiffeId | None
     clock: Clock
+    accept: PeerCheck | None = None
     chain: dict[int, bytes] = field(default_factory=dict)
     peer: SpiffeId | None = None
     rejection: Rejection | None = None
@@ -167,6 +172,10 @@ def _verify(conn: SSL.Connection, cert: crypto.X509, error: int, depth: int, ok:
     if isinstance(result, Rejection):
         state.rejection = result
         return False
+    refused = state.accept(result) if state.accept is not None else None
+    if refused is not None:
+        state.rejection = Rejection(RejectReason.PEER_IDENTITY_MISMATCH, refused)
+        return False
     state.peer = result
     state.chain.clear()  # idle connections are many: keep only the verdict (OpenSSL keeps the peer's chain)
     return True
@@ -178,9 +187,14 @@ class TLSEngine:
     __slots__ = ("_conn", "_state", "context")
 
     def __init__(
-        self, context: TLSContext, *, expected: SpiffeId | None = None, offer: str | Sequence[str] | None = None
+        self,
+        context: TLSContext,
+        *,
+        expected: SpiffeId | None = None,
+        offer: str | Sequence[str] | None = None,
+        accept: PeerCheck | None = None,
     ) -> None:
-        if (expected is not None or offer is not None) and context.server_side:
+        if (expected is not None or offer is not None or accept is not None) and context.server_side:
             raise ValueError("an expected peer identity and an ALPN offer apply to outbound (client) connections only")
         self.context = context
         self._conn = SSL.Connection(context._context, None)
@@ -189,7 +203,7 @@ class TLSEngine:
             # (the context offers all of ours).
             self._conn.set_alpn_protos(alpn.encode([offer] if isinstance(offer, str) else offer))
         identity = context.identity
-        self._state = _Verification(identity.bundle, identity.trust_domain, expected, context.clock)
+        self._state = _Verification(identity.bundle, identity.trust_domain, expected, context.clock, accept)
         self._conn.set_app_data(self._state)
         if context.server_side:
             self._conn.set_accept_state()

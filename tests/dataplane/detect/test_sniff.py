@@ -140,3 +140,10 @@ def test_an_h2_server_preface_is_recognised() -> None:
     assert not is_h2_server_preface(b"220 mail.example ESMTP ready\r\n")
     assert not is_h2_server_preface(b"\x00\x00\x00\x04\x00\x00\x00\x00\x01")  # stream 1: not a preface
     assert not is_h2_server_preface(settings[:5])
+
+
+def test_tls_only_decides_on_the_first_byte() -> None:
+    # An opaque port looked at for mesh clients: "PING" (no line end) would wait as a possible request line.
+    assert classify(b"PING", tls_only=True) == Detected(Protocol.OPAQUE, "not_http")
+    assert classify(b"PING") == NeedMore()
+    assert classify(b"\x16\x03\x01", tls_only=True) == NeedMore()

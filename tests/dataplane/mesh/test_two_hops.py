@@ -206,14 +206,15 @@ async def test_a_wrong_server_identity_gets_503_or_a_closed_connection_and_nothi
             status, headers, _ = await http(hops.entry, request("/"))
             assert status == 503
             assert "peer_identity_mismatch" in headers["x-triomesh-error"]
-            assert seen.received == b""  # hop 2 may have connected (the client was valid to it); nothing was sent
+            # Refused inside the handshake: hop 2 never saw a connected client, so it never connected to its app.
+            assert (seen.connections, seen.received) == (0, b"")
     seen = App()
     with trio.fail_after(20):
         async with mesh(
             tmp_path / "tcp", pki, seen, echo=True, server_policy=STRICT, expected=OTHER, opaque=True
         ) as hops:
             assert await exchange(hops.entry, b"secret") == b""
-            assert seen.received == b""
+            assert (seen.connections, seen.received) == (0, b"")
             assert any(reason == "peer_identity_mismatch" for _, _, reason in records(hops.hop1))
 
 
