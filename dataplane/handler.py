@@ -233,6 +233,7 @@ async def _proxy_meshed(
         protocol = detection.protocol
     if protocol is DetectedProtocol.HTTP1 and carries_http1_over_h2(rt, dst, target):
         # No connection of its own: the requests go on the proxy's shared HTTP/2 connection to ``dst``.
+        rec.upstream = dst
         await proxy_http1_over_h2(legs, rec, rt)
         return
     sock = await _connect(legs, rec, side, rt, dst, settings)

@@ -123,7 +123,9 @@ def older_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @asynccontextmanager
-async def two_hops(tmp_path: Path, pki: Pki, app: SockAddr, *, expected: str = BACKEND) -> AsyncIterator[Hops]:
+async def two_hops(
+    tmp_path: Path, pki: Pki, app: SockAddr, *, expected: str = BACKEND, server_policy: str = STRICT
+) -> AsyncIterator[Hops]:
     client_id = IdentityDir(pki, tmp_path / "client", FRONTEND)
     server_id = IdentityDir(pki, tmp_path / "server", BACKEND)
     client_id.publish()
@@ -132,7 +134,7 @@ async def two_hops(tmp_path: Path, pki: Pki, app: SockAddr, *, expected: str = B
     meshed = f"{{cidr: 127.0.0.1/32, ports: [{middle.port}], identity: '{expected}', http1_over_h2: true}}"
     client_policy = f"outbound:\n  meshed:\n    - {meshed}\n"
     async with (
-        proxy(tmp_path, "server", server_id, STRICT, Forward(middle, app, "inbound")) as (hop2, admin2),
+        proxy(tmp_path, "server", server_id, server_policy, Forward(middle, app, "inbound")) as (hop2, admin2),
         proxy(tmp_path, "client", client_id, client_policy, Forward(entry, middle)) as (hop1, admin1),
     ):
         yield Hops(entry, middle, hop1, hop2, admin1, admin2)
@@ -307,3 +309,36 @@ async def test_upgrade_requests_keep_the_per_connection_path(tmp_path: Path, pki
             assert (status, reply) == (200, b"got /cont data")
             protocols = sorted(protocol for protocol, _, _ in inbound_mesh_records(hops.hop2))
             assert protocols == sorted([CARRIED_HTTP1, "http1"])
+
+
+async def test_per_request_authorization_and_revocation(tmp_path: Path, pki: Pki) -> None:
+    rules = f"{STRICT}  authorization:\n    - {{identities: ['{FRONTEND}'], paths: ['/ok/*']}}\n"
+    seen = App()
+    with trio.fail_after(20):
+        async with (
+            application(seen) as app,
+            two_hops(tmp_path, pki, app, server_policy=rules) as hops,
+            client(hops.entry) as c,
+        ):
+            assert (await c.request(get_request("/ok/1")))[0] == 200
+            status, headers, _ = await c.request(get_request("/secret"))
+            assert status == 403 and headers[b"x-triomesh-error"].startswith(b"authorization denied")
+            assert [path for _, path, _ in seen.requests] == [b"/ok/1"]
+            # A reload that still admits the client keeps the shared connection (judged as HTTP, not as TCP).
+            policy = tmp_path / "server.yaml"
+            generation = hops.hop2.store.current.generation
+            policy.write_text(rules + f"    - {{identities: ['{OTHER}']}}\n")
+            await hops.hop2.store.wait_for_generation(generation)
+            assert (await c.request(get_request("/ok/2")))[0] == 200
+            assert hops.hop1.http.carried is not None and hops.hop1.http.carried.opened == 1
+            # One that no longer admits it closes the mesh connection; the next request opens a new one (403).
+            generation = hops.hop2.store.current.generation
+            policy.write_text(f"{STRICT}  authorization: [{{identities: ['{OTHER}']}}]\n")
+            await hops.hop2.store.wait_for_generation(generation)
+            # The revoked connection closes on hop 2, then hop 1 sees its shared connection end (bounded above).
+            while hops.hop1.http.carried.connections:
+                await trio.sleep(0.01)
+            records = [(r.protocol, r.close_reason) for r in hops.hop2.table.recent]
+            assert (CARRIED_HTTP1, "policy_revoked") in records
+            assert (await c.request(get_request("/ok/3")))[0] == 403
+            assert hops.hop1.http.carried.opened == 2
