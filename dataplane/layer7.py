@@ -175,23 +175,7 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     http = rt.http
     assert http is not None and rec.upstream is not None
     side, dst = legs.side, rec.upstream
-    first_sock, legs.upstream_socket = legs.upstream_socket, None
-    guard_key, legs.upstream_key = legs.upstream_key, None  # the pooled connection forgets it when it closes
-    first = None
-    if first_sock is not None:  # None: a meshed destination whose first handshake failed (the pool tries again)
-        first = PooledStream(
-            dst,
-            first_sock,
-            on_close=functools.partial(rt.guard.discard_upstream, *guard_key) if guard_key is not None else None,
-        )
-    elif guard_key is not None:
-        rt.guard.discard_upstream(*guard_key)
-    source_ip = side.source_ip(rec.client)
-    own_pool: ConnectionPool[SockAddr] | None = None
-    if source_ip is None:
-        pool = http.pools[side.direction]
-    else:
-        pool = own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
+    first, pool, own_pool = _http1_upstreams(legs, rec, rt)
     rec.state = "open"
     settings = side.port_settings(rt.store.current, dst)
     ctx = Http1Context(
@@ -223,19 +207,9 @@ async def _proxy_restored(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     http = rt.http
     assert http is not None and rec.upstream is not None
     side, dst = legs.side, rec.upstream
-    first_sock, legs.upstream_socket = legs.upstream_socket, None
-    guard_key, legs.upstream_key = legs.upstream_key, None
-    source_ip = side.source_ip(rec.client)
-    own_pool: ConnectionPool[SockAddr] | None = None
-    if source_ip is None:
-        pool = http.pools[side.direction]
-    else:
-        pool = own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
-    if first_sock is not None:
-        on_close = functools.partial(rt.guard.discard_upstream, *guard_key) if guard_key is not None else None
-        pool.release(PooledStream(dst, first_sock, on_close=on_close), reusable=True)
-    elif guard_key is not None:
-        rt.guard.discard_upstream(*guard_key)
+    first, pool, own_pool = _http1_upstreams(legs, rec, rt)
+    if first is not None:
+        pool.release(first, reusable=True)
     settings = side.port_settings(rt.store.current, dst)
     ctx = RestoredContext(
         rec=rec,
@@ -254,6 +228,33 @@ async def _proxy_restored(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     finally:
         if own_pool is not None:
             own_pool.close_idle()
+
+
+def _http1_upstreams(
+    legs: Legs, rec: ConnRecord, rt: Runtime
+) -> tuple[PooledStream[SockAddr] | None, ConnectionPool[SockAddr], ConnectionPool[SockAddr] | None]:
+    """The HTTP/1.1 upstream side of a connection: the handler's connection as a pooled one (None: a meshed
+    destination whose first handshake failed, the pool tries again), the pool, and that pool again when it is the
+    connection's own (TPROXY: bound to the client's address; close its idle connections at the end)."""
+    http = rt.http
+    assert http is not None and rec.upstream is not None
+    side, dst = legs.side, rec.upstream
+    first_sock, legs.upstream_socket = legs.upstream_socket, None
+    guard_key, legs.upstream_key = legs.upstream_key, None  # the pooled connection forgets it when it closes
+    first = None
+    if first_sock is not None:
+        first = PooledStream(
+            dst,
+            first_sock,
+            on_close=functools.partial(rt.guard.discard_upstream, *guard_key) if guard_key is not None else None,
+        )
+    elif guard_key is not None:
+        rt.guard.discard_upstream(*guard_key)
+    source_ip = side.source_ip(rec.client)
+    if source_ip is None:
+        return first, http.pools[side.direction], None
+    own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
+    return first, own_pool, own_pool
 
 
 def _authorizer(rec: ConnRecord, rt: Runtime, settings: PortSettings) -> RequestAuthorizer | None:

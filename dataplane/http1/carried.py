@@ -20,8 +20,6 @@ response head -> 502 (a refused stream of a request all in hand is sent again on
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -35,17 +33,15 @@ from dataplane.http.carriage import CarriageError, request_fields, response_head
 from dataplane.http.model import BodyKind, Framing, Headers, ResponseHead
 from dataplane.http.request_id import RequestIds
 from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_response_head
+from dataplane.http1.client_side import ClientSide
 from dataplane.http1.errors import Http1Error
-from dataplane.http1.events import NEED_DATA, ConnectionClosed, DataReceived, MessageEnded, Pending, RequestReceived
-from dataplane.http1.parser import RequestParser
-from dataplane.http1.refusal import linger, refusal
+from dataplane.http1.events import NEED_DATA, DataReceived, MessageEnded, RequestReceived
 from dataplane.http1.upstream_failure import unreachable
 from dataplane.http2.conn import H2Stream
 from dataplane.http2.errors import H2Error, H2ErrorCode
 from dataplane.http2.shared import Negotiated, Shared, SharedH2Upstreams
 from dataplane.net.addr import SockAddr
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
-from dataplane.upstream import direct_io
 
 MAX_ATTEMPTS: Final = 2  # a refused stream (REFUSED_STREAM, above a GOAWAY) of a request all in hand: once more
 
@@ -84,102 +80,40 @@ class _Failed(Exception):
 async def serve_carried(client: trio.SocketStream, ctx: CarriedContext) -> None:
     """Proxy ``client``'s requests until it closes, an error closes the connection, or it is handed over."""
     session = _Session(client, ctx)
-    drain = ctx.drain
-    token = drain.hook(session.drained) if drain is not None else None
     try:
-        await session.serve()
+        await session.run()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         if ctx.rec.close_reason is None:
             ctx.rec.close_reason = "client_reset"
     finally:
-        if drain is not None and token is not None:
-            drain.unhook(token)
         session.sock.detach()  # the descriptor stays the caller's, closed with ``client``
 
 
-class _Session:
+class _Session(ClientSide):
     def __init__(self, client: trio.SocketStream, ctx: CarriedContext) -> None:
-        trio_sock = client.socket
-        self.sock = socket.socket(trio_sock.family, trio_sock.type, trio_sock.proto, trio_sock.fileno())
+        super().__init__(client, ctx.rec, ctx.drain)
         self.ctx = ctx
-        self.rec = ctx.rec
-        self.parser = RequestParser()
         self.raw = bytearray()  # the bytes of the current request not yet consumed (for a hand-over)
+        self._feed = self._keep_raw
         self.client_ip = ctx.rec.client.ip.encode()
         self.authority = str(ctx.upstream).encode()
-        self.idle = False
-        self.between_requests = False
-        self.closing = False  # draining: this response is the connection's last
 
-    def drained(self) -> None:
-        if self.idle:
-            self.rec.cancel("drain")
-
-    async def serve(self) -> None:
-        while True:
-            try:
-                event = await self._next_event()
-            except Http1Error as exc:
-                await self._refuse(exc.status, f"bad request: {exc.reason.value}", close=True)
-                self.rec.close_reason = f"http_{exc.reason.value}"
-                return
-            if isinstance(event, ConnectionClosed):
-                return
-            assert isinstance(event, RequestReceived), event
-            if event.upgrade is not None or event.is_connect or event.expect_continue:
-                await self.ctx.fallback(bytes(self.raw), None)
-                return
-            if not await self._exchange(event) or self.closing:
-                if self.closing and self.rec.close_reason is None:
-                    self.rec.close_reason = "drain"
-                return
-            self.parser.start_next()
-            self.between_requests = True
-
-    # === the client side ===
-
-    async def _read(self) -> None:
-        wait_first, self.between_requests = self.between_requests, False
-        self.idle = wait_first
-        drain = self.ctx.drain
-        if wait_first and drain is not None and drain.draining:
-            self.drained()
-        try:
-            n = await direct_io.receive(self.sock, self._feed, wait_first=wait_first)
-        finally:
-            self.idle = False
-        self.rec.up.received += n
-
-    def _feed(self, data: memoryview) -> None:
+    def _keep_raw(self, data: memoryview) -> None:
         self.raw += data
         self.parser.receive_data(data)
-
-    async def _next_event(self) -> RequestReceived | DataReceived | MessageEnded | ConnectionClosed:
-        while True:
-            event = self.parser.next_event()
-            if not isinstance(event, Pending):
-                return event
-            await self._read()
 
     def _consumed(self) -> None:
         """Everything the parser has turned into events is no longer needed for a hand-over."""
         del self.raw[: len(self.raw) - self.parser.buffered]
-
-    async def _send(self, data: bytes | bytearray) -> None:
-        await direct_io.send_all(self.sock, data)
-        self.rec.down.sent += len(data)
-
-    async def _refuse(self, status: int, why: str, *, close: bool) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._send(refusal(status, why, close=close))
-            if close:
-                await linger(self.sock)
 
     # === one exchange ===
 
     async def _exchange(self, request: RequestReceived) -> bool:
         """One request and its response; True when the client connection carries on with the next request."""
         ctx, rec = self.ctx, self.rec
+        if request.upgrade is not None or request.is_connect or request.expect_continue:
+            await ctx.fallback(bytes(self.raw), None)
+            return False
         head = request.head
         started = trio.current_time()
         try:
@@ -200,30 +134,31 @@ class _Session:
         exchange = _Exchange(self, request, key, started)
         try:
             await exchange.run(shared, fields)
-        except _Failed as exc:
+        except (_Failed, Http1Error) as exc:
             if exchange.stream is not None:
                 exchange.stream.reset(H2ErrorCode.CANCEL)
-            if not exchange.recorded:
-                ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.error)
-            if exchange.responded:
-                rec.close_reason = "upstream_reset"
-                return False
-            await self._refuse(exc.status, exc.why, close=True)
-            return False
-        except Http1Error as exc:  # the request body turned out malformed
-            if exchange.stream is not None:
-                exchange.stream.reset(H2ErrorCode.CANCEL)
-            if not exchange.recorded:
-                ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.reason.value)
-            if not exchange.responded:
-                await self._refuse(exc.status, f"bad request: {exc.reason.value}", close=True)
-            rec.close_reason = f"http_{exc.reason.value}"
+            await self._failed(exchange, exc)
             return False
         except BaseException:
             if exchange.stream is not None:
                 exchange.stream.reset(H2ErrorCode.CANCEL)
             raise
         return request.keep_alive and exchange.keep_alive and exchange.request_done
+
+    async def _failed(self, exchange: _Exchange, exc: _Failed | Http1Error) -> None:
+        """The upstream failed (``_Failed``) or the request body turned out malformed (``Http1Error``): counted,
+        and answered unless a response already started (then the connection closes short of its end)."""
+        if isinstance(exc, _Failed):
+            status, why, error = exc.status, exc.why, exc.error
+            if exchange.responded:
+                self.rec.close_reason = "upstream_reset"
+        else:
+            status, why, error = exc.status, f"bad request: {exc.reason.value}", exc.reason.value
+            self.rec.close_reason = f"http_{exc.reason.value}"
+        if not exchange.recorded:
+            self.ctx.stats.response(exchange.key, status=status, latency_ms=_ms(exchange.started), error=error)
+        if not exchange.responded:
+            await self._refuse(status, why, close=True)
 
     def _key(self, request: RequestReceived) -> RequestKey:
         authority = (request.head.headers.get(b"host") or b"").decode("latin-1")
@@ -346,7 +281,7 @@ class _Exchange:
         assert stream is not None
         try:
             while True:
-                event = await s._next_event()
+                event = await s._next_request_event()
                 s._consumed()
                 if isinstance(event, DataReceived):
                     await stream.send_data(event.data)
@@ -401,7 +336,7 @@ class _Exchange:
         try:
             while True:
                 if not stream.queued and not stream.at_end and out:
-                    await s._send(out)  # nothing more at hand: what we have goes out before waiting
+                    await s._send_client(out)  # nothing more at hand: what we have goes out before waiting
                     out = bytearray()
                 data = await stream.receive_data(hold=True)
                 if not data:
@@ -411,12 +346,12 @@ class _Exchange:
                     out += encode_chunk(data) if chunked else data
         except H2Error as exc:
             if out:
-                await s._send(out)
+                await s._send_client(out)
             raise _Failed(502, f"upstream {s.ctx.upstream}: {exc}", error=exc.reason) from exc
         if chunked:
             out += encode_last_chunk(Headers(stream.trailers or ()))
         if out:
-            await s._send(out)
+            await s._send_client(out)
 
 
 def _ms(started: float) -> float:
