@@ -79,14 +79,7 @@ class _Failed(Exception):
 
 async def serve_carried(client: trio.SocketStream, ctx: CarriedContext) -> None:
     """Proxy ``client``'s requests until it closes, an error closes the connection, or it is handed over."""
-    session = _Session(client, ctx)
-    try:
-        await session.run()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        if ctx.rec.close_reason is None:
-            ctx.rec.close_reason = "client_reset"
-    finally:
-        session.sock.detach()  # the descriptor stays the caller's, closed with ``client``
+    await _Session(client, ctx).serve()
 
 
 class _Session(ClientSide):

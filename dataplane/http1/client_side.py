@@ -45,7 +45,20 @@ class ClientSide:
         self._drain = drain
         self._feed: Callable[[memoryview], object] = self.parser.receive_data
 
-    async def run(self) -> None:
+    async def serve(self, initial: bytes = b"") -> None:
+        """Serve until the end; ``initial``: bytes already read from the client (and counted), parsed first. A client
+        that resets or vanishes between or during requests gets nothing more (``client_reset``)."""
+        if initial:
+            self.parser.receive_data(initial)
+        try:
+            await self._run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if self.rec.close_reason is None:
+                self.rec.close_reason = "client_reset"
+        finally:
+            self.sock.detach()  # the descriptor stays the caller's, closed with ``client``
+
+    async def _run(self) -> None:
         drain = self._drain
         token = drain.hook(self._drained) if drain is not None else None
         try:

@@ -87,17 +87,7 @@ async def serve_http1(client: trio.SocketStream, ctx: Http1Context, *, initial: 
     ``initial``: bytes already read from the client (and counted on ``ctx.rec``), parsed before reading more: the
     epoll engine hands a connection over at a message boundary with the request it will not serve itself.
     """
-    session = _Session(client, ctx)
-    if initial:
-        session.parser.receive_data(initial)
-    try:
-        await session.run()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        # The client reset or vanished between or during requests: nothing to answer.
-        if ctx.rec.close_reason is None:
-            ctx.rec.close_reason = "client_reset"
-    finally:
-        session.sock.detach()  # the descriptor stays the caller's, closed with ``client``
+    await _Session(client, ctx).serve(initial)
 
 
 class _Session(ClientSide):
