@@ -31,7 +31,7 @@ from dataplane.tls import alpn
 from tests.dataplane.mesh.test_two_hops import STRICT, proxy
 from tests.dataplane.proxy_harness import free_port, loopback_server
 from tests.dataplane.svid.sets import IdentityDir
-from tests.dataplane.test_admin import get
+from tests.dataplane.test_admin import get, http
 from tests.dataplane.tls.mesh import real_pki
 from tests.identity.pki import BACKEND, FRONTEND, Pki
 
@@ -242,7 +242,13 @@ async def test_bodies_both_ways_head_and_204(tmp_path: Path, pki: Pki) -> None:
             status, headers, body = await c.request(get_request("/empty"))
             assert (status, body) == (204, b"")
             assert b"content-length" not in headers and b"transfer-encoding" not in headers
-            assert inbound_mesh_records(hops.hop2) == [(CARRIED_HTTP1, FRONTEND, 5)]
+            # An HTTP/1.0 client without Host: the destination is the authority; a body without a length is read
+            # until the connection closes.
+            status, headers10, body = await http(hops.entry, b"GET /chunked HTTP/1.0\r\n\r\n")
+            assert (status, body) == (200, b"abcdefg")
+            assert "Transfer-Encoding" not in headers10 and "Content-Length" not in headers10
+            assert seen.heads[-1][b"host"] == str(hops.middle).encode()
+            assert inbound_mesh_records(hops.hop2) == [(CARRIED_HTTP1, FRONTEND, 6)]
 
 
 async def test_an_application_that_closes_and_one_that_keeps_alive(tmp_path: Path, pki: Pki) -> None:
