@@ -33,6 +33,7 @@ from dataplane.http.carriage import CarriageError, request_fields, response_head
 from dataplane.http.model import BodyKind, Framing, Headers, ResponseHead
 from dataplane.http.request_id import RequestIds
 from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_response_head
+from dataplane.http1.alongside import relay_alongside
 from dataplane.http1.client_side import ClientSide
 from dataplane.http1.errors import Http1Error
 from dataplane.http1.events import NEED_DATA, DataReceived, MessageEnded, RequestReceived
@@ -250,19 +251,14 @@ class _Exchange:
 
     async def _stream_body(self) -> None:
         """The rest of the body is still coming: pumped by a task while the response is awaited."""
-        failed: BaseException | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump, nursery.cancel_scope)
-            try:
-                await self._relay_response()
-            except (_Failed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                failed = exc
-                nursery.cancel_scope.cancel(reason="the response failed")
-            if failed is None and not self.request_done:
-                # The response ended before the body: the upstream did not want it; the client connection
-                # cannot carry another request now.
-                nursery.cancel_scope.cancel()
-                self.keep_alive = False
+        failed, cut = await relay_alongside(
+            self._pump,
+            self._relay_response,
+            failures=(_Failed, trio.BrokenResourceError, trio.ClosedResourceError),
+            request_done=lambda: self.request_done,
+        )
+        if cut:
+            self.keep_alive = False  # the client connection cannot carry another request now
         if failed is not None:
             raise failed
         if self.pump_failed is not None:

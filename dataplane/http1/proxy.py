@@ -17,6 +17,7 @@ completed by us: the client connection is closed without the final chunk (or sho
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import trio
@@ -29,6 +30,7 @@ from dataplane.http.forwarding import forwarded_request_head, strip_hop_by_hop
 from dataplane.http.model import BodyKind, Framing, Headers, ResponseHead
 from dataplane.http.request_id import RequestIds
 from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_response_head
+from dataplane.http1.alongside import relay_alongside
 from dataplane.http1.client_side import ClientSide
 from dataplane.http1.errors import Http1Error
 from dataplane.http1.events import (
@@ -257,21 +259,15 @@ class _Exchange:
         self.rparser.expect(self.request.head.method, upgrade=self.request.upgrade is not None)
         await self._send_upstream(bytes(out))
         self.pump_failed: Exception | None = None
-        response_failed: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump_request_body, chunked, nursery.cancel_scope)
-            try:
-                await self._relay_response()
-            except (_ResponseFailed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                # Raised out of the nursery it would arrive as an exception group: re-raised below instead.
-                response_failed = exc
-                nursery.cancel_scope.cancel(reason="the response failed")
-            if response_failed is None and not self.request_done:
-                # The response ended before the body: the upstream did not want it. Neither connection can
-                # carry another message now.
-                nursery.cancel_scope.cancel()
-                self.response_keep_alive = False
-                self.upstream_reusable = False
+        response_failed, cut = await relay_alongside(
+            functools.partial(self._pump_request_body, chunked),
+            self._relay_response,
+            failures=(_ResponseFailed, trio.BrokenResourceError, trio.ClosedResourceError),
+            request_done=lambda: self.request_done,
+        )
+        if cut:
+            self.response_keep_alive = False
+            self.upstream_reusable = False
         if response_failed is not None:
             raise response_failed
         if self.pump_failed is not None:

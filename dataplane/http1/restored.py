@@ -34,6 +34,7 @@ from dataplane.http.errors import ERROR_FIELD, error_value
 from dataplane.http.model import BodyKind, Headers
 from dataplane.http.request_id import RequestIds
 from dataplane.http.wire import encode_chunk, encode_last_chunk
+from dataplane.http1.alongside import relay_alongside
 from dataplane.http1.errors import Http1Error
 from dataplane.http1.events import NEED_DATA, ConnectionClosed, DataReceived, MessageEnded, ResponseReceived
 from dataplane.http1.parser import ResponseParser
@@ -171,17 +172,11 @@ class _Exchange:
                 await self._replay(head)
             return
         await self._send(head)
-        failed: _Failed | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump, nursery.cancel_scope)
-            try:
-                await self._relay_response()
-            except _Failed as exc:
-                failed = exc
-                nursery.cancel_scope.cancel(reason="the response failed")
-            if failed is None and not self.request_done:
-                nursery.cancel_scope.cancel()  # the application answered before taking the whole body
-                self.discard()
+        failed, cut = await relay_alongside(
+            self._pump, self._relay_response, failures=(_Failed,), request_done=lambda: self.request_done
+        )
+        if cut:
+            self.discard()  # the application answered before taking the whole body
         if failed is not None:
             raise failed
 
