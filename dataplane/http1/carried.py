@@ -159,15 +159,6 @@ class _Session(ClientSide):
         rec = self.rec
         return self.ctx.stats.request(rec.direction, authority, self.ctx.upstream, rec.tls, rec.peer_id)
 
-    async def _refuse_unsent(self, request: RequestReceived, status: int, why: str) -> bool:
-        """Answer a request nothing of which was sent; True when the connection carries on."""
-        body_pending = request.framing.kind is not BodyKind.NONE
-        if not body_pending:
-            ended = self.parser.next_event()
-            assert isinstance(ended, MessageEnded), ended
-        await self._refuse(status, why, close=body_pending)
-        return not body_pending and request.keep_alive
-
 
 class _Exchange:
     """One request on one stream of the shared connection, and its response to the client."""

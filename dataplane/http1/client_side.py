@@ -13,6 +13,7 @@ import trio
 
 from dataplane.connections import ConnRecord
 from dataplane.drain import Drain
+from dataplane.http.model import BodyKind
 from dataplane.http1.errors import Http1Error
 from dataplane.http1.events import (
     NEED_DATA,
@@ -123,3 +124,13 @@ class ClientSide:
             await self._send_client(refusal(status, why, close=close))
             if close:
                 await linger(self.sock)
+
+    async def _refuse_unsent(self, request: RequestReceived, status: int, why: str) -> bool:
+        """Answer a request nothing of which was sent upstream; True when the connection carries on."""
+        # The request body (if any) was not read: the connection cannot carry another request.
+        body_pending = request.framing.kind is not BodyKind.NONE
+        if not body_pending:
+            ended = self.parser.next_event()
+            assert isinstance(ended, MessageEnded), ended
+        await self._refuse(status, why, close=body_pending)
+        return not body_pending and request.keep_alive

@@ -113,7 +113,7 @@ class _Session(ClientSide):
             authorize.count(allowed)
             if not allowed:
                 why = authorize.why(head.method, head.target)
-                return await self._refuse_unsent(request, key, started, DENIED_STATUS, why, error="authz_denied")
+                return await self._answer_unsent(request, key, started, DENIED_STATUS, why, error="authz_denied")
         forwarded = forwarded_request_head(
             head, request.framing, upgrade=request.upgrade, client=self.client_ip, proto=b"http", ids=ctx.ids
         )
@@ -122,7 +122,7 @@ class _Session(ClientSide):
         except ConnectError as exc:
             # Unreachable, refused, a connect timeout or failed mesh TLS alike (Envoy: 503 UF); 504 is for responses.
             why = unreachable(ctx.upstream, exc.reason)
-            return await self._refuse_unsent(request, key, started, 503, why, error=exc.reason)
+            return await self._answer_unsent(request, key, started, 503, why, error=exc.reason)
         self.rec.dst_opened = True
         self.exchange = _Exchange(self, upstream, request, key, started)
         try:
@@ -156,18 +156,12 @@ class _Session(ClientSide):
         ctx.pool.release(exchange.upstream, reusable=exchange.upstream_reusable)
         return request.keep_alive and exchange.response_keep_alive and exchange.request_done
 
-    async def _refuse_unsent(
+    async def _answer_unsent(
         self, request: RequestReceived, key: RequestKey, started: float, status: int, why: str, *, error: str
     ) -> bool:
         """Answer a request nothing of which was sent upstream; True when the connection carries on."""
         self.ctx.stats.response(key, status=status, latency_ms=_ms(started), error=error)
-        # The request body (if any) was not read: the connection cannot carry another request.
-        body_pending = request.framing.kind is not BodyKind.NONE
-        if not body_pending:
-            ended = self.parser.next_event()
-            assert isinstance(ended, MessageEnded), ended
-        await self._refuse(status, why, close=body_pending)
-        return not body_pending and request.keep_alive
+        return await self._refuse_unsent(request, status, why)
 
     async def _run_exchange(self, forwarded: bytes) -> None:
         """Run ``self.exchange``; if it fails replayably, replace it with a replay on a new connection."""
