@@ -7,6 +7,7 @@ Task tree (ARCHITECTURE.md has the picture):
     ├── serve_admin             (started with the bound address)
     ├── RelayEngine.run         (every opaque relay of this worker, one epoll set)
     ├── ConnectionPool.run      (per direction: expires idle upstream HTTP/1.1 connections)
+    ├── SharedH2Upstreams.run   (the shared HTTP/2 mesh connections carrying HTTP/1.1, one task each)
     ├── sweep_idle              (closes idle connections)
     ├── forget_idle_series      (drops metric series idle for --metrics-retain-idle)
     └── conns nursery           (one handler task per connection, each with its own relay child)
@@ -35,6 +36,9 @@ from dataplane.forward import ForwardSide
 from dataplane.handler import Side, handle_connection
 from dataplane.http.request_id import RequestIds
 from dataplane.http1.engine import Http1Engine
+from dataplane.http2.counters import H2Counters
+from dataplane.http2.proxy import UPSTREAM_SETTINGS
+from dataplane.http2.shared import SharedH2Upstreams
 from dataplane.idle import sweep_idle
 from dataplane.inbound import InboundSide
 from dataplane.layer7 import pool_connector
@@ -87,8 +91,15 @@ class Proxy:
         self.guard = LoopGuard(frozenset(own_ports | {fwd.listen.port for fwd in settings.forwards}))
         self.engine = RelayEngine()
         drain = Drain()
+        h2_upstreams = H2Counters()
         self.http = HttpShared(
-            stats=HttpStats(), ids=RequestIds(), pools={}, drain=drain, h1_engine=Http1Engine(drain=drain)
+            stats=HttpStats(),
+            ids=RequestIds(),
+            pools={},
+            drain=drain,
+            h2_upstreams=h2_upstreams,
+            h1_engine=Http1Engine(drain=drain),
+            carried=SharedH2Upstreams(settings=UPSTREAM_SETTINGS, counters=h2_upstreams),
         )
         self.identity: IdentityStore | None = None
         if settings.identity_dir is not None:
@@ -201,6 +212,8 @@ class Proxy:
                 await root.start(self.bridges.run)
             if self.http.h1_engine is not None:
                 await root.start(self.http.h1_engine.run)
+            if self.http.carried is not None:
+                await root.start(self.http.carried.run)
             for pool in self.http.pools.values():
                 await root.start(pool.run)
             await root.start(revoke_on_reload, self.store, self.table)

@@ -35,7 +35,7 @@ from dataplane.errors import (
     ProxyError,
     RedirectLoopError,
 )
-from dataplane.layer7 import proxy_h2, proxy_http1
+from dataplane.layer7 import carries_http1_over_h2, proxy_h2, proxy_http1, proxy_http1_over_h2
 from dataplane.mtls.inner import alpn_for
 from dataplane.mtls.originate import meshed_target, originate
 from dataplane.mtls.terminate import terminate
@@ -197,11 +197,11 @@ async def _terminate(
     legs: Legs, rec: ConnRecord, rt: Runtime, settings: PortSettings, detection: Detection
 ) -> DetectedProtocol:
     rec.sni = detection.sni
-    plain, peer, protocol = await terminate(rt, legs.client, timeout=settings.detect_timeout)
+    plain, peer, protocol, carried = await terminate(rt, legs.client, timeout=settings.detect_timeout)
     legs.client = plain  # the TLS stream (and the client's socket under it) belongs to the bridge now
     rec.tls = "true"
     rec.peer_id = peer
-    rec.protocol = protocol.value
+    rec.protocol = carried  # http1-h2 (HTTP/1.1 carried over HTTP/2) tells proxy_h2 what to serve
     return protocol
 
 
@@ -231,6 +231,11 @@ async def _proxy_meshed(
         rec.detected(detection)
         rt.table.detections.record(rec.direction, detection.result, detection.seconds)
         protocol = detection.protocol
+    if protocol is DetectedProtocol.HTTP1 and carries_http1_over_h2(rt, dst, target):
+        # No connection of its own: the requests go on the proxy's shared HTTP/2 connection to ``dst``.
+        rec.upstream = dst
+        await proxy_http1_over_h2(legs, rec, rt)
+        return
     sock = await _connect(legs, rec, side, rt, dst, settings)
     legs.upstream_socket = None  # originate owns it now
     http = protocol in (DetectedProtocol.HTTP1, DetectedProtocol.H2) and rt.http is not None

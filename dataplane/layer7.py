@@ -11,22 +11,27 @@ are pooled per client connection only, never shared.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import trio
 
 from dataplane.connections import ConnRecord
 from dataplane.http.authorize import RequestAuthorizer
+from dataplane.http1.carried import CarriedContext, serve_carried
 from dataplane.http1.proxy import Http1Context, serve_http1
+from dataplane.http1.restored import RestoredContext, serve_restored
 from dataplane.http2.proxy import H2Context, serve_h2
-from dataplane.mtls.originate import meshed_target, originate
+from dataplane.http2.shared import Negotiated
+from dataplane.mtls.inner import CARRIAGE_OFFER, CARRIED_HTTP1
+from dataplane.mtls.originate import meshed_target, negotiate
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.runtime import Runtime
 from dataplane.tls import alpn
 from dataplane.upstream.pool import Connect, ConnectionPool, PooledStream
-from policy.index import PortSettings
+from policy.index import MeshedTarget, PortSettings
 
 if TYPE_CHECKING:
     from dataplane.handler import Legs, Side
@@ -40,27 +45,86 @@ def pool_connector(
     policy marks the destination as meshed."""
 
     async def connect(dst: SockAddr) -> PooledStream[SockAddr]:
-        snapshot = rt.store.current
-        settings = side.port_settings(snapshot, dst)
-        meshed = meshed_target(side.direction, snapshot, dst, settings)
-        local: list[SockAddr] = []
-
-        def remember(address: SockAddr) -> None:
-            rt.guard.add_upstream(address, dst)
-            local.append(address)
-
-        try:
-            sock = await open_upstream(
-                dst, timeout=settings.connect_timeout, mark=rt.mark, source_ip=source_ip, on_local_address=remember
-            )
-            if meshed is not None:
-                sock, _ = await originate(rt, sock, dst, meshed, offer, timeout=settings.connect_timeout)
-        except BaseException:
-            _forget(rt.guard, local, dst)
-            raise
-        return PooledStream(dst, sock, on_close=functools.partial(_forget, rt.guard, local, dst))
+        pooled, _ = await _open(side, rt, dst, source_ip=source_ip, offer=offer)
+        return pooled
 
     return connect
+
+
+async def _open(
+    side: Side, rt: Runtime, dst: SockAddr, *, source_ip: str | None, offer: str | Sequence[str]
+) -> tuple[PooledStream[SockAddr], tuple[str, str] | None]:
+    """A new upstream connection to ``dst`` (see ``pool_connector``) and, when meshed, the peer's identity and the
+    ALPN name it chose."""
+    snapshot = rt.store.current
+    settings = side.port_settings(snapshot, dst)
+    meshed = meshed_target(side.direction, snapshot, dst, settings)
+    local: list[SockAddr] = []
+
+    def remember(address: SockAddr) -> None:
+        rt.guard.add_upstream(address, dst)
+        local.append(address)
+
+    agreed = None
+    try:
+        sock = await open_upstream(
+            dst, timeout=settings.connect_timeout, mark=rt.mark, source_ip=source_ip, on_local_address=remember
+        )
+        if meshed is not None:
+            sock, peer, name = await negotiate(rt, sock, dst, meshed, offer, timeout=settings.connect_timeout)
+            agreed = (peer, name)
+    except BaseException:
+        _forget(rt.guard, local, dst)
+        raise
+    return PooledStream(dst, sock, on_close=functools.partial(_forget, rt.guard, local, dst)), agreed
+
+
+def carries_http1_over_h2(rt: Runtime, dst: SockAddr, target: MeshedTarget) -> bool:
+    """Whether an HTTP/1.1 client of the meshed ``dst`` goes over the shared HTTP/2 connection there: the policy
+    asks for it and the peer proxy did not recently decline it."""
+    http = rt.http
+    return target.http1_over_h2 and http is not None and http.carried is not None and not http.carried.declined(dst)
+
+
+async def proxy_http1_over_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
+    """Outbound HTTP/1.1 to a meshed destination as streams of the proxy's shared HTTP/2 connection there
+    (``carries_http1_over_h2``); the handler opened no upstream connection for it."""
+    http = rt.http
+    assert http is not None and http.carried is not None and rec.upstream is not None
+    side, dst = legs.side, rec.upstream
+    settings = side.port_settings(rt.store.current, dst)
+
+    async def connect() -> Negotiated[SockAddr]:
+        pooled, agreed = await _open(side, rt, dst, source_ip=None, offer=CARRIAGE_OFFER)
+        assert agreed is not None, "carriage to a destination that is not meshed"
+        peer, name = agreed
+        return Negotiated(pooled, peer, carries_h2=name == alpn.HTTP1_OVER_H2)
+
+    async def fallback(initial: bytes, older_peer: Negotiated[SockAddr] | None) -> None:
+        # Today's path for the rest of this connection: Upgrade/CONNECT/100-continue, or an older peer proxy (whose
+        # connection is the first of the pool's).
+        pool = http.pools[side.direction]
+        if older_peer is not None:
+            rec.tls, rec.peer_id, rec.dst_opened = "true", older_peer.peer, True
+            pool.release(older_peer.stream, reusable=True)
+        ctx = Http1Context(
+            rec, dst, pool, http.stats, http.ids, response_timeout=settings.response_timeout, drain=http.drain
+        )
+        await serve_http1(legs.client, ctx, initial=initial)
+
+    ctx = CarriedContext(
+        rec=rec,
+        upstream=dst,
+        shared=http.carried,
+        connect=connect,
+        fallback=fallback,
+        stats=http.stats,
+        ids=http.ids,
+        response_timeout=settings.response_timeout,
+        drain=http.drain,
+    )
+    rec.state = "open"
+    await serve_carried(legs.client, ctx)
 
 
 async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
@@ -68,6 +132,9 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     the handler opened carries them, more are opened when the upstream sends GOAWAY."""
     http = rt.http
     assert http is not None and rec.upstream is not None
+    if rec.protocol == CARRIED_HTTP1 and rec.direction == "inbound":
+        await _proxy_restored(legs, rec, rt)
+        return
     side, dst = legs.side, rec.upstream
     first_sock, legs.upstream_socket = legs.upstream_socket, None  # the loop guard entry stays with legs
     connector = pool_connector(side, rt, source_ip=side.source_ip(rec.client), offer=alpn.H2)
@@ -108,23 +175,7 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     http = rt.http
     assert http is not None and rec.upstream is not None
     side, dst = legs.side, rec.upstream
-    first_sock, legs.upstream_socket = legs.upstream_socket, None
-    guard_key, legs.upstream_key = legs.upstream_key, None  # the pooled connection forgets it when it closes
-    first = None
-    if first_sock is not None:  # None: a meshed destination whose first handshake failed (the pool tries again)
-        first = PooledStream(
-            dst,
-            first_sock,
-            on_close=functools.partial(rt.guard.discard_upstream, *guard_key) if guard_key is not None else None,
-        )
-    elif guard_key is not None:
-        rt.guard.discard_upstream(*guard_key)
-    source_ip = side.source_ip(rec.client)
-    own_pool: ConnectionPool[SockAddr] | None = None
-    if source_ip is None:
-        pool = http.pools[side.direction]
-    else:
-        pool = own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
+    first, pool, own_pool = _http1_upstreams(legs, rec, rt)
     rec.state = "open"
     settings = side.port_settings(rt.store.current, dst)
     ctx = Http1Context(
@@ -148,6 +199,62 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     finally:
         if own_pool is not None:
             own_pool.close_idle()
+
+
+async def _proxy_restored(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
+    """Inbound HTTP/1.1 carried over HTTP/2 by the peer proxy: each stream to the application as HTTP/1.1, on the
+    inbound keep-alive pool (the connection the handler opened seeds it)."""
+    http = rt.http
+    assert http is not None and rec.upstream is not None
+    side, dst = legs.side, rec.upstream
+    first, pool, own_pool = _http1_upstreams(legs, rec, rt)
+    if first is not None:
+        pool.release(first, reusable=True)
+    settings = side.port_settings(rt.store.current, dst)
+    ctx = RestoredContext(
+        rec=rec,
+        upstream=dst,
+        pool=pool,
+        stats=http.stats,
+        ids=http.ids,
+        counters=http.h2_clients,
+        drain=http.drain,
+        response_timeout=settings.response_timeout,
+        authorize=_authorizer(rec, rt, settings),
+    )
+    rec.state = "open"
+    try:
+        await serve_restored(legs.client, ctx)
+    finally:
+        if own_pool is not None:
+            own_pool.close_idle()
+
+
+def _http1_upstreams(
+    legs: Legs, rec: ConnRecord, rt: Runtime
+) -> tuple[PooledStream[SockAddr] | None, ConnectionPool[SockAddr], ConnectionPool[SockAddr] | None]:
+    """The HTTP/1.1 upstream side of a connection: the handler's connection as a pooled one (None: a meshed
+    destination whose first handshake failed, the pool tries again), the pool, and that pool again when it is the
+    connection's own (TPROXY: bound to the client's address; close its idle connections at the end)."""
+    http = rt.http
+    assert http is not None and rec.upstream is not None
+    side, dst = legs.side, rec.upstream
+    first_sock, legs.upstream_socket = legs.upstream_socket, None
+    guard_key, legs.upstream_key = legs.upstream_key, None  # the pooled connection forgets it when it closes
+    first = None
+    if first_sock is not None:
+        first = PooledStream(
+            dst,
+            first_sock,
+            on_close=functools.partial(rt.guard.discard_upstream, *guard_key) if guard_key is not None else None,
+        )
+    elif guard_key is not None:
+        rt.guard.discard_upstream(*guard_key)
+    source_ip = side.source_ip(rec.client)
+    if source_ip is None:
+        return first, http.pools[side.direction], None
+    own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
+    return first, own_pool, own_pool
 
 
 def _authorizer(rec: ConnRecord, rt: Runtime, settings: PortSettings) -> RequestAuthorizer | None:

@@ -13,6 +13,7 @@ import logging
 import trio
 
 from dataplane.connections import ConnectionTable, ConnRecord
+from dataplane.mtls.inner import CARRIED_HTTP1
 from policy.index import PolicyIndex
 from policy.model import MtlsMode
 from policy.store import PolicyStore
@@ -20,7 +21,7 @@ from policy.store import PolicyStore
 log = logging.getLogger(__name__)
 
 REASON = "policy_revoked"
-_HTTP = ("http1", "h2")
+_HTTP = ("http1", "h2", CARRIED_HTTP1)  # authorized per request: only a client no rule admits is cut
 
 
 def still_allowed(rec: ConnRecord, index: PolicyIndex) -> bool:

@@ -11,6 +11,7 @@ from dataplane.drain import Drain
 from dataplane.http.request_id import RequestIds
 from dataplane.http1.engine import Http1Engine
 from dataplane.http2.counters import H2Counters
+from dataplane.http2.shared import SharedH2Upstreams
 from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.settings import InboundMode
@@ -42,6 +43,8 @@ class HttpShared:
     """HTTP/2 connections to upstreams."""
     h1_engine: Http1Engine | None = None
     """Serves the common HTTP/1.1 exchange without a task wake-up per request; None: ``serve_http1`` only."""
+    carried: SharedH2Upstreams[SockAddr] | None = None
+    """The shared HTTP/2 mesh connections carrying HTTP/1.1 (``outbound.meshed[].http1_over_h2``); None: never."""
 
 
 @dataclass(frozen=True, slots=True)

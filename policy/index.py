@@ -57,6 +57,8 @@ class MeshedTarget(msgspec.Struct, frozen=True):
 
     expected: IdentityMatcher
     """The server identity its proxy must prove."""
+    http1_over_h2: bool = False
+    """HTTP/1.1 requests go as streams of a shared HTTP/2 connection (``MeshedDestination.http1_over_h2``)."""
 
 
 class PolicyIndex:
@@ -104,7 +106,7 @@ class _MeshedTable:
             (
                 ipaddress.ip_network(entry.cidr, strict=False),
                 frozenset(entry.ports),
-                MeshedTarget(expected=IdentityMatcher(entry.identity)),
+                MeshedTarget(expected=IdentityMatcher(entry.identity), http1_over_h2=entry.http1_over_h2),
             )
             for entry in entries
         )

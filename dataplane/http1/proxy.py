@@ -17,8 +17,7 @@ completed by us: the client connection is closed without the final chunk (or sho
 
 from __future__ import annotations
 
-import contextlib
-import socket
+import functools
 from dataclasses import dataclass
 
 import trio
@@ -31,6 +30,8 @@ from dataplane.http.forwarding import forwarded_request_head, strip_hop_by_hop
 from dataplane.http.model import BodyKind, Framing, Headers, ResponseHead
 from dataplane.http.request_id import RequestIds
 from dataplane.http.wire import encode_chunk, encode_last_chunk, serialise_response_head
+from dataplane.http1.alongside import relay_alongside
+from dataplane.http1.client_side import ClientSide
 from dataplane.http1.errors import Http1Error
 from dataplane.http1.events import (
     NEED_DATA,
@@ -43,8 +44,7 @@ from dataplane.http1.events import (
     ResponseReceived,
 )
 from dataplane.http1.framing import downstream_response_framing
-from dataplane.http1.parser import RequestParser, ResponseParser
-from dataplane.http1.refusal import linger, refusal
+from dataplane.http1.parser import ResponseParser
 from dataplane.http1.upstream_failure import bad_response, replayable, unreachable
 from dataplane.net.addr import SockAddr
 from dataplane.tcp.relay import relay
@@ -89,89 +89,15 @@ async def serve_http1(client: trio.SocketStream, ctx: Http1Context, *, initial: 
     ``initial``: bytes already read from the client (and counted on ``ctx.rec``), parsed before reading more: the
     epoll engine hands a connection over at a message boundary with the request it will not serve itself.
     """
-    session = _Session(client, ctx)
-    if initial:
-        session.parser.receive_data(initial)
-    try:
-        await session.run()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        # The client reset or vanished between or during requests: nothing to answer.
-        if ctx.rec.close_reason is None:
-            ctx.rec.close_reason = "client_reset"
-    finally:
-        session.sock.detach()  # the descriptor stays the caller's, closed with ``client``
+    await _Session(client, ctx).serve(initial)
 
 
-class _Session:
+class _Session(ClientSide):
     def __init__(self, client: trio.SocketStream, ctx: Http1Context) -> None:
-        self.client = client
-        # The same descriptor as a stdlib socket, for direct_io; detached (not closed) when the session ends.
-        trio_sock = client.socket
-        self.sock = socket.socket(trio_sock.family, trio_sock.type, trio_sock.proto, trio_sock.fileno())
+        super().__init__(client, ctx.rec, ctx.drain)
         self.ctx = ctx
-        self.rec = ctx.rec
-        self.parser = RequestParser()
         self.client_ip = ctx.rec.client.ip.encode()
-        self.between_requests = False  # a response was just sent: the next request cannot be here yet
-        self.idle = False  # waiting for the next request, none in flight: a drain may close the connection now
-        self.closing = False  # the last response said Connection: close (drain)
         self.exchange: _Exchange  # the request in flight (its replay, once sent again)
-
-    async def run(self) -> None:
-        drain = self.ctx.drain
-        token = drain.hook(self._drained) if drain is not None else None
-        try:
-            await self._serve()
-        finally:
-            if drain is not None and token is not None:
-                drain.unhook(token)
-
-    def _drained(self) -> None:
-        """The proxy started draining: an idle connection closes now; a busy one after its exchange."""
-        if self.idle:
-            self.rec.cancel("drain")
-
-    async def _serve(self) -> None:
-        while True:
-            try:
-                event = await self._next_request_event()
-            except Http1Error as exc:
-                await self._refuse(exc.status, f"bad request: {exc.reason.value}", close=True)
-                self.rec.close_reason = f"http_{exc.reason.value}"
-                return
-            if isinstance(event, ConnectionClosed):
-                return
-            assert isinstance(event, RequestReceived), event
-            keep_going = await self._exchange(event)
-            if not keep_going or self.closing:
-                if self.closing and self.rec.close_reason is None:
-                    self.rec.close_reason = "drain"
-                return
-            self.parser.start_next()
-            self.between_requests = True
-
-    async def _read_client(self) -> None:
-        wait_first, self.between_requests = self.between_requests, False
-        self.idle = wait_first
-        drain = self.ctx.drain
-        if wait_first and drain is not None and drain.draining:
-            self._drained()  # it began while the last response was still streaming
-        try:
-            self.rec.up.received += await direct_io.receive(self.sock, self.parser.receive_data, wait_first=wait_first)
-        finally:
-            self.idle = False
-
-    async def _next_request_event(self) -> RequestReceived | DataReceived | MessageEnded | ConnectionClosed:
-        while True:
-            event = self.parser.next_event()
-            if not isinstance(event, Pending):
-                return event
-            assert event is NEED_DATA, "asked for the next request before start_next()"
-            await self._read_client()
-
-    async def _send_client(self, data: bytes) -> None:
-        await direct_io.send_all(self.sock, data)
-        self.rec.down.sent += len(data)
 
     async def _exchange(self, request: RequestReceived) -> bool:
         """One request and its response; True when the client connection carries on with the next request."""
@@ -187,7 +113,7 @@ class _Session:
             authorize.count(allowed)
             if not allowed:
                 why = authorize.why(head.method, head.target)
-                return await self._refuse_unsent(request, key, started, DENIED_STATUS, why, error="authz_denied")
+                return await self._answer_unsent(request, key, started, DENIED_STATUS, why, error="authz_denied")
         forwarded = forwarded_request_head(
             head, request.framing, upgrade=request.upgrade, client=self.client_ip, proto=b"http", ids=ctx.ids
         )
@@ -196,7 +122,7 @@ class _Session:
         except ConnectError as exc:
             # Unreachable, refused, a connect timeout or failed mesh TLS alike (Envoy: 503 UF); 504 is for responses.
             why = unreachable(ctx.upstream, exc.reason)
-            return await self._refuse_unsent(request, key, started, 503, why, error=exc.reason)
+            return await self._answer_unsent(request, key, started, 503, why, error=exc.reason)
         self.rec.dst_opened = True
         self.exchange = _Exchange(self, upstream, request, key, started)
         try:
@@ -230,18 +156,12 @@ class _Session:
         ctx.pool.release(exchange.upstream, reusable=exchange.upstream_reusable)
         return request.keep_alive and exchange.response_keep_alive and exchange.request_done
 
-    async def _refuse_unsent(
+    async def _answer_unsent(
         self, request: RequestReceived, key: RequestKey, started: float, status: int, why: str, *, error: str
     ) -> bool:
         """Answer a request nothing of which was sent upstream; True when the connection carries on."""
         self.ctx.stats.response(key, status=status, latency_ms=_ms(started), error=error)
-        # The request body (if any) was not read: the connection cannot carry another request.
-        body_pending = request.framing.kind is not BodyKind.NONE
-        if not body_pending:
-            ended = self.parser.next_event()
-            assert isinstance(ended, MessageEnded), ended
-        await self._refuse(status, why, close=body_pending)
-        return not body_pending and request.keep_alive
+        return await self._refuse_unsent(request, status, why)
 
     async def _run_exchange(self, forwarded: bytes) -> None:
         """Run ``self.exchange``; if it fails replayably, replace it with a replay on a new connection."""
@@ -267,12 +187,6 @@ class _Session:
             return await self.ctx.pool.connect(self.ctx.upstream)
         except ConnectError as exc:
             raise _ResponseFailed(503, unreachable(self.ctx.upstream, exc.reason), error=exc.reason) from exc
-
-    async def _refuse(self, status: int, why: str, *, close: bool) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._send_client(refusal(status, why, close=close))
-            if close:
-                await linger(self.sock)
 
 
 class _Exchange:
@@ -339,21 +253,15 @@ class _Exchange:
         self.rparser.expect(self.request.head.method, upgrade=self.request.upgrade is not None)
         await self._send_upstream(bytes(out))
         self.pump_failed: Exception | None = None
-        response_failed: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump_request_body, chunked, nursery.cancel_scope)
-            try:
-                await self._relay_response()
-            except (_ResponseFailed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                # Raised out of the nursery it would arrive as an exception group: re-raised below instead.
-                response_failed = exc
-                nursery.cancel_scope.cancel(reason="the response failed")
-            if response_failed is None and not self.request_done:
-                # The response ended before the body: the upstream did not want it. Neither connection can
-                # carry another message now.
-                nursery.cancel_scope.cancel()
-                self.response_keep_alive = False
-                self.upstream_reusable = False
+        response_failed, cut = await relay_alongside(
+            functools.partial(self._pump_request_body, chunked),
+            self._relay_response,
+            failures=(_ResponseFailed, trio.BrokenResourceError, trio.ClosedResourceError),
+            request_done=lambda: self.request_done,
+        )
+        if cut:
+            self.response_keep_alive = False
+            self.upstream_reusable = False
         if response_failed is not None:
             raise response_failed
         if self.pump_failed is not None:

@@ -224,6 +224,11 @@ class H2Stream:
         return self._remote_ended
 
     @property
+    def queued(self) -> bool:
+        """A body chunk is here: the next ``receive_data`` returns it without waiting."""
+        return bool(self._inbox)
+
+    @property
     def at_end(self) -> bool:
         """The peer ended the stream and every chunk was handed out: the next ``receive_data`` returns b''."""
         return self._remote_ended and not self._inbox

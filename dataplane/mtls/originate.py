@@ -15,6 +15,7 @@ On failure the TCP socket is closed.
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -43,6 +44,14 @@ async def originate(
     rt: Runtime, sock: socket.socket, dst: SockAddr, target: MeshedTarget, offer: str, *, timeout: float
 ) -> tuple[socket.socket, str]:
     """Mesh TLS over the connected ``sock``: the bridge's plaintext socket and the server's verified identity."""
+    plain, peer, _ = await negotiate(rt, sock, dst, target, offer, timeout=timeout)
+    return plain, peer
+
+
+async def negotiate(
+    rt: Runtime, sock: socket.socket, dst: SockAddr, target: MeshedTarget, offer: str | Sequence[str], *, timeout: float
+) -> tuple[socket.socket, str, str]:
+    """``originate`` offering one or several ALPN names (in order of preference): also the name the server chose."""
     credentials = rt.identity.current if rt.identity is not None else None
     if credentials is None or rt.bridges is None:
         sock.close()
@@ -64,4 +73,6 @@ async def originate(
         await trio.aclose_forcefully(transport)
         raise ConnectTimeoutError(f"mesh TLS handshake with {dst} took longer than {timeout:g}s") from None
     peer = str(tls.peer)
-    return rt.bridges.open_bridge(tls), peer
+    chosen = tls.alpn
+    assert chosen is not None  # tls_connect refuses a handshake without an agreed name
+    return rt.bridges.open_bridge(tls), peer, chosen

@@ -18,14 +18,15 @@ import trio
 
 from dataplane.detect.sniff import Protocol
 from dataplane.errors import NoIdentityError
-from dataplane.mtls.inner import INNER_PROTOCOL
+from dataplane.mtls.inner import INNER_PROTOCOL, record_protocol
 from dataplane.runtime import Runtime
 
 
 async def terminate(
     rt: Runtime, client: trio.SocketStream, *, timeout: float
-) -> tuple[trio.SocketStream, str, Protocol]:
-    """The plaintext side of the client's mesh TLS, the client's verified identity and the inner protocol."""
+) -> tuple[trio.SocketStream, str, Protocol, str]:
+    """The plaintext side of the client's mesh TLS, the client's verified identity, the inner protocol and the
+    connection record's protocol (``record_protocol``: ``http1-h2`` for HTTP/1.1 carried over HTTP/2)."""
     credentials = rt.identity.current if rt.identity is not None else None
     if credentials is None or rt.bridges is None:
         why = rt.identity.problem() if rt.identity is not None else "mesh-proxy runs without --identity"
@@ -45,4 +46,4 @@ async def terminate(
     protocol = INNER_PROTOCOL[tls.alpn] if tls.alpn is not None else Protocol.OPAQUE
     peer = str(tls.peer)
     plain = rt.bridges.open_bridge(tls)
-    return trio.SocketStream(trio.socket.from_stdlib_socket(plain)), peer, protocol
+    return trio.SocketStream(trio.socket.from_stdlib_socket(plain)), peer, protocol, record_protocol(tls.alpn)

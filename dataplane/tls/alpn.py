@@ -14,7 +14,10 @@ from typing import Final
 H2: Final = "triomesh.h2/1"  # HTTP/2 inside the mesh tunnel
 HTTP1: Final = "triomesh.http1/1"  # HTTP/1.1 inside the mesh tunnel
 OPAQUE: Final = "triomesh.tcp/1"  # opaque TCP inside the mesh tunnel
-MESH_PROTOCOLS: Final = (H2, HTTP1, OPAQUE)
+HTTP1_OVER_H2: Final = "triomesh.http1-h2/1"  # HTTP/2 whose streams are the application's HTTP/1.1 requests
+# A server picks its own most preferred name the client offered: the carriage comes before plain HTTP/1.1, so a
+# client offering both gets it from a proxy that knows it and HTTP/1.1 from an older one.
+MESH_PROTOCOLS: Final = (H2, HTTP1_OVER_H2, HTTP1, OPAQUE)
 _MESH_PREFIX: Final = b"triomesh."
 _MAX_NAME: Final = 255  # RFC 7301 3.1: a protocol name is 1..255 bytes
 

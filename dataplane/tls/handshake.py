@@ -13,6 +13,8 @@ returned stream owns it. Neither function has a timeout: wrap the call in ``trio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
 
 from dataplane.tls.errors import AlpnError, HandshakeEOFError
@@ -33,12 +35,13 @@ async def tls_connect(
     context: TLSContext,
     *,
     expected: SpiffeId | None = None,
-    offer: str | None = None,
+    offer: str | Sequence[str] | None = None,
     accept: PeerCheck | None = None,
 ) -> TLSStream:
     """Originate mesh TLS on ``transport``; the server must present a valid SVID (``expected`` when given).
 
-    ``offer``: the one ALPN protocol to offer (the inner protocol); None offers all of the context's. ``accept``:
+    ``offer``: the ALPN protocol to offer (the inner protocol), or several in order of preference (the server
+    picks; ``TLSStream.alpn`` says which); None offers all of the context's. ``accept``:
     a further check of the server's identity, made inside the handshake, so a refused server never sees our
     Finished (it cannot take us for a connected client)."""
     if context.server_side:

@@ -191,7 +191,7 @@ class TLSEngine:
         context: TLSContext,
         *,
         expected: SpiffeId | None = None,
-        offer: str | None = None,
+        offer: str | Sequence[str] | None = None,
         accept: PeerCheck | None = None,
     ) -> None:
         if (expected is not None or offer is not None or accept is not None) and context.server_side:
@@ -199,8 +199,9 @@ class TLSEngine:
         self.context = context
         self._conn = SSL.Connection(context._context, None)
         if offer is not None:
-            # One connection carries one inner protocol: offer only it (the context offers all of ours).
-            self._conn.set_alpn_protos(alpn.encode([offer]))
+            # One connection carries one inner protocol: offer only it, or the few it may be carried as, in order
+            # (the context offers all of ours).
+            self._conn.set_alpn_protos(alpn.encode([offer] if isinstance(offer, str) else offer))
         identity = context.identity
         self._state = _Verification(identity.bundle, identity.trust_domain, expected, context.clock, accept)
         self._conn.set_app_data(self._state)
