@@ -240,7 +240,7 @@ async def _proxy_meshed(
     legs.upstream_socket = None  # originate owns it now
     http = protocol in (DetectedProtocol.HTTP1, DetectedProtocol.H2) and rt.http is not None
     try:
-        plain, peer = await originate(rt, sock, dst, target, alpn_for(protocol), timeout=settings.connect_timeout)
+        plain, peer = await originate(rt, sock, dst, target, alpn_for(protocol), timeout=settings.detect_timeout)
     except ConnectError as exc:
         if not http:
             raise

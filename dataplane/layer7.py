@@ -71,7 +71,7 @@ async def _open(
             dst, timeout=settings.connect_timeout, mark=rt.mark, source_ip=source_ip, on_local_address=remember
         )
         if meshed is not None:
-            sock, peer, name = await negotiate(rt, sock, dst, meshed, offer, timeout=settings.connect_timeout)
+            sock, peer, name = await negotiate(rt, sock, dst, meshed, offer, timeout=settings.detect_timeout)
             agreed = (peer, name)
     except BaseException:
         _forget(rt.guard, local, dst)

@@ -8,8 +8,9 @@ its upstream socket.
 
 Errors: ``NoIdentityError`` without a valid identity, a ``TLSHandshakeError`` subclass for a failed handshake or
 the wrong server identity (``peer_identity_mismatch``), ``ConnectTimeoutError`` for a handshake that takes longer
-than the connect timeout. All are ``ConnectError``s: the HTTP proxies answer 503, an opaque connection is reset.
-On failure the TCP socket is closed.
+than the port's detect timeout (the connect timeout covers only the TCP handshake; a TLS handshake on a busy
+core can take longer, and the inbound side gives the same time). All are ``ConnectError``s: the HTTP proxies
+answer 503, an opaque connection is reset. On failure the TCP socket is closed.
 """
 
 from __future__ import annotations

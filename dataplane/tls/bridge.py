@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
+from dataplane.errors import ConnectError
 from dataplane.net.epoll_interest import change_interest
 from dataplane.tls.openssl import NeedData, TLSDataError, TLSEngine
 
@@ -86,9 +87,17 @@ class BridgeEngine:
         return len(self._sides) // 2
 
     def open_bridge(self, tls: TLSStream) -> socket.socket:
-        """The plaintext side of the handshaken ``tls`` as a connected, non-blocking socket."""
+        """The plaintext side of the handshaken ``tls`` as a connected, non-blocking socket.
+
+        Raises ``ConnectError`` (and closes ``tls``) when no socketpair can be made (EMFILE at the descriptor
+        limit): one connection fails, not the proxy."""
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:
+            tcp_sock, _, _ = tls.detach()
+            tcp_sock.close()
+            raise ConnectError(f"no socketpair for a mesh TLS bridge ({exc.strerror})", errno=exc.errno) from None
         tcp_sock, engine, owed = tls.detach()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         theirs.setblocking(False)
         bridge = _Bridge(engine)
         bridge.tcp = _Side(tcp_sock, bridge, is_tcp=True)
