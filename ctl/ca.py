@@ -36,6 +36,7 @@ from policy.duration import Duration
 DEFAULT_TRUST_DOMAIN: Final = "cluster.local"  # Istio's and Linkerd's default
 DEFAULT_ROOT_TTL: Final = "87600h"  # 10 years, like Linkerd's trust anchor
 DEFAULT_SVID_TTL: Final = "24h"  # Linkerd's issuanceLifetime and Istio's SECRET_TTL
+_MAX_UID: Final = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown
 _FLAG_OF: Final = {"identity": "--identity", "ttl": "--ttl", "ca": "--ca", "force": "--force"}
 
 
@@ -80,6 +81,14 @@ def register(subparsers: Subparsers) -> None:
         "--ttl", type=checked(_lifetime), default=_lifetime(DEFAULT_SVID_TTL), help="lifetime (default 24h)"
     )
     issue.add_argument("--out", required=True, type=Path, metavar="OUTDIR", help="the identity directory to write")
+    issue.add_argument(
+        "--owner",
+        type=checked(_uid),
+        default=None,
+        metavar="UID",
+        help="own the files by this UID (and GID) from the start, e.g. 1337 for the proxy (needs root); "
+        "default: whoever runs meshctl",
+    )
     issue.set_defaults(run=run_issue)
 
 
@@ -100,12 +109,18 @@ def run_issue(args: argparse.Namespace) -> int:
     with _mapped():
         root = load_root(args.ca)
         svid = issue_svid(root, args.identity, now=datetime.now(UTC), ttl=args.ttl)
-        publish_svid(out, svid)
+        publish_svid(out, svid, owner=args.owner)
     print(
         f"issued {svid.spiffe_id} (serial {svid.cert.serial:x}, expires {svid.cert.not_after.isoformat()}) "
         f"into {out} ({CERT_FILE}, {KEY_FILE}, {BUNDLE_FILE})"
     )
     return 0
+
+
+def _uid(text: str) -> int:
+    if not text.isdigit() or int(text) > _MAX_UID:
+        raise ValueError(f"{text!r} is not a numeric user id (0-{_MAX_UID})")
+    return int(text)
 
 
 def _lifetime(text: str) -> timedelta:

@@ -141,8 +141,9 @@ def load_root(directory: Path) -> Authority:
     return Authority(trust_domains[0], cert, key)
 
 
-def publish_svid(directory: Path, svid: IssuedSvid) -> None:
-    """Write cert.pem, key.pem (0600) and bundle.pem as one set (``identity.files.publish_set``)."""
+def publish_svid(directory: Path, svid: IssuedSvid, *, owner: int | None = None) -> None:
+    """Write cert.pem, key.pem (0600) and bundle.pem as one set (``identity.files.publish_set``), owned by UID
+    ``owner`` when given (the proxy's: it must read the key the moment the set appears)."""
     publish_set(
         directory,
         {
@@ -150,4 +151,5 @@ def publish_svid(directory: Path, svid: IssuedSvid) -> None:
             KEY_FILE: (svid.key.to_pem(), _PRIVATE),
             BUNDLE_FILE: (svid.bundle_pem, _PUBLIC),
         },
+        owner=owner,
     )

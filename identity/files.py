@@ -32,11 +32,14 @@ class MaterialError(Exception):
         self.problem = problem
 
 
-def write_file(path: Path, data: bytes, *, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically with ``mode`` (the temporary file has it from the start)."""
+def write_file(path: Path, data: bytes, *, mode: int, owner: int | None = None) -> None:
+    """Write ``data`` to ``path`` atomically with ``mode`` (and ``owner``, a UID and GID: the temporary file has
+    them from the start, so no reader ever sees the file with the wrong ones)."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, owner, owner)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
@@ -48,14 +51,15 @@ def write_file(path: Path, data: bytes, *, mode: int) -> None:
         raise
 
 
-def publish_set(directory: Path, files: Mapping[str, tuple[bytes, int]]) -> None:
-    """Atomically replace the set of ``files`` (name -> (data, mode)) in ``directory``, kubelet style."""
+def publish_set(directory: Path, files: Mapping[str, tuple[bytes, int]], *, owner: int | None = None) -> None:
+    """Atomically replace the set of ``files`` (name -> (data, mode)) in ``directory``, kubelet style; ``owner``:
+    the UID (and GID) the files belong to before the set is switched in (the proxy's, to read a 0600 key)."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y_%m_%d_%H_%M_%S.%f")
     version = Path(tempfile.mkdtemp(dir=directory, prefix=f"..{stamp}."))
     os.chmod(version, 0o755)
     for name, (data, mode) in files.items():
-        write_file(version / name, data, mode=mode)
+        write_file(version / name, data, mode=mode, owner=owner)
     _symlink_atomically(version.name, directory / DATA_LINK)
     for name in files:
         target = directory / name

@@ -4,15 +4,12 @@ What ``meshctl ca init`` and ``meshctl ca issue`` do, run in-process by ``lab up
 lives in ``/run/triomesh-lab/<prefix>/ca`` (0700, root only), each pod's SVID in
 ``/run/triomesh-lab/<prefix>/<pod>/identity``, which the pod's proxy watches (``mesh-proxy --identity``).
 
-The proxy runs as UID 1337 and ``publish_svid`` writes key.pem 0600 as the caller (root), so the new key is
-chowned right after each publish. A proxy that polls in between reads a permission error; it acts on a
-directory state only when two polls half a second apart agree, and the next one already sees the readable key,
-so that read is never reported: the rotation just lands one poll later.
+The proxy runs as UID 1337: every set is published owned by it (key.pem 0600), so the proxy can read a new set
+the moment it is switched in.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -21,7 +18,6 @@ from ctl.lab.command import LabError
 from ctl.lab.state import lab_dir
 from ctl.lab.topology import TRUST_DOMAIN
 from identity.authority import (
-    KEY_FILE,
     Authority,
     AuthorityError,
     create_root,
@@ -30,7 +26,6 @@ from identity.authority import (
     publish_svid,
     save_root,
 )
-from identity.files import DATA_LINK
 from identity.spiffe import parse_spiffe_id
 
 ROOT_TTL: Final = timedelta(days=30)  # a lab lives for minutes; a month leaves room for any SVID --ttl
@@ -72,10 +67,7 @@ def issue_to(authority: Authority, spiffe_id: str, directory: Path, *, owner: in
     """
     try:
         svid = issue_svid(authority, parse_spiffe_id(spiffe_id), now=datetime.now(UTC), ttl=ttl)
-        publish_svid(directory, svid)
-        # The key of the set just published, not key.pem's symlink (chown follows it, but say which one).
-        key = directory / os.readlink(directory / DATA_LINK) / KEY_FILE
-        os.chown(key, owner, owner)
+        publish_svid(directory, svid, owner=owner)
     except AuthorityError as exc:
         raise LabError(f"cannot issue an SVID for {spiffe_id}: {exc}") from None
     except OSError as exc:

@@ -104,6 +104,7 @@ def test_issue_writes_an_svid_that_loads_and_that_openssl_verifies(
         (["--ttl", "1d"], "argument --ttl: invalid duration '1d'"),
         (["--ttl", "0s"], "argument --ttl: '0s' is not a positive duration"),
         (["--ttl", "1000000h"], "argument --ttl: the SVID would outlive the CA"),
+        (["--owner", "proxy"], "argument --owner: 'proxy' is not a numeric user id"),
     ],
 )
 def test_bad_issue_flags_exit_2_naming_the_flag(
@@ -114,6 +115,23 @@ def test_bad_issue_flags_exit_2_naming_the_flag(
     assert status == 2
     assert named in err
     assert not (tmp_path / "out").exists()
+
+
+def test_owner_owns_every_file_of_the_set_from_the_start(
+    ca_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The proxy (UID 1337) must be able to read a rotated key.pem the moment ..data switches to it.
+    out = tmp_path / "proxy"
+    for _ in range(2):  # the first set and a rotation
+        status, _, _ = run(
+            ["ca", "issue", "--ca", str(ca_dir), "--identity", IDENTITY, "--out", str(out), "--owner", "1337"], capsys
+        )
+        assert status == 0
+        version = out / os.readlink(out / "..data")
+        for name in ("cert.pem", "key.pem", "bundle.pem"):
+            info = os.stat(version / name)
+            assert (info.st_uid, info.st_gid) == (1337, 1337), name
+        assert stat.S_IMODE(os.stat(version / "key.pem").st_mode) == 0o600
 
 
 def test_bad_init_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
