@@ -107,6 +107,11 @@ class ConnRecord:
         """The ``target_addr`` of metrics: the original destination, or our own address before it is known."""
         return self.original_dst if self.original_dst is not None else self.local
 
+    def meshed_with(self, peer: str) -> None:
+        """The connection runs over mesh mTLS with ``peer`` (the verified client inbound, the server outbound)."""
+        self.tls = "true"
+        self.peer_id = peer
+
     def metric_key(self) -> MetricKey:
         return (self.direction, self.target, self.tls, self.peer_id or "")
 
@@ -181,6 +186,11 @@ class ConnectionTable:
         self._next_id = worker + 1
         self._id_step = workers
         self._emptied: trio.Event | None = None
+
+    def detected(self, rec: ConnRecord, detection: Detection) -> None:
+        """What detection found goes on the connection's record and into the detection totals."""
+        rec.detected(detection)
+        self.detections.record(rec.direction, detection.result, detection.seconds)
 
     def open(self, direction: Direction, client: SockAddr, local: SockAddr) -> ConnRecord:
         rec = ConnRecord(self._next_id, direction, client, local, trio.current_time())

@@ -145,8 +145,7 @@ async def _proxy(legs: Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
         if mesh_possible and _is_mesh_hello(detection):
             protocol = await _terminate(legs, rec, rt, settings, detection)
         elif sniff:
-            rec.detected(detection)
-            rt.table.detections.record(rec.direction, detection.result, detection.seconds)
+            rt.table.detected(rec, detection)
             protocol = detection.protocol
     if inbound:
         _authorize_tcp(rec, rt, settings, protocol)
@@ -199,8 +198,7 @@ async def _terminate(
     rec.sni = detection.sni
     plain, peer, protocol, carried = await terminate(rt, legs.client, timeout=settings.detect_timeout)
     legs.client = plain  # the TLS stream (and the client's socket under it) belongs to the bridge now
-    rec.tls = "true"
-    rec.peer_id = peer
+    rec.meshed_with(peer)
     rec.protocol = carried  # http1-h2 (HTTP/1.1 carried over HTTP/2) tells proxy_h2 what to serve
     return protocol
 
@@ -228,8 +226,7 @@ async def _proxy_meshed(
     protocol = DetectedProtocol.OPAQUE
     if settings.protocol is PortProtocol.DETECT:
         detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
-        rec.detected(detection)
-        rt.table.detections.record(rec.direction, detection.result, detection.seconds)
+        rt.table.detected(rec, detection)
         protocol = detection.protocol
     if protocol is DetectedProtocol.HTTP1 and carries_http1_over_h2(rt, dst, target):
         # No connection of its own: the requests go on the proxy's shared HTTP/2 connection to ``dst``.
@@ -240,7 +237,7 @@ async def _proxy_meshed(
     legs.upstream_socket = None  # originate owns it now
     http = protocol in (DetectedProtocol.HTTP1, DetectedProtocol.H2) and rt.http is not None
     try:
-        plain, peer = await originate(rt, sock, dst, target, alpn_for(protocol), timeout=settings.detect_timeout)
+        plain, peer, _ = await originate(rt, sock, dst, target, alpn_for(protocol), timeout=settings.detect_timeout)
     except ConnectError as exc:
         if not http:
             raise
@@ -248,8 +245,7 @@ async def _proxy_meshed(
         await _dispatch(legs, rec, rt, protocol)
         return
     legs.upstream_socket = plain
-    rec.tls = "true"
-    rec.peer_id = peer
+    rec.meshed_with(peer)
     await _dispatch(legs, rec, rt, protocol)
 
 

@@ -24,7 +24,7 @@ from dataplane.http1.restored import RestoredContext, serve_restored
 from dataplane.http2.proxy import H2Context, serve_h2
 from dataplane.http2.shared import Negotiated
 from dataplane.mtls.inner import CARRIAGE_OFFER, CARRIED_HTTP1
-from dataplane.mtls.originate import meshed_target, negotiate
+from dataplane.mtls.originate import meshed_target, originate
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.net.loop_guard import LoopGuard
@@ -71,7 +71,7 @@ async def _open(
             dst, timeout=settings.connect_timeout, mark=rt.mark, source_ip=source_ip, on_local_address=remember
         )
         if meshed is not None:
-            sock, peer, name = await negotiate(rt, sock, dst, meshed, offer, timeout=settings.detect_timeout)
+            sock, peer, name = await originate(rt, sock, dst, meshed, offer, timeout=settings.detect_timeout)
             agreed = (peer, name)
     except BaseException:
         _forget(rt.guard, local, dst)
@@ -105,7 +105,8 @@ async def proxy_http1_over_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         # connection is the first of the pool's).
         pool = http.pools[side.direction]
         if older_peer is not None:
-            rec.tls, rec.peer_id, rec.dst_opened = "true", older_peer.peer, True
+            rec.meshed_with(older_peer.peer)
+            rec.dst_opened = True
             pool.release(older_peer.stream, reusable=True)
         ctx = Http1Context(
             rec, dst, pool, http.stats, http.ids, response_timeout=settings.response_timeout, drain=http.drain

@@ -121,7 +121,8 @@ class _Session(ClientSide):
             await ctx.fallback(bytes(self.raw), shared)
             return False
         rec.requests += 1
-        rec.tls, rec.peer_id, rec.dst_opened = "true", shared.peer, True
+        rec.meshed_with(shared.peer)
+        rec.dst_opened = True
         key = self._key(request)
         self._consumed()
         fields = request_fields(head, request.framing, authority=self.authority, client=self.client_ip, ids=ctx.ids)

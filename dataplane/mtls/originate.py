@@ -28,6 +28,8 @@ from dataplane.runtime import Runtime
 from policy.index import MeshedTarget, PortSettings
 
 if TYPE_CHECKING:
+    from dataplane.svid.store import Credentials
+    from dataplane.tls.bridge import BridgeEngine
     from identity.spiffe import SpiffeId
 from policy.store import Snapshot
 
@@ -41,23 +43,26 @@ def meshed_target(
     return snapshot.index.meshed(dst.ip, dst.port)
 
 
-async def originate(
-    rt: Runtime, sock: socket.socket, dst: SockAddr, target: MeshedTarget, offer: str, *, timeout: float
-) -> tuple[socket.socket, str]:
-    """Mesh TLS over the connected ``sock``: the bridge's plaintext socket and the server's verified identity."""
-    plain, peer, _ = await negotiate(rt, sock, dst, target, offer, timeout=timeout)
-    return plain, peer
-
-
-async def negotiate(
-    rt: Runtime, sock: socket.socket, dst: SockAddr, target: MeshedTarget, offer: str | Sequence[str], *, timeout: float
-) -> tuple[socket.socket, str, str]:
-    """``originate`` offering one or several ALPN names (in order of preference): also the name the server chose."""
+def mesh_credentials(rt: Runtime, needed_for: str) -> tuple[Credentials, BridgeEngine]:
+    """The identity for a new mesh handshake and the engine its connection joins; ``NoIdentityError`` naming
+    ``needed_for`` and why when the proxy has none (no --identity, not loaded, expired)."""
     credentials = rt.identity.current if rt.identity is not None else None
     if credentials is None or rt.bridges is None:
-        sock.close()
         why = rt.identity.problem() if rt.identity is not None else "mesh-proxy runs without --identity"
-        raise NoIdentityError(f"{dst} is meshed (outbound.meshed) but this proxy has no identity: {why}")
+        raise NoIdentityError(f"{needed_for} but this proxy has no identity: {why}")
+    return credentials, rt.bridges
+
+
+async def originate(
+    rt: Runtime, sock: socket.socket, dst: SockAddr, target: MeshedTarget, offer: str | Sequence[str], *, timeout: float
+) -> tuple[socket.socket, str, str]:
+    """Mesh TLS over the connected ``sock`` offering ALPN ``offer`` (one name, or several in order of
+    preference): the bridge's plaintext socket, the server's verified identity and the name it chose."""
+    try:
+        credentials, bridges = mesh_credentials(rt, f"{dst} is meshed (outbound.meshed)")
+    except NoIdentityError:
+        sock.close()
+        raise
     # Imported here: the TLS stack is loaded only by a proxy that has an identity.
     from dataplane.tls.handshake import tls_connect
 
@@ -76,4 +81,4 @@ async def negotiate(
     peer = str(tls.peer)
     chosen = tls.alpn
     assert chosen is not None  # tls_connect refuses a handshake without an agreed name
-    return rt.bridges.open_bridge(tls), peer, chosen
+    return bridges.open_bridge(tls), peer, chosen

@@ -17,8 +17,8 @@ import socket
 import trio
 
 from dataplane.detect.sniff import Protocol
-from dataplane.errors import NoIdentityError
 from dataplane.mtls.inner import INNER_PROTOCOL, record_protocol
+from dataplane.mtls.originate import mesh_credentials
 from dataplane.runtime import Runtime
 
 
@@ -27,10 +27,7 @@ async def terminate(
 ) -> tuple[trio.SocketStream, str, Protocol, str]:
     """The plaintext side of the client's mesh TLS, the client's verified identity, the inner protocol and the
     connection record's protocol (``record_protocol``: ``http1-h2`` for HTTP/1.1 carried over HTTP/2)."""
-    credentials = rt.identity.current if rt.identity is not None else None
-    if credentials is None or rt.bridges is None:
-        why = rt.identity.problem() if rt.identity is not None else "mesh-proxy runs without --identity"
-        raise NoIdentityError(f"a mesh client connected but this proxy has no identity to answer with: {why}")
+    credentials, bridges = mesh_credentials(rt, "a mesh client connected")
     from dataplane.tls.errors import TLSHandshakeError
     from dataplane.tls.handshake import tls_accept
 
@@ -45,5 +42,5 @@ async def terminate(
         raise TLSHandshakeError(f"the client's mesh TLS handshake took longer than {timeout:g}s") from None
     protocol = INNER_PROTOCOL[tls.alpn] if tls.alpn is not None else Protocol.OPAQUE
     peer = str(tls.peer)
-    plain = rt.bridges.open_bridge(tls)
+    plain = bridges.open_bridge(tls)
     return trio.SocketStream(trio.socket.from_stdlib_socket(plain)), peer, protocol, record_protocol(tls.alpn)
