@@ -81,6 +81,7 @@ class BridgeEngine:
         self._epoll = select.epoll()
         self._sides: dict[int, _Side] = {}
         self._buf = bytearray(CHUNK)
+        self._view = memoryview(self._buf)  # slices of it are not copies: the TLS layer copies once, itself
 
     @property
     def bridging(self) -> int:
@@ -161,7 +162,7 @@ class BridgeEngine:
         if n == 0:  # end of file without close_notify: a truncation
             self._finish(bridge, reset=True)
             return
-        bridge.tls.receive_data(self._buf[:n])
+        bridge.tls.receive_data(self._view[:n])
         self._decrypt(bridge)
 
     def _decrypt(self, bridge: _Bridge) -> None:
@@ -218,7 +219,7 @@ class BridgeEngine:
                 bridge.plain.eof = True
                 bridge.tls.close_notify()
             else:
-                bridge.tls.write(self._buf[:n])
+                bridge.tls.write(self._view[:n])
         except TLSDataError:
             self._finish(bridge, reset=True)
             return

@@ -273,7 +273,7 @@ class TLSEngine:
         except SSL.Error as exc:
             raise TLSDataError(_describe(exc)) from None
 
-    def receive_data(self, data: bytes | bytearray) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         self._conn.bio_write(bytes(data))
 
     def receive_eof(self) -> None:
