@@ -426,10 +426,10 @@ class Http1Engine:
         authorize = c.ctx.authorize
         if authorize is None:
             return True
-        allowed = authorize.check(request.head.method, request.head.target)
-        if allowed:
-            authorize.count(allowed)
-        return allowed
+        if not authorize.check(request.head.method, request.head.target):
+            return False  # counted by serve_http1, which answers it
+        authorize.count(True)
+        return True
 
     def _hand_over(self, c: _Client) -> None:
         # serve_http1 takes its upstream connections from the pool: move one of ours there for it.
