@@ -84,10 +84,11 @@ class _Rule:
     def allows_request(self, method: str, path: str) -> bool:
         if self.methods and method not in self.methods:
             return False
-        return not self.paths or any(_path_matches(pattern, path) for pattern in self.paths)
+        return not self.paths or any(path_matches(pattern, path) for pattern in self.paths)
 
 
-def _path_matches(pattern: str, path: str) -> bool:
+def path_matches(pattern: str, path: str) -> bool:
+    """An exact path, or a prefix ending in ``*``."""
     if pattern.endswith("*"):
         return path.startswith(pattern[:-1])
     return path == pattern

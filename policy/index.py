@@ -25,6 +25,7 @@ from policy.model import (
     Protocol,
     Timeouts,
 )
+from policy.services import ServicePlan, ServiceTable
 
 _IPV4_BITS: Final = 32
 _IPV6_BITS: Final = 128
@@ -64,14 +65,30 @@ class MeshedTarget(msgspec.Struct, frozen=True):
 class PolicyIndex:
     """Lookups for one policy generation. Immutable; built once per applied policy."""
 
-    __slots__ = ("_excluded_networks", "_inbound", "_meshed", "_outbound", "requires_identity")
+    __slots__ = (
+        "_endpoint_targets",
+        "_excluded_networks",
+        "_inbound",
+        "_meshed",
+        "_outbound",
+        "requires_identity",
+        "services",
+    )
 
     def __init__(self, policy: Policy) -> None:
         self._inbound = _PortTable(policy.inbound, policy.timeouts)
         self._outbound = _PortTable(policy.outbound, policy.timeouts)
         self._excluded_networks = _NetworkSet(policy.outbound.exclude_cidrs)
         self._meshed = _MeshedTable(policy.outbound.meshed)
-        self.requires_identity = bool(policy.outbound.meshed) or _any_strict(policy.inbound)
+        self.services = ServiceTable(policy.outbound.services)
+        """Virtual addresses and their endpoints (``outbound.services``)."""
+        self._endpoint_targets = {
+            address: MeshedTarget(expected=IdentityMatcher(identity))
+            for address, identity in self.services.endpoint_identities.items()
+        }
+        self.requires_identity = (
+            bool(policy.outbound.meshed) or bool(self._endpoint_targets) or _any_strict(policy.inbound)
+        )
         """The proxy cannot do what this policy says without an identity (strict ports, meshed destinations)."""
 
     def inbound(self, port: int) -> PortSettings:
@@ -86,8 +103,17 @@ class PolicyIndex:
         return self._outbound.lookup(port, excluded_destination=self._excluded_networks.contains(ip))
 
     def meshed(self, ip: str, port: int) -> MeshedTarget | None:
-        """How to reach ``ip``:``port`` over mesh mTLS, or None when it is not meshed."""
+        """How to reach ``ip``:``port`` over mesh mTLS, or None when it is not meshed: a service endpoint with an
+        identity first, then ``outbound.meshed``."""
+        if self._endpoint_targets:
+            found = self._endpoint_targets.get((ip, port))
+            if found is not None:
+                return found
         return self._meshed.lookup(ip, port)
+
+    def service(self, ip: str, port: int) -> ServicePlan | None:
+        """The service port whose virtual address is ``ip``:``port``, or None: the destination passes through."""
+        return self.services.lookup(ip, port)
 
 
 def _any_strict(inbound: InboundPolicy) -> bool:

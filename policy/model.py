@@ -180,6 +180,200 @@ class MeshedDestination(_Struct, frozen=True):
     the 64 idle connections a pool keeps per destination) it was ahead: 960 against 874 requests/s, no timeouts."""
 
 
+ServiceName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+        description="A service name: lowercase letters, digits, '-' and '.', e.g. web or web.shop.",
+    ),
+]
+RouteName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$",
+        description="A route name: lowercase letters, digits, '-', '_' and '.', up to 63 characters.",
+    ),
+]
+IpAddress = Annotated[
+    str,
+    msgspec.Meta(min_length=2, max_length=45, description="An IPv4 or IPv6 address, e.g. 10.96.0.10 or fd00::10."),
+]
+EndpointAddress = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=2,
+        max_length=53,
+        description="An endpoint: an IP (the service port's target_port is used) or IP:PORT ([v6]:PORT).",
+    ),
+]
+HttpStatus = Annotated[int, msgspec.Meta(ge=500, le=599, description="An HTTP 5xx status, e.g. 503.")]
+Weight = Annotated[int, msgspec.Meta(ge=1, le=10000, description="A relative weight, 1-10000.")]
+ByteCount = Annotated[int, msgspec.Meta(ge=0, le=16 * 1024 * 1024, description="A number of bytes, up to 16 MiB.")]
+
+
+class RetryCondition(enum.Enum):
+    """A failure after which a request may be sent again."""
+
+    # The connection to the endpoint could not be made (refused, unreachable, timeout, failed mesh TLS): nothing
+    # was sent, so every request may be retried, whatever its method.
+    CONNECT_FAILURE = "connect-failure"
+    # HTTP/2 REFUSED_STREAM, or a stream above a GOAWAY's last stream id: the server says it did not process it.
+    REFUSED_STREAM = "refused-stream"
+    # The endpoint closed or reset the connection before any response byte: idempotent requests only.
+    RESET = "reset"
+    # No response head within the route's per_try_timeout: idempotent requests only.
+    PER_TRY_TIMEOUT = "per-try-timeout"
+
+
+class GrpcStatus(enum.Enum):
+    """gRPC status codes a route may retry (the names gRPC documents, lowercase with dashes)."""
+
+    CANCELLED = "cancelled"
+    DEADLINE_EXCEEDED = "deadline-exceeded"
+    INTERNAL = "internal"
+    RESOURCE_EXHAUSTED = "resource-exhausted"
+    UNAVAILABLE = "unavailable"
+
+
+DEFAULT_RETRY_CONDITIONS: Final = (RetryCondition.CONNECT_FAILURE, RetryCondition.REFUSED_STREAM)
+DEFAULT_RETRY_BODY: Final = 64 * 1024
+
+
+class Retry(_Struct, frozen=True):
+    """When a request to a service is sent again, to another endpoint where the service has one.
+
+    Only requests the endpoint provably did not process (connect failures, refused streams) are retried whatever
+    their method; the other conditions and statuses apply to idempotent methods only (GET, HEAD, OPTIONS, TRACE,
+    PUT, DELETE) and to gRPC calls listed in ``grpc_statuses``. A response already being relayed is never retried.
+    """
+
+    conditions: tuple[RetryCondition, ...] = DEFAULT_RETRY_CONDITIONS
+    """Failures that are retried."""
+    statuses: tuple[HttpStatus, ...] = ()
+    """Response statuses that are retried (idempotent requests only), e.g. [502, 503]."""
+    grpc_statuses: tuple[GrpcStatus, ...] = ()
+    """gRPC statuses (from a trailers-only response) that are retried, e.g. [unavailable]."""
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
+    """Tries in all, the first one included: 1 never retries."""
+    per_try_timeout: Duration | None = None
+    """How long one try may wait for its response head; retried when ``per-try-timeout`` is a condition, else 504.
+    null: only the route's ``timeout`` applies."""
+    max_body: ByteCount = DEFAULT_RETRY_BODY
+    """Request bodies up to this size are kept to be sent again; a larger body is never retried."""
+
+
+class Route(_Struct, frozen=True):
+    """HTTP requests of a service that share a timeout and retries. The first route that matches a request wins;
+    requests no route matches get the service's ``timeout`` and ``retry``."""
+
+    name: RouteName
+    """Shown as ``route_name`` in metrics and by ``meshctl``; unique within the service."""
+    paths: tuple[PathPattern, ...] = ()
+    """Request paths matched (exact, or a prefix ending in ``*``); empty matches every path."""
+    methods: tuple[Method, ...] = ()
+    """Request methods matched; empty matches every method."""
+    timeout: Duration | None = None
+    """The whole request, retries included, must have its response head within this, else 504; null: the
+    service's ``timeout``."""
+    retry: Retry | None = None
+    """null: the service's ``retry``."""
+
+
+class RetryBudget(_Struct, frozen=True):
+    """How many retries a service's requests may add (Linkerd's defaults): a retry storm stays bounded even when
+    every endpoint fails."""
+
+    ratio: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.2
+    """Retries allowed per original request (0.2: one retry per five requests)."""
+    min_per_second: Annotated[int, msgspec.Meta(ge=0, le=100000)] = 10
+    """Retries always allowed per second, however few requests there were."""
+    ttl: Duration = Duration(10.0)
+    """How long a request counts towards the ratio."""
+
+
+class Balancer(_Struct, frozen=True):
+    """Load balancing: power of two choices over peak-EWMA latency, weighted (Linkerd's balancer)."""
+
+    default_rtt: Duration = Duration(0.03)
+    """The latency assumed for an endpoint until it has answered."""
+    decay: Duration = Duration(10.0)
+    """How fast old latencies are forgotten (the EWMA's time constant)."""
+
+
+class OutlierDetection(_Struct, frozen=True):
+    """Passive health: endpoints that keep failing are ejected (no requests or connections) for a while."""
+
+    consecutive_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 7
+    """Failures in a row (connect failure, reset, timeout, 5xx) that eject an endpoint (Linkerd: 7)."""
+    base_ejection: Duration = Duration(1.0)
+    """The first ejection's length; each further ejection without a success in between doubles it."""
+    max_ejection: Duration = Duration(60.0)
+    """The longest ejection (Linkerd's maximum penalty)."""
+    max_ejected_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
+    """At most this share of the endpoints is ejected at once; a failing endpoint past it stays in."""
+
+
+class RequestQueue(_Struct, frozen=True):
+    """Requests to a service in flight or waiting for an endpoint."""
+
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10000
+    """Requests in flight or waiting, per proxy; past it a request is answered 503 at once (load shedding)."""
+    failfast: Duration = Duration(3.0)
+    """How long a request waits for an endpoint when none is available (none listed or all ejected) before 503;
+    while none has been for this long, requests are answered 503 at once (Linkerd's fail-fast)."""
+
+
+class ServicePort(_Struct, frozen=True):
+    """One port of a service."""
+
+    port: Port
+    """The port clients connect to on the service's addresses."""
+    name: Annotated[str, msgspec.Meta(pattern=r"^([a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?)?$")] = ""
+    """A name for the port (e.g. http), shown by ``meshctl`` and in metrics as ``parent_port``'s name."""
+    target_port: Port | None = None
+    """The endpoints' port for this service port; null: the same as ``port``."""
+
+
+class Endpoint(_Struct, frozen=True):
+    """One place a service's traffic can go."""
+
+    address: EndpointAddress
+    """An IP (the port is the service port's ``target_port``) or IP:PORT (services with one port only)."""
+    identity: IdentityPattern | None = None
+    """The endpoint is reached over mesh mTLS and its proxy must prove this identity; null: as ``outbound.meshed``
+    says for its address (plaintext when no entry matches)."""
+    weight: Weight = 1
+    """Relative share of requests and connections."""
+
+
+class Service(_Struct, frozen=True):
+    """A virtual address (like a Kubernetes ClusterIP) that exists nowhere on the network: connections and
+    requests the pod sends to one of its ``addresses`` and ``ports`` go to one of its ``endpoints`` instead."""
+
+    name: ServiceName
+    """Unique in the bundle; shown as ``parent_name`` in metrics and by ``meshctl``."""
+    addresses: tuple[IpAddress, ...]
+    """The virtual IPs; each address:port belongs to one service only."""
+    ports: tuple[ServicePort, ...]
+    """The service's ports."""
+    endpoints: tuple[Endpoint, ...] = ()
+    """Where the traffic goes; none: every request is answered 503 (fail fast) and connections are reset."""
+    routes: tuple[Route, ...] = ()
+    """HTTP routes, first match wins."""
+    timeout: Duration | None = None
+    """Request timeout of requests no route (or a route without ``timeout``) covers; null: wait."""
+    retry: Retry = Retry()
+    """Retries of requests no route (or a route without ``retry``) covers: connect failures and refused streams."""
+    retry_budget: RetryBudget = RetryBudget()
+    """The bound on retries of all this service's requests."""
+    balancer: Balancer = Balancer()
+    """Load balancing."""
+    outlier_detection: OutlierDetection = OutlierDetection()
+    """Passive health checking."""
+    queue: RequestQueue = RequestQueue()
+    """Load shedding and fail-fast."""
+
+
 class OutboundPolicy(_Struct, frozen=True):
     """Connections the pod's applications open (intercepted to the outbound port, 15001)."""
 
@@ -197,6 +391,8 @@ class OutboundPolicy(_Struct, frozen=True):
     meshed: tuple[MeshedDestination, ...] = ()
     """Destinations with a proxy of their own: connections to them are carried over mesh mTLS (the first entry
     that matches wins). Everything else is proxied in plaintext, as the application sent it."""
+    services: tuple[Service, ...] = ()
+    """Virtual addresses balanced over endpoints. A destination that is no service's passes through unchanged."""
 
 
 class Policy(_Struct, frozen=True):
