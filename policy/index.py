@@ -111,6 +111,14 @@ class PolicyIndex:
                 return found
         return self._meshed.lookup(ip, port)
 
+    def endpoint_settings(self, ip: str, port: int) -> PortSettings | None:
+        """A service endpoint's connection settings: those of the service port it serves (its connect timeout,
+        not its own port's), or None when ``ip``:``port`` is no endpoint."""
+        service_port = self.services.endpoint_ports.get((ip, port))
+        if service_port is None:
+            return None
+        return self._outbound.lookup(service_port, excluded_destination=False)
+
     def service(self, ip: str, port: int) -> ServicePlan | None:
         """The service port whose virtual address is ``ip``:``port``, or None: the destination passes through."""
         return self.services.lookup(ip, port)

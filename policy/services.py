@@ -212,12 +212,14 @@ def _route(route: Route, default_timeout: float | None, default_retry: RetryPlan
 class ServiceTable:
     """Every service port by (virtual IP, port), and the identity each endpoint must prove by (IP, port)."""
 
-    __slots__ = ("_by_address", "endpoint_identities", "plans")
+    __slots__ = ("_by_address", "endpoint_identities", "endpoint_ports", "plans")
 
     def __init__(self, services: Iterable[Service]) -> None:
         self._by_address: dict[tuple[str, int], ServicePlan] = {}
         self.plans: tuple[ServicePlan, ...] = ()
         self.endpoint_identities: dict[tuple[str, int], str] = {}
+        self.endpoint_ports: dict[tuple[str, int], int] = {}
+        """Each endpoint's service port: its connections get that port's settings (connect timeout, ...)."""
         plans = []
         for service in services:
             for port in service.ports:
@@ -227,6 +229,7 @@ class ServiceTable:
                     # The first service wins; the semantic checks refuse a bundle that lists an address twice.
                     self._by_address.setdefault((parse_ip(address), port.port), plan)
                 for endpoint in plan.endpoints:
+                    self.endpoint_ports.setdefault(endpoint.address, plan.port)
                     if endpoint.identity is not None:
                         self.endpoint_identities.setdefault(endpoint.address, endpoint.identity)
         self.plans = tuple(plans)
