@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Final, Literal
+from typing import Final, Literal, TypeGuard
 
 import msgspec
 
@@ -33,7 +33,7 @@ from policy.model import (
     Service,
     ServicePort,
 )
-from policy.services import ServicePlan, format_address, parse_endpoint
+from policy.services import ServicePlan, format_address, parse_endpoint, parse_ip
 
 Verdict = Literal["denied", "requests limited", "rerouted", "re-identified", "unchanged"]
 VERDICTS: Final[tuple[Verdict, ...]] = ("denied", "requests limited", "rerouted", "re-identified", "unchanged")
@@ -43,8 +43,6 @@ VERDICTS: Final[tuple[Verdict, ...]] = ("denied", "requests limited", "rerouted"
 _HTTP_PROTOCOLS: Final = frozenset({"http1", "h2", "http1-h2"})
 # Keyed lists where the order decides (first match wins), so a reordering is a change worth a line.
 _ORDERED: Final = (Route, MeshedDestination)
-# What names a keyed item (see ``_key``), so an added item's summary does not repeat it.
-_KEY_FIELDS: Final = ("name", "port", "address", "cidr", "ports")
 _TIMEOUT_NOTES: Final = (
     ("connect_timeout", "connect timeout"),
     ("idle_timeout", "idle timeout"),
@@ -274,16 +272,25 @@ def _seconds(value: float | None) -> str:
 # === changes to the bundle ===
 
 
-def policy_changes(live: Policy, candidate: Policy) -> Iterator[PolicyChange]:
-    """Every changed setting, one line each, grouped by the section or keyed item it belongs to."""
-    for section in ("timeouts", "inbound", "outbound"):
-        yield from _struct_changes(getattr(live, section), getattr(candidate, section), section, "")
+def policy_changes(live: Policy, candidate: Policy) -> list[PolicyChange]:
+    """Every changed setting, one line each, in the bundle's order, the lines of one subject together."""
+    found = [
+        change
+        for section in ("timeouts", "inbound", "outbound")
+        for change in _struct_changes(getattr(live, section), getattr(candidate, section), section, "")
+    ]
+    first: dict[str, int] = {}
+    for number, change in enumerate(found):
+        first.setdefault(change.subject, number)
+    return sorted(found, key=lambda change: first[change.subject])
 
 
-def _struct_changes(old: msgspec.Struct, new: msgspec.Struct, subject: str, prefix: str) -> Iterator[PolicyChange]:
+def _struct_changes(
+    old: msgspec.Struct, new: msgspec.Struct, subject: str, prefix: str, *, skip: Sequence[str] = ()
+) -> Iterator[PolicyChange]:
     for field in msgspec.structs.fields(type(old)):
-        a, b = getattr(old, field.name), getattr(new, field.name)
-        if a == b:
+        a, b = _canonical(field.name, getattr(old, field.name)), _canonical(field.name, getattr(new, field.name))
+        if a == b or field.name in skip:
             continue
         label = f"{prefix}{field.name}"
         if isinstance(a, msgspec.Struct) and type(a) is type(b):
@@ -298,7 +305,16 @@ def _struct_changes(old: msgspec.Struct, new: msgspec.Struct, subject: str, pref
             yield PolicyChange(subject=subject, change=f"{label} {_show(a)} -> {_show(b)}")
 
 
-def _keyed(value: object) -> bool:
+def _canonical(field: str, value: object) -> object:
+    """Addresses and networks in one spelling, so ``fd00:0::1`` and ``fd00::1`` are no change."""
+    if field == "addresses" and isinstance(value, tuple):
+        return tuple(parse_ip(str(address)) for address in value)
+    if field == "exclude_cidrs" and isinstance(value, tuple):
+        return tuple(str(ipaddress.ip_network(str(cidr), strict=False)) for cidr in value)
+    return value
+
+
+def _keyed(value: object) -> TypeGuard[tuple[msgspec.Struct, ...]]:
     return isinstance(value, tuple) and all(_key(item) is not None for item in value)
 
 
@@ -320,6 +336,20 @@ def _key(item: object) -> str | None:
     return None
 
 
+def _key_fields(item: msgspec.Struct) -> tuple[str, ...]:
+    """The fields ``_key`` names an item by: equal keys mean equal values, whatever the spelling."""
+    match item:
+        case Service() | Route():
+            return ("name",)
+        case PortPolicy() | ServicePort():
+            return ("port",)
+        case Endpoint():
+            return ("address",)
+        case MeshedDestination():
+            return ("cidr", "ports")
+    return ()
+
+
 def _keyed_changes(
     old: Sequence[msgspec.Struct], new: Sequence[msgspec.Struct], subject: str, prefix: str, label: str
 ) -> Iterator[PolicyChange]:
@@ -338,7 +368,7 @@ def _keyed_changes(
         if key not in before:
             yield PolicyChange(subject=at, change=f"{lead}added{_summary(item)}".strip())
         else:
-            yield from _struct_changes(before[key], item, at, lead)
+            yield from _struct_changes(before[key], item, at, lead, skip=_key_fields(item))
     for key in before:
         assert key is not None
         if key not in after:
@@ -359,7 +389,7 @@ def _summary(item: msgspec.Struct) -> str:
             f": {', '.join(item.addresses)} port(s) {ports}, {len(item.endpoints)} endpoint(s),"
             f" {len(item.routes)} route(s)"
         )
-    shown = ", ".join(_settings(item, skip=_KEY_FIELDS if _key(item) is not None else ()))
+    shown = ", ".join(_settings(item, skip=_key_fields(item)))
     return f" ({shown})" if shown else ""
 
 
