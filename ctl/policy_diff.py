@@ -194,8 +194,7 @@ def _judge_outbound(
     conn: ConnectionInfo, ip: str, port: int, old: PolicyIndex, new: PolicyIndex
 ) -> tuple[Verdict, str, list[str]]:
     """Rerouted (its destination maps elsewhere, or its endpoint leaves the service), else re-identified (the
-    identity its server must prove changes), else unchanged; a second reason becomes a note."""
-    reasons: list[tuple[Verdict, str]] = []
+    identity its server must prove changes), else unchanged."""
     notes: list[str] = []
     try:
         upstream = _address(conn.upstream, "upstream") if conn.upstream is not None else None
@@ -204,18 +203,16 @@ def _judge_outbound(
         notes.append(f"{exc}: its endpoint was not checked")
     rerouted = _reroute(format_address(ip, port), upstream, old.service(ip, port), new.service(ip, port))
     if rerouted is not None:
-        reasons.append(("rerouted", rerouted))
+        # What its old server must prove no longer matters: new requests go elsewhere.
+        return "rerouted", rerouted, notes
     # The server the connection reached: its endpoint (or original destination) is what must prove an identity.
     server = upstream if upstream is not None else (ip, port)
     reidentified = _reidentify(format_address(*server), old.meshed(*server), new.meshed(*server))
     if reidentified is not None:
-        reasons.append(("re-identified", reidentified))
-    if not reasons:
-        service = new.service(ip, port)
-        where = f"service {service.name}:{service.port}" if service is not None else "not a service"
-        return "unchanged", f"same destination ({where}) and server identity", notes
-    (verdict, reason), *others = reasons
-    return verdict, reason, [*(other for _, other in others), *notes]
+        return "re-identified", reidentified, notes
+    service = new.service(ip, port)
+    where = f"service {service.name}:{service.port}" if service is not None else "not a service"
+    return "unchanged", f"same destination ({where}) and server identity", notes
 
 
 def _reroute(

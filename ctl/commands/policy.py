@@ -155,7 +155,11 @@ def render_diff(result: PolicyDiff, *, live_from: str, candidate_from: str) -> s
         lines += ["", *render_table(columns, rows)]
         notes = [f"  {c.id}: {note}" for c in result.connections for note in c.notes]
         if notes:
-            lines += ["", "notes (what new connections to the same destination get; open ones keep theirs):", *notes]
+            lines += [
+                "",
+                "notes (timeouts, protocol and exclusion are what new connections to the same destination get):",
+                *notes,
+            ]
     lines += ["", f"policy changes: {len(result.changes) or 'none'}"]
     lines += [f"  {change.subject}: {change.change}" for change in result.changes]
     return "\n".join(lines) + "\n"
