@@ -17,7 +17,7 @@ from typing import Final, Literal, TypeGuard
 
 import msgspec
 
-from dataplane.admin.schema import ConnectionInfo, Direction
+from dataplane.admin.schema import ConnectionInfo
 from policy.codec import duration_text
 from policy.duration import Duration
 from policy.index import MeshedTarget, PolicyIndex, PortSettings
@@ -55,12 +55,8 @@ _TIMEOUT_NOTES: Final = (
 class ConnectionVerdict(msgspec.Struct, frozen=True, kw_only=True):
     """What the candidate would do to one open connection, and why."""
 
-    id: int
-    direction: Direction
-    client: str
-    original_dst: str
-    upstream: str | None
-    protocol: str
+    connection: ConnectionInfo
+    """The row as the proxy's /connections gave it."""
     verdict: Verdict
     reason: str
     notes: tuple[str, ...] = ()
@@ -139,17 +135,7 @@ def judge(conn: ConnectionInfo, old: PolicyIndex, new: PolicyIndex) -> Connectio
         before, after = old.outbound(ip, port), new.outbound(ip, port)
         verdict, reason, notes = _judge_outbound(conn, ip, port, old, new)
         notes += _settings_notes(before, after)
-    return ConnectionVerdict(
-        id=conn.id,
-        direction=conn.direction,
-        client=conn.client,
-        original_dst=conn.original_dst,
-        upstream=conn.upstream,
-        protocol=conn.protocol,
-        verdict=verdict,
-        reason=reason,
-        notes=tuple(notes),
-    )
+    return ConnectionVerdict(connection=conn, verdict=verdict, reason=reason, notes=tuple(notes))
 
 
 def _address(text: str, field: str) -> tuple[str, int]:

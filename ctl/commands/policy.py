@@ -12,7 +12,7 @@ from ctl.commands import Subparsers
 from ctl.commands.target import add_target_options, target_client
 
 if TYPE_CHECKING:
-    from ctl.policy_diff import PolicyDiff
+    from ctl.policy_diff import ConnectionVerdict, PolicyDiff
     from policy.model import Policy
 
 DIFF_DISRUPTS: Final = 3  # exit status when open connections would be affected, so a script can gate a rollout
@@ -148,12 +148,8 @@ def render_diff(result: PolicyDiff, *, live_from: str, candidate_from: str) -> s
     if result.connections:
         # The first five columns as `meshctl conns` shows them, then the verdict.
         columns = (*CONNECTION_COLUMNS[:5], Column("VERDICT"), Column("REASON"))
-        rows = [
-            [str(c.id), c.direction, c.client, c.original_dst, c.upstream or "-", c.verdict, c.reason]
-            for c in result.connections
-        ]
-        lines += ["", *render_table(columns, rows)]
-        notes = [f"  {c.id}: {note}" for c in result.connections for note in c.notes]
+        lines += ["", *render_table(columns, [_verdict_row(found) for found in result.connections])]
+        notes = [f"  {found.connection.id}: {note}" for found in result.connections for note in found.notes]
         if notes:
             lines += [
                 "",
@@ -163,3 +159,16 @@ def render_diff(result: PolicyDiff, *, live_from: str, candidate_from: str) -> s
     lines += ["", f"policy changes: {len(result.changes) or 'none'}"]
     lines += [f"  {change.subject}: {change.change}" for change in result.changes]
     return "\n".join(lines) + "\n"
+
+
+def _verdict_row(found: ConnectionVerdict) -> list[str]:
+    conn = found.connection
+    return [
+        str(conn.id),
+        conn.direction,
+        conn.client,
+        conn.original_dst,
+        conn.upstream or "-",
+        found.verdict,
+        found.reason,
+    ]

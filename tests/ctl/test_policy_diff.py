@@ -159,6 +159,21 @@ SERVICES = bundle("""
     """)
 
 
+def web(
+    endpoints: str = "[]", *, addresses: str = "[10.96.0.10]", port: str = "{port: 80, target_port: 8080}"
+) -> Policy:
+    """A bundle with one service, web."""
+    return bundle(f"""
+        version: 1
+        outbound:
+          services:
+            - name: web
+              addresses: {addresses}
+              ports: [{port}]
+              endpoints: {endpoints}
+        """)
+
+
 def out(original_dst: str, upstream: str | None, conn_id: int = 1, **fields: object) -> ConnectionInfo:
     return conn(conn_id, direction="outbound", original_dst=original_dst, upstream=upstream, **fields)
 
@@ -169,15 +184,7 @@ def test_endpoint_that_stays_is_unchanged() -> None:
 
 
 def test_endpoint_removed_from_its_service_is_rerouted_and_drains() -> None:
-    candidate = bundle("""
-        version: 1
-        outbound:
-          services:
-            - name: web
-              addresses: [10.96.0.10]
-              ports: [{port: 80, target_port: 8080}]
-              endpoints: [{address: 10.0.0.5}]
-        """)
+    candidate = web("[{address: 10.0.0.5}]")
     found = verdict(SERVICES, candidate, out("10.96.0.10:80", "10.0.0.4:8080"))
     assert found.verdict == "rerouted"
     assert found.reason == (
@@ -192,14 +199,7 @@ def test_endpoint_removed_from_its_service_is_rerouted_and_drains() -> None:
 
 
 def test_last_endpoint_removed_says_new_requests_fail() -> None:
-    candidate = bundle("""
-        version: 1
-        outbound:
-          services:
-            - name: web
-              addresses: [10.96.0.10]
-              ports: [{port: 80, target_port: 8080}]
-        """)
+    candidate = web()
     found = verdict(SERVICES, candidate, out("10.96.0.10:80", "10.0.0.4:8080"))
     assert found.verdict == "rerouted"
     assert found.reason.endswith("the service has no endpoints left, new requests get 503")
@@ -316,15 +316,7 @@ def test_unreadable_original_destination_is_an_error() -> None:
 
 
 def test_ipv6_destinations() -> None:
-    live = bundle("""
-        version: 1
-        outbound:
-          services:
-            - name: web
-              addresses: [fd00::10]
-              ports: [{port: 80}]
-              endpoints: [{address: "fd00::4"}]
-        """)
+    live = web('[{address: "fd00::4"}]', addresses="[fd00::10]", port="{port: 80}")
     found = verdict(live, OPEN, out("[fd00::10]:80", "[fd00::4]:80"))
     assert (found.verdict, found.reason) == (
         "rerouted",
@@ -381,7 +373,7 @@ def test_counts_versions_and_disruption() -> None:
           meshed: [{{cidr: 10.0.3.0/24, identity: '{WEB}'}}]
         """)
     result = diff_policies(SERVICES, candidate, reversed(connections))
-    assert [found.id for found in result.connections] == [1, 2, 3, 4, 5, 6]
+    assert [found.connection.id for found in result.connections] == [1, 2, 3, 4, 5, 6]
     assert [found.verdict for found in result.connections] == [
         "denied",
         "denied",

@@ -134,7 +134,7 @@ async def test_diff_against_a_running_proxy_predicts_the_reload(
     status, out, _ = await meshctl("policy", "diff", str(candidate), "--json", "--admin", admin)
     assert status == 3
     result = msgspec.json.decode(out, type=PolicyDiff)
-    mine = {found.id: found.verdict for found in result.connections if found.id > baseline}
+    mine = {found.connection.id: found.verdict for found in result.connections if found.connection.id > baseline}
     assert mine == {denied: "denied", kept: "unchanged", outbound: "unchanged"}
 
     # Apply it: the proxy closes exactly the connection the diff called denied, and nothing else.
