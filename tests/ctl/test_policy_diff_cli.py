@@ -104,7 +104,11 @@ async def test_diff_against_a_running_proxy_predicts_the_reload(
     for listen in (ports.denied_listen, ports.kept_listen, ports.outbound_listen):
         stream = await trio.open_tcp_stream("127.0.0.1", listen)
         await stream.send_all(b"ping")
-        assert await stream.receive_some(4) == b"ping"  # relayed to the application and back
+        echoed = b""
+        with trio.fail_after(CONNECTS):
+            while len(echoed) < 4:  # relayed to the application and back
+                echoed += await stream.receive_some(4 - len(echoed))
+        assert echoed == b"ping"
         streams.append(stream)
     with trio.fail_after(CONNECTS):
         while len(rows := await proxy.open_since(baseline)) < 3:
