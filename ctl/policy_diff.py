@@ -60,7 +60,7 @@ class ConnectionVerdict(msgspec.Struct, frozen=True, kw_only=True):
     verdict: Verdict
     reason: str
     notes: tuple[str, ...] = ()
-    """Other changes for its destination (timeouts, exclusion, a second reason): what new connections to it get."""
+    """Other changes for its destination (timeouts, protocol, exclusion): what new connections to it get."""
 
 
 class VerdictCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,7 +104,8 @@ class PolicyDiff(msgspec.Struct, frozen=True, kw_only=True):
 def diff_policies(live: Policy, candidate: Policy, connections: Iterable[ConnectionInfo]) -> PolicyDiff:
     """Compare ``candidate`` with the ``live`` policy, for the proxy's open ``connections``.
 
-    Raises ValueError when a connection's ``original_dst`` or ``upstream`` is not IP:PORT."""
+    Raises ValueError when a connection's ``original_dst`` is not IP:PORT (an unreadable ``upstream`` is a note).
+    """
     old, new = PolicyIndex(live), PolicyIndex(candidate)
     verdicts = tuple(judge(conn, old, new) for conn in sorted(connections, key=lambda conn: conn.id))
     counts = {_count_field(verdict): sum(v.verdict == verdict for v in verdicts) for verdict in VERDICTS}
