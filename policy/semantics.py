@@ -1,5 +1,5 @@
 """Cross-field checks no type can express: repeated ports, excluded ports that are also configured, bad CIDRs,
-zero timeouts.
+zero timeouts; those of ``outbound.services`` are in ``policy.service_checks``.
 
 Pure: no I/O. Runs on the checked document from ``policy.shape`` (plain dicts and lists whose values are
 converted, or ``INVALID``), so a document with type errors still gets these checks on its well-formed parts
@@ -15,6 +15,7 @@ from typing import Final
 from policy import checked
 from policy.duration import Duration
 from policy.problems import Problem, field_path, item_path, show
+from policy.service_checks import check_services
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -42,6 +43,7 @@ def check_semantics(document: object) -> list[Problem]:
         problems += _check_direction(checked.fields(doc.get(direction)), direction)
     problems += _check_cidrs(checked.fields(doc.get("outbound")).get("exclude_cidrs"), "outbound.exclude_cidrs")
     problems += _check_mesh(doc)
+    problems += check_services(checked.fields(doc.get("outbound")))
     return problems
 
 
