@@ -125,3 +125,10 @@ def test_the_validation_sample_in_the_doc_is_what_decoding_reports() -> None:
     with pytest.raises(PolicyError) as caught:
         decode_policy(bad.group(1).encode(), "yaml", source="policy.yaml")
     assert str(caught.value) + "\n" == output.group(1)
+
+
+def test_the_reference_names_every_type_in_words() -> None:
+    rendered = reference.render_reference()
+    assert re.findall(r"\| [A-Za-z]+Type \|", rendered) == []  # a msgspec type class the labels do not know
+    assert "| `ratio` | number, 0.0 to 10.0 | `0.2` |" in rendered
+    assert "| `unauthenticated` | `true` or `false` | `false` |" in rendered
