@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from policy.authz import pattern_problem
 from policy.duration import Duration
-from policy.problems import Problem, show
+from policy.problems import Problem, item_path, show
 
 
 def fields(value: object) -> dict[str, object]:
@@ -42,3 +42,9 @@ def check_pattern(pattern: object, path: str) -> Iterator[Problem]:
         why = pattern_problem(pattern)
         if why is not None:
             yield Problem(path, f"{show(pattern)} is not an identity pattern: {why}")
+
+
+def entries(value: object, path: str) -> Iterator[tuple[str, dict[str, object]]]:
+    """The path and fields of each Struct in the checked list ``value`` found at ``path``."""
+    for index, entry in enumerate(items(value)):
+        yield item_path(path, index), fields(entry)

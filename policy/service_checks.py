@@ -71,8 +71,8 @@ class _Bundle:
 def check_services(outbound: dict[str, object]) -> Iterator[Problem]:
     """Every problem of ``outbound.services`` (the checked ``outbound`` mapping), service by service."""
     bundle = _Bundle(outbound)
-    for index, entry in enumerate(checked.items(outbound.get("services"))):
-        yield from _ServiceCheck(checked.fields(entry), item_path(_SERVICES, index), bundle).run()
+    for path, service in checked.entries(outbound.get("services"), _SERVICES):
+        yield from _ServiceCheck(service, path, bundle).run()
 
 
 class _ServiceCheck:
@@ -124,10 +124,7 @@ class _ServiceCheck:
         problems: list[Problem] = []
         listed: dict[int, str] = {}
         named: dict[str, str] = {}
-        ports_path = self.field("ports")
-        for index, entry in enumerate(checked.items(self.service.get("ports"))):
-            path = item_path(ports_path, index)
-            fields = checked.fields(entry)
+        for path, fields in checked.entries(self.service.get("ports"), self.field("ports")):
             name = fields.get("name")
             if isinstance(name, str) and name:
                 other = named.setdefault(name, path)
@@ -207,10 +204,7 @@ class _ServiceCheck:
 
     def check_endpoints(self) -> None:
         seen: dict[_Address, str] = {}
-        endpoints_path = self.field("endpoints")
-        for index, entry in enumerate(checked.items(self.service.get("endpoints"))):
-            path = item_path(endpoints_path, index)
-            fields = checked.fields(entry)
+        for path, fields in checked.entries(self.service.get("endpoints"), self.field("endpoints")):
             identity = fields.get("identity")
             checked_identity = list(checked.check_pattern(identity, field_path(path, "identity")))
             resolved = self.resolve_endpoint(fields.get("address"), field_path(path, "address"), seen, path)
@@ -277,11 +271,8 @@ class _ServiceCheck:
         route, or no route's own setting, covers) last, as in the document."""
         timeout = _Timeout.of(self.service, self.field("timeout"), "the service's timeout")
         retry = checked.fields(self.service.get("retry"))
-        routes_path = self.field("routes")
         names: dict[str, str] = {}
-        for index, entry in enumerate(checked.items(self.service.get("routes"))):
-            path = item_path(routes_path, index)
-            route = checked.fields(entry)
+        for path, route in checked.entries(self.service.get("routes"), self.field("routes")):
             self.check_route_name(route.get("name"), field_path(path, "name"), names, path)
             own = _Timeout.of(route, field_path(path, "timeout"), "the route's timeout")
             self.check_timeout(own)
