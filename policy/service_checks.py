@@ -21,6 +21,7 @@ from policy.services import DEFAULT_ROUTE, format_address, parse_endpoint, parse
 
 _SERVICES: Final = "outbound.services"
 _OUTLIER_DEFAULTS: Final = OutlierDetection()
+_NO_EJECTION: Final = "eject a failing endpoint for no time at all (to never eject, set max_ejected_percent: 0)"
 # What a zero duration would do, by (field of the service, field), said so the operator sees why it is refused.
 _ZERO_EFFECT: Final = {
     ("retry_budget", "ttl"): "count no request towards the ratio, so only min_per_second retries would be left "
@@ -28,10 +29,8 @@ _ZERO_EFFECT: Final = {
     ("balancer", "default_rtt"): "make every endpoint that has not answered yet look infinitely fast, so it "
     "would draw every request",
     ("balancer", "decay"): "forget every latency at once, so slow endpoints could not be told from fast ones",
-    ("outlier_detection", "base_ejection"): "eject a failing endpoint for no time at all (to never eject, "
-    "set max_ejected_percent: 0)",
-    ("outlier_detection", "max_ejection"): "eject a failing endpoint for no time at all (to never eject, "
-    "set max_ejected_percent: 0)",
+    ("outlier_detection", "base_ejection"): _NO_EJECTION,
+    ("outlier_detection", "max_ejection"): _NO_EJECTION,
     ("queue", "failfast"): "answer 503 the moment no endpoint is ready, even during a brief ejection or a reload",
 }
 _TIMEOUT_EFFECT: Final = "answer every request 504 at once (use null to wait without limit)"
