@@ -200,6 +200,8 @@ def test_endpoint_identities_come_before_outbound_meshed() -> None:
     for ip, port in [("10.1.0.5", 9090), ("10.1.0.6", 8080)]:
         fallback = INDEX.meshed(ip, port)
         assert fallback is not None and fallback.expected.pattern == "spiffe://td/ns/shop/*"
+    mapped = INDEX.meshed("::ffff:10.1.0.5", 8080)  # an IPv4 endpoint as a dual-stack socket reports it
+    assert mapped is exact
     pg = INDEX.meshed("fd00:2::7", 25432)
     assert pg is not None and pg.expected.pattern == "spiffe://td/ns/db/sa/pg"
     assert INDEX.meshed("fd00:1::6", 8080) is None  # no identity, outside every meshed network
