@@ -107,6 +107,9 @@ class PolicyIndex:
         identity first, then ``outbound.meshed``."""
         if self._endpoint_targets:
             found = self._endpoint_targets.get((ip, port))
+            if found is None and ip.startswith("::ffff:"):
+                # A dual-stack socket's view of an IPv4 endpoint, as ServiceTable.lookup and _MeshedTable take it.
+                found = self._endpoint_targets.get((ip[len("::ffff:") :], port))
             if found is not None:
                 return found
         return self._meshed.lookup(ip, port)
