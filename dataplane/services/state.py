@@ -130,6 +130,10 @@ class Services:
                 self._on_removed([endpoint.address for endpoint in removed])
         return state
 
+    def get(self, name: str, port: int) -> ServiceState | None:
+        """The state of a service port that has carried traffic (None before its first request)."""
+        return self._states.get((name, port))
+
     def rows(self) -> Iterator[BalancerRow]:
         for state in self._states.values():
             yield state.row()
