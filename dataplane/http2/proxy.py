@@ -202,8 +202,24 @@ async def _service_stream(ctx: H2Context, endpoints: _Endpoints, stream: H2Strea
         await _proxy_stream(ctx, _Upstreams(ctx, endpoints.nursery, ctx.connect), stream, key)
         return
     grpc = _is_grpc(headers)
+    try:
+        await _service_tries(ctx, endpoints, stream, call, key, started, grpc=grpc)
+    finally:  # cancelled too (the client connection ended): the request leaves the service's queue
+        call.finish(ok=call.answered)
+
+
+async def _service_tries(
+    ctx: H2Context,
+    endpoints: _Endpoints,
+    stream: H2Stream,
+    call: ServiceCall,
+    key: RequestKey,
+    started: float,
+    *,
+    grpc: bool,
+) -> None:
     if grpc:
-        call.limit_by_grpc_timeout(_get(headers, b"grpc-timeout"))
+        call.limit_by_grpc_timeout(_get(stream.request_headers, b"grpc-timeout"))
     body = await _kept_body(stream, call.route.retry.max_body)
     idle = trio.CancelScope(deadline=started + ctx.stream_idle_timeout + _idle_slack(ctx))
     exchange: _Exchange | None = None
@@ -219,8 +235,8 @@ async def _service_stream(ctx: H2Context, endpoints: _Endpoints, stream: H2Strea
             if not exchange.retry:
                 if call.current is not None:  # answered by this endpoint: its latency and health
                     call.tried(ok=not exchange.failed and exchange.status < 500, rtt=exchange.head_rtt)
+                call.answered = exchange.recorded and not exchange.failed
                 break
-    call.finish(ok=exchange is not None and exchange.recorded and not exchange.failed)
     if idle.cancelled_caught:
         _idled_out(ctx, stream, key, started, exchange)
 

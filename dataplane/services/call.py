@@ -27,6 +27,7 @@ class ServiceCall:
 
     __slots__ = (
         "_finished",
+        "answered",
         "attempts",
         "current",
         "deadline",
@@ -50,6 +51,9 @@ class ServiceCall:
         self.tried_on: list[Address] = []
         self.current: Endpoint | None = None
         self.retried = False
+        self.answered = False
+        """The client got the endpoint's response (not a proxy error): what ``finish`` is told, where the loop
+        that knows it is not the one that finishes."""
         self._finished = False
         state.budget.deposit(self.started)
 

@@ -110,5 +110,5 @@ async def test_grpc_timeout_bounds_the_request_and_is_passed_on_reduced(tmp_path
             head = dict(await stream.receive_response())
             elapsed = trio.current_time() - started
             assert head[b"grpc-status"] == b"4", head  # DEADLINE_EXCEEDED, as gRPC clients read it
-            assert 0.3 <= elapsed < 0.4, elapsed
+            assert 0.3 <= elapsed < 0.5, elapsed  # the deadline, plus scheduling on a busy machine
         nursery.cancel_scope.cancel()

@@ -138,7 +138,7 @@ async def test_the_route_timeout_answers_504(tmp_path: Path) -> None:
             elapsed = trio.current_time() - started
             assert status == 504, headers
             assert "route" in headers["x-triomesh-error"]
-            assert 0.3 <= elapsed < 0.4, elapsed
+            assert 0.3 <= elapsed < 0.5, elapsed  # the deadline, plus scheduling on a busy machine
 
 
 async def test_a_per_try_timeout_moves_on_to_another_endpoint(tmp_path: Path) -> None:
@@ -157,11 +157,11 @@ async def test_no_endpoints_fails_fast_with_503(tmp_path: Path) -> None:
         started = trio.current_time()
         status, headers, _ = await fetch(running.listen)
         assert status == 503 and "no endpoints" in headers["x-triomesh-error"], headers
-        assert 0.2 <= trio.current_time() - started < 0.3
+        assert 0.2 <= trio.current_time() - started < 0.4
         started = trio.current_time()
         status, _, _ = await fetch(running.listen)
         assert status == 503
-        assert trio.current_time() - started < 0.1  # in fail-fast now: at once
+        assert trio.current_time() - started < 0.15  # in fail-fast now: at once (no 200 ms wait)
 
 
 async def test_a_full_queue_sheds_with_503(tmp_path: Path) -> None:
