@@ -79,7 +79,10 @@ async def _open(
     except BaseException:
         _forget(rt.guard, local, dst)
         raise
-    return PooledStream(dst, sock, on_close=functools.partial(_forget, rt.guard, local, dst)), agreed
+    pooled = PooledStream(dst, sock, on_close=functools.partial(_forget, rt.guard, local, dst))
+    if agreed is not None:
+        pooled.peer = agreed[0]
+    return pooled, agreed
 
 
 def carries_http1_over_h2(rt: Runtime, dst: SockAddr, target: MeshedTarget) -> bool:
@@ -143,11 +146,14 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     first_sock, legs.upstream_socket = legs.upstream_socket, None  # the loop guard entry stays with legs
     connector = pool_connector(side, rt, source_ip=side.source_ip(rec.client), offer=alpn.H2)
     opened: list[PooledStream[SockAddr]] = []
+    peers: dict[SockAddr, str] = {}  # a service's endpoints reached over mesh mTLS: their verified identities
     settings = side.port_settings(rt.store.current, dst)
 
     async def connect_to(target: SockAddr) -> trio.SocketStream:
         pooled = await connector(target)
         opened.append(pooled)  # closed (and forgotten by the loop guard) when this client connection ends
+        if pooled.peer is not None:
+            peers[target] = pooled.peer
         return trio.SocketStream(trio.socket.from_stdlib_socket(pooled.sock))
 
     ctx = H2Context(
@@ -165,6 +171,7 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         authorize=_authorizer(rec, rt, settings),
         routing=_routing(rec, rt),
         connect_to=connect_to,
+        peers=peers,
     )
     rec.state = "open"
     try:

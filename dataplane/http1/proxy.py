@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import socket
 from dataclasses import dataclass
 
 import trio
@@ -111,7 +112,7 @@ class _Session(ClientSide):
         self.exchange: _Exchange  # the request in flight (its replay, once sent again)
         self.kept = False  # the request's body was read whole before it was sent (a service's, to retry it)
         self.sent = False  # ``exchange`` is this request's (it has an upstream connection)
-        self.answered_ok = False  # the request got its upstream's response
+        self.answered_ok = False  # the request got its upstream's response, and not a 5xx
         self._unsent: tuple[int, str, str] = (503, "", "")  # (status, why, error) of a request that never went out
 
     async def _exchange(self, request: RequestReceived) -> bool:
@@ -170,7 +171,7 @@ class _Session(ClientSide):
             self.rec.close_reason = "client_reset"
             return False
         exchange = self.exchange
-        self.answered_ok = True
+        self.answered_ok = exchange.status < 500  # a retried request that ends on a 5xx did not succeed
         if exchange.switched:
             return False
         ctx.pool.release(exchange.upstream, reusable=exchange.upstream_reusable)
@@ -181,7 +182,7 @@ class _Session(ClientSide):
         exchange = self.exchange  # the replay's, if the request was sent again
         self.ctx.pool.release(exchange.upstream, reusable=False)
         if not exchange.recorded:
-            self.ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.error)
+            self.ctx.stats.response(exchange.key, status=exc.status, latency_ms=_ms(started), error=exc.error)
         if exchange.responded:
             self.rec.close_reason = "upstream_reset"
             return False  # a started response is never faked complete: close without its end
@@ -194,7 +195,7 @@ class _Session(ClientSide):
         if self.sent:  # else it failed while a service's request body was being read, before any try
             exchange = self.exchange
             self.ctx.pool.release(exchange.upstream, reusable=False)
-            responded, recorded = exchange.responded, exchange.recorded
+            responded, recorded, key = exchange.responded, exchange.recorded, exchange.key
         if not recorded:
             self.ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.reason.value)
         if not responded:
@@ -212,6 +213,9 @@ class _Session(ClientSide):
             self.ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
             return False
         self.rec.dst_opened = True
+        if upstream.peer is not None:  # a service endpoint reached over mesh mTLS: say so in the record and metrics
+            self.rec.meshed_with(upstream.peer)
+            key = self.ctx.stats.relabel(key, "true", upstream.peer)
         self.exchange = _Exchange(self, upstream, request, key, started, target)
         self.sent = True
         return True
@@ -462,7 +466,9 @@ class _Exchange:
             return self.rparser.next_event()
         except Http1Error as exc:
             why, error = bad_response(exc, heard=self.heard)
-            raise _ResponseFailed(502, why, error=error) from exc
+            # A close before any byte (the parser's "incomplete" at EOF) is a reset to the retry rules: over mesh
+            # mTLS an endpoint whose application is gone closes cleanly rather than resetting.
+            raise _ResponseFailed(502, why, error=error, failure=self._reset()) from exc
 
     async def _response_event(self) -> ResponseReceived | DataReceived | MessageEnded | ConnectionClosed:
         while True:
@@ -478,11 +484,12 @@ class _Exchange:
         deadline = self.deadline
         if timeout is not None and sent + timeout < deadline:
             deadline = sent + timeout
+        wait = self._final_head if self.call is None else self._final_head_while_client_stays
         if deadline == math.inf:
-            head_event = await self._final_head()  # no cancel scope to enter and leave per request
+            head_event = await wait()  # no cancel scope to enter and leave per request
         else:
             with trio.move_on_at(deadline) as scope:
-                head_event = await self._final_head()
+                head_event = await wait()
             if scope.cancelled_caught:
                 raise self._timed_out(sent, timeout)
         self.head_rtt = trio.current_time() - sent
@@ -555,6 +562,37 @@ class _Exchange:
         if drain is not None and drain.draining:
             headers.set(b"connection", b"close")
             self.s.closing = True
+
+    async def _final_head_while_client_stays(self) -> ResponseReceived:
+        """``_final_head``, given up when the client closes meanwhile (a service's request: it leaves the
+        service's queue and its endpoint's load at once, not when the endpoint answers, if ever)."""
+        head: ResponseReceived | None = None
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_client, nursery.cancel_scope)
+            try:
+                head = await self._final_head()
+            except Exception as exc:  # handled after the nursery, not as an exception group
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if head is None:
+            raise trio.BrokenResourceError("the client closed while its response was awaited")
+        return head
+
+    async def _watch_client(self, waiting: trio.CancelScope) -> None:
+        """Cancel ``waiting`` if the client closes or resets; return if it sends more (a pipelined request)."""
+        sock = self.s.sock
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            gone = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return
+        except OSError:
+            gone = True
+        if gone:
+            waiting.cancel(reason="the client left")
 
     async def _final_head(self) -> ResponseReceived:
         """Forward 1xx responses (100 Continue, 103) and return the final head (or a 101)."""

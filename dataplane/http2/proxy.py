@@ -23,11 +23,11 @@ with ``grpc_status`` taken from the trailers (or a trailers-only response).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import trio
@@ -61,7 +61,7 @@ UPSTREAM_SETTINGS: Final = H2Settings(ping_interval=10.0, ping_timeout=20.0)
 """Upstream connections: keepalive PINGs as Linkerd sends them, so a silently dead upstream is noticed."""
 
 
-@dataclass
+@dataclasses.dataclass
 class H2Context:
     """What one client connection's HTTP/2 proxying needs from the proxy."""
 
@@ -89,6 +89,8 @@ class H2Context:
     """``upstream`` is a service's virtual address: each stream goes to one of its endpoints."""
     connect_to: Callable[[SockAddr], Awaitable[trio.SocketStream]] | None = None
     """With ``routing``: opens a connection to one endpoint."""
+    peers: dict[SockAddr, str] = dataclasses.field(default_factory=dict)
+    """With ``routing``: the verified identity of each endpoint ``connect_to`` reached over mesh mTLS."""
 
 
 async def serve_h2(client: trio.SocketStream, ctx: H2Context) -> None:
@@ -230,12 +232,14 @@ async def _service_tries(
                 if up is _RETRY:
                     continue
                 break
+            assert ctx.rec.upstream is not None
+            key = _meshed_key(ctx, key, ctx.rec.upstream)
             exchange = _Exchange(ctx, stream, up, key, started, idle, call=call, kept=body is not None)
             await exchange.run(pump=body is None)
             if not exchange.retry:
                 if call.current is not None:  # answered by this endpoint: its latency and health
                     call.tried(ok=not exchange.failed and exchange.status < 500, rtt=exchange.head_rtt)
-                call.answered = exchange.recorded and not exchange.failed
+                call.answered = exchange.recorded and not exchange.failed and exchange.status < 500
                 break
     if idle.cancelled_caught:
         _idled_out(ctx, stream, key, started, exchange)
@@ -283,6 +287,16 @@ async def _open_try(
         ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
         return None
     return up
+
+
+def _meshed_key(ctx: H2Context, key: RequestKey, target: SockAddr) -> RequestKey:
+    """The request's metric key once its endpoint is known: with its mesh identity when it was reached over mTLS
+    (the connection's record says so too)."""
+    peer = ctx.peers.get(target)
+    if peer is None:
+        return key
+    ctx.rec.meshed_with(peer)
+    return ctx.stats.relabel(key, "true", peer)
 
 
 async def _kept_body(stream: H2Stream, limit: int) -> bytes | None:

@@ -52,8 +52,8 @@ class ServiceCall:
         self.current: Endpoint | None = None
         self.retried = False
         self.answered = False
-        """The client got the endpoint's response (not a proxy error): what ``finish`` is told, where the loop
-        that knows it is not the one that finishes."""
+        """The client got the endpoint's response, not a 5xx (nor a proxy error): what ``finish`` is told, where
+        the loop that knows it is not the one that finishes."""
         self._finished = False
         state.budget.deposit(self.started)
 
@@ -130,8 +130,8 @@ class ServiceCall:
         return True
 
     def finish(self, *, ok: bool) -> None:
-        """The request is over (answered, failed or abandoned); ``ok``: the client got a response that is not a
-        proxy error. Idempotent."""
+        """The request is over (answered, failed or abandoned); ``ok``: the client got the endpoint's response and
+        it is not a 5xx (a retried request counts as a retry success only then). Idempotent."""
         if self._finished:
             return
         self._finished = True

@@ -106,6 +106,20 @@ class HttpStats:
         self.requests[key] = self.requests.get(key, 0) + 1
         return key
 
+    def relabel(self, key: RequestKey, tls: str, peer_id: str) -> RequestKey:
+        """A request counted under ``key`` turned out to go over mesh mTLS to ``peer_id`` (a service request, whose
+        endpoint is chosen after it was counted): counted under the key saying so instead."""
+        moved = key._replace(tls=tls, peer_id=peer_id)
+        if moved == key:
+            return key
+        left = self.requests.get(key, 0) - 1
+        if left > 0:
+            self.requests[key] = left
+        else:
+            self.requests.pop(key, None)
+        self.requests[moved] = self.requests.get(moved, 0) + 1
+        return moved
+
     def forget_idle(self) -> int:
         """Drop the series of every request key with no request for a retain period (see ``Retention``), and
         free their authorities' places under ``MAX_AUTHORITIES``; returns how many keys went."""

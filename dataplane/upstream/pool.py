@@ -39,7 +39,7 @@ class PooledStream(Generic[K]):
     instead is taken over: its socket is detached from it) and closes it in ``close``.
     """
 
-    __slots__ = ("key", "on_close", "reused", "sock")
+    __slots__ = ("key", "on_close", "peer", "reused", "sock")
 
     def __init__(
         self, key: K, sock: socket.socket | trio.SocketStream, on_close: Callable[[], None] | None = None
@@ -52,6 +52,7 @@ class PooledStream(Generic[K]):
         self.sock = sock
         self.on_close = on_close
         self.reused = False  # handed out from the pool rather than freshly connected
+        self.peer: str | None = None  # over mesh mTLS: the server's verified identity
 
     def looks_idle(self) -> bool:
         """True when the socket has nothing to read: not closed, reset, or talking out of turn."""

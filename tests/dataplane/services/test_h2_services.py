@@ -112,3 +112,25 @@ async def test_grpc_timeout_bounds_the_request_and_is_passed_on_reduced(tmp_path
             assert head[b"grpc-status"] == b"4", head  # DEADLINE_EXCEEDED, as gRPC clients read it
             assert 0.3 <= elapsed < 0.5, elapsed  # the deadline, plus scheduling on a busy machine
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_leaves_mid_request_leaves_the_queue(tmp_path: Path) -> None:
+    async with h2_endpoints("a") as apps, trio.open_nursery() as nursery:
+        apps[0].app.mode = "hang"
+        async with service_proxy(tmp_path, service_policy([h.app for h in apps])) as running:
+            transport = await trio.open_tcp_stream(*running.listen)
+            client = H2Connection(transport, client_side=True)
+            await nursery.start(client.run)
+            for _ in range(3):
+                await client.open_stream(GET, end_stream=True)
+            with trio.fail_after(2):
+                while apps[0].app.requests < 3:
+                    await trio.sleep(0.01)
+            state = running.proxy.runtime.services.get("web", 80)
+            assert state is not None and state.in_flight == 3
+            await transport.aclose()
+            with trio.fail_after(2):
+                while state.in_flight:
+                    await trio.sleep(0.01)
+            assert state.balancer.endpoints[0].pending == 0
+        nursery.cancel_scope.cancel()

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import trio
 
-from tests.dataplane.services.endpoints import Client, endpoints, fetch, refusing, service_policy, service_proxy
+from tests.dataplane.services.endpoints import Client, Mode, endpoints, fetch, refusing, service_policy, service_proxy
 
 
 def _retries(running: object, event: str) -> int:
@@ -85,10 +86,11 @@ async def test_post_is_not_retried_on_a_status(tmp_path: Path) -> None:
             assert _retries(running, "requests") == 0
 
 
-async def test_a_reset_before_the_response_is_retried_for_get(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["reset", "close"])
+async def test_a_reset_or_close_before_the_response_is_retried_for_get(tmp_path: Path, mode: Mode) -> None:
     extra = "      retry: {conditions: [reset]}\n"
     async with endpoints("a", "b") as apps:
-        apps[0].mode = "reset"
+        apps[0].mode = mode
         async with service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
             for _ in range(10):
                 status, _, body = await fetch(running.listen)
@@ -125,6 +127,7 @@ async def test_the_retry_budget_bounds_retries_when_everything_fails(tmp_path: P
             # 20% of 100 requests plus the floor of 1/s over the 10 s window: at most 30.
             assert retries <= 0.2 * 100 + 10, retries
             assert _retries(running, "overflow") > 0
+            assert _retries(running, "successes") == 0  # every retry ended on a 503 too
             assert sum(app.requests for app in apps) == 100 + retries
 
 
@@ -242,3 +245,22 @@ async def test_a_body_too_big_to_keep_streams_and_is_not_retried(tmp_path: Path)
         client = await Client.open(running.listen)
         assert (await client.request("PUT", "/", b"x" * 1000))[::2] == (200, b"a")
         await client.aclose()
+
+
+async def test_a_client_that_leaves_mid_request_leaves_the_queue(tmp_path: Path) -> None:
+    async with endpoints("a") as apps, service_proxy(tmp_path, service_policy(apps)) as running:
+        apps[0].mode = "hang"
+        streams = [await trio.open_tcp_stream(*running.listen) for _ in range(3)]
+        for stream in streams:
+            await stream.send_all(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n")
+        with trio.fail_after(2):
+            while apps[0].requests < 3:
+                await trio.sleep(0.01)
+        state = running.proxy.runtime.services.get("web", 80)
+        assert state is not None and state.in_flight == 3
+        for stream in streams:
+            await stream.aclose()
+        with trio.fail_after(2):
+            while state.in_flight:
+                await trio.sleep(0.01)
+        assert state.balancer.endpoints[0].pending == 0
