@@ -1,10 +1,11 @@
 """Endpoint choice for one service port: power of two choices over peak-EWMA cost, honouring weights.
 
-Two distinct endpoints are drawn with probability proportional to their weights and the cheaper one wins
-(cost = EWMA latency times the requests pending on it, plus one). Weight is applied once, in the draw: also
-dividing the cost by the weight would make the heavier of any equally fast pair win every time, so an idle
-or lightly loaded service would send nothing to its lightest endpoint instead of its share. On a tie the first
-draw wins, so equally costly endpoints get traffic in proportion to their weights.
+Two distinct endpoints are drawn, each included with probability proportional to its weight (pair.py), and
+the one with the lower expected latency wins: the EWMA times (1 + pending / weight). Weight enters the cost
+only through the pending requests: dividing the whole cost by the weight (Linkerd-style ``cost / weight``)
+would make the heavier of two equally fast idle endpoints win every time, so a lightly loaded service would
+send its lightest endpoint nothing instead of its share. A tie goes either way with equal chance, which with
+the weighted inclusion gives equally costly endpoints traffic exactly in proportion to their weights.
 
 Endpoint objects are the live state (latency, health, pending requests) and survive policy reloads for every
 address that stays; :meth:`Balancer.update` hands back the removed ones so their connections can drain.
@@ -12,13 +13,12 @@ address that stays; :meth:`Balancer.update` hands back the removed ones so their
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import random
 from collections.abc import Collection, Sequence
 
 from dataplane.balance.ewma import PeakEwma
 from dataplane.balance.outlier import Health, max_ejected
+from dataplane.balance.pair import draw_pair
 
 Address = tuple[str, int]
 
@@ -44,10 +44,21 @@ class Endpoint:
         return f"Endpoint({self.address!r}, identity={self.identity!r}, weight={self.weight}, pending={self.pending})"
 
 
+def _load(ep: Endpoint, now: float, mean_weight: float) -> float:
+    """The latency a new request can expect: the EWMA scaled by the requests already waiting per unit of weight
+    (an endpoint of weight 3 with 3 pending is as busy as one of weight 1 with 1), so that equally fast
+    endpoints carry requests in proportion to their weights under any load."""
+    # The EWMA decays towards zero while an endpoint gets no requests (so a slow one is tried again). A light
+    # endpoint naturally waits longer between requests: counted in full, that idle time would make it look a
+    # little cheaper than a heavy one, and win every close comparison. Scaled by weight, equally fast endpoints
+    # age alike.
+    return ep.ewma.estimate(now, idle_scale=ep.weight / mean_weight) * (1.0 + ep.pending / ep.weight)
+
+
 class Balancer:
     """The endpoints of one service port and the choice among them."""
 
-    __slots__ = ("_by_address", "_max_ejected_percent", "_rng", "endpoints")
+    __slots__ = ("_by_address", "_max_ejected_percent", "_mean_weight", "_rng", "endpoints")
 
     def __init__(
         self,
@@ -65,6 +76,7 @@ class Balancer:
         self._by_address: dict[Address, Endpoint] = {}
         self.endpoints: tuple[Endpoint, ...] = ()
         self._max_ejected_percent = max_ejected_percent
+        self._mean_weight = 1.0
         self.update(
             (),
             now,
@@ -125,6 +137,7 @@ class Balancer:
         removed = [ep for address, ep in self._by_address.items() if address not in kept]
         self._by_address = kept
         self.endpoints = tuple(kept.values())
+        self._mean_weight = sum(ep.weight for ep in self.endpoints) / len(self.endpoints) if self.endpoints else 1.0
         return removed
 
     def pick(self, now: float, avoid: Collection[Address] = ()) -> Endpoint | None:
@@ -137,27 +150,12 @@ class Balancer:
             candidates = ready
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
-        first, second = self._draw_two(candidates)
-        if second.ewma.cost(now, second.pending) < first.ewma.cost(now, first.pending):
-            return second
-        return first
-
-    def _draw_two(self, candidates: list[Endpoint]) -> tuple[Endpoint, Endpoint]:
-        """Two distinct candidates, each draw proportional to weight (the second among the rest)."""
-        cumulative = list(itertools.accumulate(ep.weight for ep in candidates))
-        total = cumulative[-1]
-        i = bisect.bisect_right(cumulative, self._rng.random() * total)
-        i = min(i, len(candidates) - 1)
-        # Draw the second over the weights with the first left out: map a point in [0, total - w_i) past it.
-        w_i = candidates[i].weight
-        point = self._rng.random() * (total - w_i)
-        start_i = cumulative[i] - w_i
-        if point >= start_i:
-            point += w_i
-        j = min(bisect.bisect_right(cumulative, point), len(candidates) - 1)
-        if j == i:  # only through float rounding at a boundary
-            j = (i + 1) % len(candidates)
-        return candidates[i], candidates[j]
+        i, j = draw_pair([ep.weight for ep in candidates], self._rng)
+        first, second = candidates[i], candidates[j]
+        first_load, second_load = _load(first, now, self._mean_weight), _load(second, now, self._mean_weight)
+        if first_load == second_load:
+            return first if self._rng.random() < 0.5 else second
+        return first if first_load < second_load else second
 
     def begin(self, ep: Endpoint) -> None:
         """A request (or connection) is sent to ``ep``."""

@@ -24,9 +24,9 @@ class PeakEwma:
         self.decay = decay
         """The time constant (seconds): after ``decay`` seconds an old latency weighs 1/e."""
 
-    def _weight(self, now: float) -> float:
+    def _weight(self, now: float, idle_scale: float = 1.0) -> float:
         """How much of the stored estimate still counts at ``now``."""
-        return math.exp(-max(0.0, now - self._stamp) / self.decay)
+        return math.exp(-max(0.0, now - self._stamp) * idle_scale / self.decay)
 
     def observe(self, rtt: float, now: float) -> None:
         if rtt > self._estimate:
@@ -37,9 +37,11 @@ class PeakEwma:
             self._estimate = min(self._estimate, self._estimate * w + rtt * (1.0 - w))
         self._stamp = max(self._stamp, now)
 
-    def estimate(self, now: float) -> float:
-        """The estimate decayed to ``now`` (towards zero since the last observation)."""
-        return self._estimate * self._weight(now)
+    def estimate(self, now: float, *, idle_scale: float = 1.0) -> float:
+        """The estimate decayed to ``now`` (towards zero since the last observation). ``idle_scale`` makes the
+        elapsed time count more or less: the balancer scales it by weight, because a light endpoint waits longer
+        between requests and would otherwise always look a little cheaper than a heavy one."""
+        return self._estimate * self._weight(now, idle_scale)
 
     def cost(self, now: float, pending: int) -> float:
         """The estimate scaled by the requests already waiting on the endpoint (one more is about to)."""

@@ -36,6 +36,12 @@ def test_an_idle_estimate_decays_towards_zero() -> None:
     assert ewma.estimate(-1.0) == 0.2  # a clock read before the last stamp is not the future
 
 
+def test_idle_scale_speeds_up_or_slows_down_the_idle_decay() -> None:
+    ewma = PeakEwma(0.2, 1.0, now=0.0)
+    assert ewma.estimate(1.0, idle_scale=2.0) == pytest.approx(ewma.estimate(2.0))
+    assert ewma.estimate(2.0, idle_scale=0.5) == pytest.approx(ewma.estimate(1.0))
+
+
 def test_bad_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="decay"):
         PeakEwma(0.03, 0.0, now=0.0)
