@@ -4,7 +4,7 @@
 its pod name, its own address and the peer address it sees (under TPROXY that is the calling pod's address,
 under REDIRECT the local proxy's), then answers each line with ``<name> echoes: <line>`` until the client closes:
 a server-speaks-first protocol, which the proxies relay as opaque TCP. ``--http-port`` serves HTTP/1.1
-(``demo_http``), which they proxy as HTTP.
+(``demo_http``), which they proxy as HTTP, and which can be told to fail, slow down or hang (``app_faults``).
 """
 
 from __future__ import annotations
