@@ -7,8 +7,8 @@ import pytest
 
 from ctl.lab import state as lab_state
 from ctl.lab.command import LabError
-from ctl.lab.state import LabState, PodState, load_state, save_state, state_path
 from ctl.lab.service import lab_service
+from ctl.lab.state import LabState, PodState, load_state, save_state, state_path
 from ctl.lab.topology import Mode, plan
 
 
