@@ -63,7 +63,7 @@ def _connection_row(conn: ConnectionInfo, now: float) -> list[str]:
         str(conn.id),
         _DIRECTION.get(conn.direction, conn.direction),
         conn.client,
-        conn.original_dst,
+        f"{conn.original_dst} ({conn.service})" if conn.service else conn.original_dst,  # a service: its endpoint
         conn.upstream or _NONE,
         _protocol(conn),
         conn.client_id or conn.server_id or _NONE,  # the verified identity of the proxy at the other end

@@ -54,6 +54,7 @@ from dataplane.net.sockopts import check_mark_permitted
 from dataplane.outbound import OutboundSide
 from dataplane.revoke import revoke_on_reload
 from dataplane.runtime import HttpShared, Runtime
+from dataplane.services.state import Services
 from dataplane.settings import ProxySettings
 from dataplane.signals import watch_shutdown_signals
 from dataplane.tcp.engine import RelayEngine
@@ -61,6 +62,7 @@ from dataplane.telemetry.authz import AuthzCollector
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.telemetry.identity_metrics import IdentityCollector
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
+from dataplane.telemetry.services import ServiceCollector
 from dataplane.telemetry.sweep import forget_idle_series
 from dataplane.upstream.pool import ConnectionPool
 from dataplane.version import VERSION
@@ -122,6 +124,7 @@ class Proxy:
             http=self.http,
             identity=self.identity,
             bridges=self.bridges,
+            services=Services(on_removed=self._endpoints_removed),
         )
         # Shared keep-alive pools; the inbound one serves redirect mode only (under TPROXY each client connection
         # has its own, bound to the client's address).
@@ -139,6 +142,7 @@ class Proxy:
         if self.identity is not None:
             self.metrics.registry.register(IdentityCollector(self.identity.reading))
         self.metrics.registry.register(AuthzCollector(self.runtime.authz))
+        self.metrics.registry.register(ServiceCollector(self.runtime.services.counters, self.runtime.services.rows))
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,
@@ -148,6 +152,14 @@ class Proxy:
             listeners=[ListenerInfo(name=name, address=str(listener_address(lst))) for name, _, lst in self.listeners],
             identity=self.identity,
         )
+
+    def _endpoints_removed(self, endpoints: list[tuple[str, int]]) -> None:
+        """A reload removed these service endpoints: their idle keep-alive connections close now (busy ones finish
+        their requests first: removed endpoints drain, they are not cut)."""
+        pool = self.http.pools.get("outbound")
+        if pool is not None:
+            for endpoint in endpoints:
+                pool.close_key(SockAddr(*endpoint))
 
     def _identity_problem(self) -> str | None:
         """Why the proxy lacks the identity it needs (for /ready), or None."""

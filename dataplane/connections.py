@@ -57,12 +57,14 @@ class ConnRecord:
         "last_activity",
         "local",
         "on_cancel",
+        "on_close",
         "opened_at",
         "original_dst",
         "peer_id",
         "policy_version",
         "protocol",
         "requests",
+        "service",
         "sni",
         "src_errno",
         "state",
@@ -101,6 +103,9 @@ class ConnRecord:
         # How to close this connection from outside: its handler's CancelScope while the handler runs, the
         # relay engine's close once the engine owns the sockets; None once closed.
         self.on_cancel: Callable[[str], None] | None = None
+        self.service: str | None = None  # "name:port" when the original destination is a service's address
+        # Called once when the connection closes (a service's balancer counts it open until then).
+        self.on_close: Callable[[], None] | None = None
 
     @property
     def target(self) -> SockAddr:
@@ -150,6 +155,7 @@ class ConnRecord:
             tls=self.tls,
             client_id=self.peer_id if self.direction == "inbound" else None,
             server_id=self.peer_id if self.direction == "outbound" else None,
+            service=self.service,
             policy_version=self.policy_version,
             worker=worker,
         )
@@ -205,6 +211,9 @@ class ConnectionTable:
         rec.state = "closed"
         rec.closed_at = time.time()
         rec.on_cancel = None
+        if rec.on_close is not None:
+            on_close, rec.on_close = rec.on_close, None
+            on_close()
         if rec.close_reason is None:
             rec.close_reason = "completed"
         self.closed_total += 1

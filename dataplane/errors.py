@@ -59,6 +59,18 @@ class NoIdentityError(ConnectError):
     reason = "no_identity"
 
 
+class NoEndpointError(ConnectError):
+    """A service has no endpoint to send to: none listed, or all ejected past the fail-fast timeout."""
+
+    reason = "no_endpoints"
+
+
+class QueueFullError(ConnectError):
+    """A service's request queue is at capacity: the request is shed (503) rather than queued."""
+
+    reason = "queue_full"
+
+
 class PlaintextRefusedError(ProxyError):
     """A strict mTLS port got something other than a mesh proxy's ClientHello."""
 

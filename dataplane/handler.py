@@ -24,6 +24,7 @@ from typing import Final, Protocol
 import trio
 
 from dataplane.admin.schema import Direction
+from dataplane.balance.retry_rule import Failure
 from dataplane.connections import ConnRecord
 from dataplane.detect.detect import Detection, detect
 from dataplane.detect.sniff import Protocol as DetectedProtocol
@@ -42,11 +43,13 @@ from dataplane.mtls.terminate import terminate
 from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.runtime import Runtime
+from dataplane.services.call import ServiceCall
 from dataplane.tcp.relay import Outcome, relay
 from dataplane.tls import alpn
 from policy.index import MeshedTarget, PortSettings
 from policy.model import MtlsMode
 from policy.model import Protocol as PortProtocol
+from policy.services import ServicePlan
 from policy.store import Snapshot
 
 log = logging.getLogger(__name__)
@@ -126,6 +129,12 @@ async def _proxy(legs: Legs, rec: ConnRecord, side: Side, rt: Runtime) -> None:
         _authorize_tcp(rec, rt, settings, protocol)
         await _connect(legs, rec, side, rt, dst, settings)
         await _dispatch(legs, rec, rt, protocol)
+        return
+    service = (
+        snapshot.index.service(dst.ip, dst.port) if side.direction == "outbound" and not settings.excluded else None
+    )
+    if service is not None:
+        await _proxy_service(legs, rec, side, rt, settings, service)
         return
     meshed = meshed_target(side.direction, snapshot, dst, settings)
     if meshed is not None:
@@ -249,6 +258,62 @@ async def _proxy_meshed(
     await _dispatch(legs, rec, rt, protocol)
 
 
+async def _proxy_service(
+    legs: Legs, rec: ConnRecord, side: Side, rt: Runtime, settings: PortSettings, plan: ServicePlan
+) -> None:
+    """Outbound to a service's virtual address, which exists nowhere: detect first (no connect to make), then HTTP
+    is balanced per request (``layer7``), anything else per connection here."""
+    rec.service = f"{plan.name}:{plan.port}"
+    protocol = DetectedProtocol.OPAQUE
+    if settings.protocol is PortProtocol.DETECT:
+        detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
+        rt.table.detected(rec, detection)
+        protocol = detection.protocol
+    if protocol in (DetectedProtocol.HTTP1, DetectedProtocol.H2) and rt.http is not None:
+        rec.upstream = rec.original_dst  # until the first request picks an endpoint
+        await PROTOCOL_HANDLERS[protocol](legs, rec, rt)
+        return
+    call = ServiceCall(rt.services.state(plan), plan.default_route)
+    # The connection counts as in flight on its endpoint (the balancer's load) until it closes.
+    rec.on_close = functools.partial(call.finish, ok=True)
+    while True:
+        endpoint = await call.endpoint()
+        started = trio.current_time()
+        try:
+            await _connect_endpoint(legs, rec, side, rt, endpoint, settings, protocol)
+        except ConnectError as exc:
+            call.tried(ok=False)
+            if call.may_retry(Failure.CONNECT, method="", body_kept=True):
+                log.info("conn=%d %s endpoint %s: %s; trying another", rec.id, rec.service, endpoint, exc)
+                continue
+            raise
+        call.connected(trio.current_time() - started)
+        break
+    await _relay_opaque(legs, rec, rt)
+
+
+async def _connect_endpoint(
+    legs: Legs,
+    rec: ConnRecord,
+    side: Side,
+    rt: Runtime,
+    endpoint: SockAddr,
+    settings: PortSettings,
+    protocol: DetectedProtocol,
+) -> None:
+    """Connect to a service endpoint, over mesh mTLS when it (or ``outbound.meshed``) names an identity;
+    ``legs.upstream_socket`` is the plain side either way."""
+    legs.close_upstream()  # a failed try's, if any
+    sock = await _connect(legs, rec, side, rt, endpoint, settings)
+    target = meshed_target(side.direction, rt.store.current, endpoint, settings)
+    if target is None:
+        return
+    legs.upstream_socket = None  # originate owns it now
+    plain, peer, _ = await originate(rt, sock, endpoint, target, alpn_for(protocol), timeout=settings.detect_timeout)
+    legs.upstream_socket = plain
+    rec.meshed_with(peer)
+
+
 async def _relay_opaque(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     """Relay bytes untouched: with the relay engine when there is one, else with two trio tasks."""
     upstream = legs.upstream_socket
@@ -317,6 +382,15 @@ class Legs:
     def remember_upstream(self, local: SockAddr, remote: SockAddr) -> None:
         self.upstream_key = (local, remote)
         self._guard.add_upstream(local, remote)
+
+    def close_upstream(self) -> None:
+        """Drop the upstream connection made so far (a service endpoint's that failed its mTLS handshake)."""
+        if self.upstream_key is not None:
+            self._guard.discard_upstream(*self.upstream_key)
+            self.upstream_key = None
+        if self.upstream_socket is not None:
+            _close_socket(self.upstream_socket, reset=True)
+            self.upstream_socket = None
 
     def close(self) -> None:
         if self.upstream_key is not None:

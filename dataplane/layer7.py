@@ -29,6 +29,7 @@ from dataplane.net.addr import SockAddr
 from dataplane.net.connect import open_upstream
 from dataplane.net.loop_guard import LoopGuard
 from dataplane.runtime import Runtime
+from dataplane.services.routing import ServiceRouting
 from dataplane.tls import alpn
 from dataplane.upstream.pool import Connect, ConnectionPool, PooledStream
 from policy.index import MeshedTarget, PortSettings
@@ -58,6 +59,8 @@ async def _open(
     ALPN name it chose."""
     snapshot = rt.store.current
     settings = side.port_settings(snapshot, dst)
+    if side.direction == "outbound":
+        settings = snapshot.index.endpoint_settings(dst.ip, dst.port) or settings
     meshed = meshed_target(side.direction, snapshot, dst, settings)
     local: list[SockAddr] = []
 
@@ -142,8 +145,8 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     opened: list[PooledStream[SockAddr]] = []
     settings = side.port_settings(rt.store.current, dst)
 
-    async def connect() -> trio.SocketStream:
-        pooled = await connector(dst)
+    async def connect_to(target: SockAddr) -> trio.SocketStream:
+        pooled = await connector(target)
         opened.append(pooled)  # closed (and forgotten by the loop guard) when this client connection ends
         return trio.SocketStream(trio.socket.from_stdlib_socket(pooled.sock))
 
@@ -151,7 +154,7 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         rec=rec,
         upstream=dst,
         first=trio.SocketStream(trio.socket.from_stdlib_socket(first_sock)) if first_sock is not None else None,
-        connect=connect,
+        connect=functools.partial(connect_to, dst),
         stats=http.stats,
         ids=http.ids,
         counters=http.h2_clients,
@@ -160,6 +163,8 @@ async def proxy_h2(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         response_timeout=settings.response_timeout,
         stream_idle_timeout=settings.stream_idle_timeout,
         authorize=_authorizer(rec, rt, settings),
+        routing=_routing(rec, rt),
+        connect_to=connect_to,
     )
     rec.state = "open"
     try:
@@ -179,6 +184,7 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
     first, pool, own_pool = _http1_upstreams(legs, rec, rt)
     rec.state = "open"
     settings = side.port_settings(rt.store.current, dst)
+    routing = _routing(rec, rt)
     ctx = Http1Context(
         rec,
         dst,
@@ -188,9 +194,11 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         response_timeout=settings.response_timeout,
         drain=http.drain,
         authorize=_authorizer(rec, rt, settings),
+        routing=routing,
     )
     engine = http.h1_engine
-    if engine is not None and own_pool is None:
+    # A service's requests need the per-request balancing, retries and timeouts only serve_http1 has.
+    if engine is not None and own_pool is None and routing is None:
         await engine.serve(legs.client, ctx, first=first)
         return
     if first is not None:
@@ -256,6 +264,13 @@ def _http1_upstreams(
         return first, http.pools[side.direction], None
     own_pool = ConnectionPool(pool_connector(side, rt, source_ip=source_ip))
     return first, own_pool, own_pool
+
+
+def _routing(rec: ConnRecord, rt: Runtime) -> ServiceRouting | None:
+    """Per-request endpoints for a connection to a service's virtual address; None: the original destination."""
+    if rec.service is None or rec.original_dst is None:
+        return None
+    return ServiceRouting(rt.services, rt.store, rec.original_dst)
 
 
 def _authorizer(rec: ConnRecord, rt: Runtime, settings: PortSettings) -> RequestAuthorizer | None:

@@ -14,6 +14,7 @@ from dataplane.http2.counters import H2Counters
 from dataplane.http2.shared import SharedH2Upstreams
 from dataplane.net.addr import SockAddr
 from dataplane.net.loop_guard import LoopGuard
+from dataplane.services.state import Services
 from dataplane.settings import InboundMode
 from dataplane.tcp.engine import RelayEngine
 from dataplane.telemetry.authz import AuthzCounters
@@ -65,3 +66,5 @@ class Runtime:
     """Pumps the mesh TLS connections (``dataplane.tls.bridge``); only with --identity."""
     authz: AuthzCounters = field(default_factory=AuthzCounters)
     """Inbound authorization decisions, for the metrics."""
+    services: Services = field(default_factory=Services)
+    """The balancer state of every service port (``outbound.services``), kept across policy generations."""

@@ -107,9 +107,20 @@ class PolicyIndex:
         identity first, then ``outbound.meshed``."""
         if self._endpoint_targets:
             found = self._endpoint_targets.get((ip, port))
+            if found is None and ip.startswith("::ffff:"):
+                # A dual-stack socket's view of an IPv4 endpoint, as ServiceTable.lookup and _MeshedTable take it.
+                found = self._endpoint_targets.get((ip[len("::ffff:") :], port))
             if found is not None:
                 return found
         return self._meshed.lookup(ip, port)
+
+    def endpoint_settings(self, ip: str, port: int) -> PortSettings | None:
+        """A service endpoint's connection settings: those of the service port it serves (its connect timeout,
+        not its own port's), or None when ``ip``:``port`` is no endpoint."""
+        service_port = self.services.endpoint_ports.get((ip, port))
+        if service_port is None:
+            return None
+        return self._outbound.lookup(service_port, excluded_destination=False)
 
     def service(self, ip: str, port: int) -> ServicePlan | None:
         """The service port whose virtual address is ``ip``:``port``, or None: the destination passes through."""

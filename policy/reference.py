@@ -91,9 +91,12 @@ def type_label(tp: mi.Type) -> str:
     match tp:
         case mi.Metadata():
             return type_label(tp.type)
-        case mi.IntType():
+        case mi.IntType() | mi.FloatType():
             low, high = tp.ge, tp.le
-            return f"integer, {low} to {high}" if low is not None and high is not None else "integer"
+            kind = "integer" if isinstance(tp, mi.IntType) else "number"
+            return f"{kind}, {low} to {high}" if low is not None and high is not None else kind
+        case mi.BoolType():
+            return "`true` or `false`"
         case mi.StrType():
             limits = [f"{tp.min_length} to {tp.max_length} characters"] if tp.min_length is not None else []
             if tp.min_length is None and tp.max_length is not None:

@@ -1,5 +1,5 @@
 """Cross-field checks no type can express: repeated ports, excluded ports that are also configured, bad CIDRs,
-zero timeouts.
+zero timeouts; those of ``outbound.services`` are in ``policy.service_checks``.
 
 Pure: no I/O. Runs on the checked document from ``policy.shape`` (plain dicts and lists whose values are
 converted, or ``INVALID``), so a document with type errors still gets these checks on its well-formed parts
@@ -12,9 +12,10 @@ import ipaddress
 from collections.abc import Iterator
 from typing import Final
 
-from policy.authz import pattern_problem
+from policy import checked
 from policy.duration import Duration
 from policy.problems import Problem, field_path, item_path, show
+from policy.service_checks import check_services
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -33,82 +34,60 @@ _DIRECTIONS: Final = ("inbound", "outbound")
 
 def check_semantics(document: object) -> list[Problem]:
     """Every cross-field problem in a checked document, in document order."""
-    doc = _fields(document)
+    doc = checked.fields(document)
     problems = list(_check_name(doc.get("name")))
-    timeouts = _fields(doc.get("timeouts"))
+    timeouts = checked.fields(doc.get("timeouts"))
     for kind in _ZERO_EFFECT:
         problems += _check_timeout(timeouts.get(kind), field_path("timeouts", kind), kind)
     for direction in _DIRECTIONS:
-        problems += _check_direction(_fields(doc.get(direction)), direction)
-    problems += _check_cidrs(_fields(doc.get("outbound")).get("exclude_cidrs"), "outbound.exclude_cidrs")
+        problems += _check_direction(checked.fields(doc.get(direction)), direction)
+    problems += _check_cidrs(checked.fields(doc.get("outbound")).get("exclude_cidrs"), "outbound.exclude_cidrs")
     problems += _check_mesh(doc)
+    problems += check_services(checked.fields(doc.get("outbound")))
     return problems
 
 
 def _check_mesh(doc: dict[str, object]) -> Iterator[Problem]:
     """Identity patterns, rules that match nobody, inbound-only settings on outbound ports, meshed networks."""
-    inbound = _fields(doc.get("inbound"))
+    inbound = checked.fields(doc.get("inbound"))
     yield from _check_rules(inbound.get("authorization"), "inbound.authorization")
-    for index, entry in enumerate(_items(inbound.get("ports"))):
+    for index, entry in enumerate(checked.items(inbound.get("ports"))):
         path = item_path("inbound.ports", index)
-        yield from _check_rules(_fields(entry).get("authorization"), field_path(path, "authorization"))
-    for index, entry in enumerate(_items(_fields(doc.get("outbound")).get("ports"))):
+        yield from _check_rules(checked.fields(entry).get("authorization"), field_path(path, "authorization"))
+    for index, entry in enumerate(checked.items(checked.fields(doc.get("outbound")).get("ports"))):
         path = item_path("outbound.ports", index)
         for field in ("mtls", "authorization"):
-            if _fields(entry).get(field) is not None:
+            if checked.fields(entry).get(field) is not None:
                 yield Problem(
                     field_path(path, field),
                     f"{field} applies to inbound ports only (the server side decides who may connect); "
                     "move it to inbound.ports",
                 )
-    for index, entry in enumerate(_items(_fields(doc.get("outbound")).get("meshed"))):
+    for index, entry in enumerate(checked.items(checked.fields(doc.get("outbound")).get("meshed"))):
         path = item_path("outbound.meshed", index)
-        fields = _fields(entry)
+        fields = checked.fields(entry)
         cidr = fields.get("cidr")
         if isinstance(cidr, str):
             try:
                 ipaddress.ip_network(cidr, strict=True)
             except ValueError:
                 yield Problem(field_path(path, "cidr"), _why_not_a_network(cidr))
-        yield from _check_pattern(fields.get("identity"), field_path(path, "identity"))
+        yield from checked.check_pattern(fields.get("identity"), field_path(path, "identity"))
 
 
 def _check_rules(rules: object, path: str) -> Iterator[Problem]:
-    for index, rule in enumerate(_items(rules)):
+    for index, rule in enumerate(checked.items(rules)):
         rule_path = item_path(path, index)
-        fields = _fields(rule)
-        identities = _items(fields.get("identities"))
+        fields = checked.fields(rule)
+        identities = checked.items(fields.get("identities"))
         for at, pattern in enumerate(identities):
-            yield from _check_pattern(pattern, item_path(field_path(rule_path, "identities"), at))
+            yield from checked.check_pattern(pattern, item_path(field_path(rule_path, "identities"), at))
         if not identities and fields.get("unauthenticated") is not True:
             yield Problem(
                 rule_path,
                 "this rule matches no client: list identities (or * for any mesh identity) or set "
                 "unauthenticated: true",
             )
-
-
-def _check_pattern(pattern: object, path: str) -> Iterator[Problem]:
-    if isinstance(pattern, str):
-        why = pattern_problem(pattern)
-        if why is not None:
-            yield Problem(path, f"{show(pattern)} is not an identity pattern: {why}")
-
-
-def _fields(value: object) -> dict[str, object]:
-    """A checked Struct's fields, or none if it was missing or invalid."""
-    if not isinstance(value, dict):
-        return {}
-    return {str(key): item for key, item in value.items()}
-
-
-def _items(value: object) -> list[object]:
-    return list(value) if isinstance(value, list) else []
-
-
-def _port(value: object) -> int | None:
-    # bool is an int subclass, but the shape check never lets one through as a port.
-    return value if isinstance(value, int) else None
 
 
 def _check_name(name: object) -> Iterator[Problem]:
@@ -125,13 +104,13 @@ def _check_timeout(value: object, path: str, kind: str) -> Iterator[Problem]:
 
 def _check_direction(direction: dict[str, object], name: str) -> Iterator[Problem]:
     configured: dict[int, str] = {}
-    for index, entry in enumerate(_items(direction.get("ports"))):
+    for index, entry in enumerate(checked.items(direction.get("ports"))):
         path = item_path(field_path(name, "ports"), index)
-        settings = _fields(entry)
+        settings = checked.fields(entry)
         for kind in _PORT_TIMEOUTS:
             field = f"{kind}_timeout"
             yield from _check_timeout(settings.get(field), field_path(path, field), kind)
-        port = _port(settings.get("port"))
+        port = checked.port(settings.get("port"))
         if port is None:
             continue
         if port in configured:
@@ -142,17 +121,17 @@ def _check_direction(direction: dict[str, object], name: str) -> Iterator[Proble
         else:
             configured[port] = path
     opaque: dict[int, str] = {}
-    for index, item in enumerate(_items(direction.get("opaque_ports"))):
+    for index, item in enumerate(checked.items(direction.get("opaque_ports"))):
         path = item_path(field_path(name, "opaque_ports"), index)
-        port = _port(item)
+        port = checked.port(item)
         if port is not None and port in opaque:
             yield Problem(path, f"port {port} is already listed by {opaque[port]}; list it once")
         elif port is not None:
             opaque[port] = path
     excluded: dict[int, str] = {}
-    for index, item in enumerate(_items(direction.get("exclude_ports"))):
+    for index, item in enumerate(checked.items(direction.get("exclude_ports"))):
         path = item_path(field_path(name, "exclude_ports"), index)
-        port = _port(item)
+        port = checked.port(item)
         if port is None:
             continue
         if port in excluded:
@@ -169,7 +148,7 @@ def _check_direction(direction: dict[str, object], name: str) -> Iterator[Proble
 
 def _check_cidrs(value: object, path: str) -> Iterator[Problem]:
     networks: list[tuple[_Network, int]] = []
-    for index, text in enumerate(_items(value)):
+    for index, text in enumerate(checked.items(value)):
         if not isinstance(text, str):
             continue
         try:

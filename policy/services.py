@@ -41,7 +41,11 @@ GRPC_CODES: Final = {
 
 def parse_ip(text: str) -> str:
     """``text`` as an IP address in its canonical spelling; ValueError says why it is not one."""
-    return str(ipaddress.ip_address(text))
+    # ip_address() only says "does not appear to be an IPv4 or IPv6 address"; the family's own parser says why.
+    family: type[ipaddress.IPv4Address | ipaddress.IPv6Address] = (
+        ipaddress.IPv6Address if ":" in text else ipaddress.IPv4Address
+    )
+    return str(family(text))
 
 
 def parse_endpoint(text: str) -> tuple[str, int | None]:
@@ -56,7 +60,13 @@ def parse_endpoint(text: str) -> tuple[str, int | None]:
     if text.count(":") == 1:
         host, _, port = text.partition(":")
         return str(ipaddress.IPv4Address(host)), _port(port)
-    return parse_ip(text), None
+    try:
+        return parse_ip(text), None
+    except ValueError as exc:
+        if ":" not in text:
+            raise
+        # Many colons and no brackets: perhaps an IPv6 address with a port, which only brackets make unambiguous.
+        raise ValueError(f"{exc}; an IPv6 address with a port is written [IPv6]:PORT") from None
 
 
 def _v6(text: str) -> str:
@@ -64,7 +74,7 @@ def _v6(text: str) -> str:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise ValueError(f"the port must be a number from 1 to 65535, got {text!r}")
     return int(text)
 
@@ -212,12 +222,14 @@ def _route(route: Route, default_timeout: float | None, default_retry: RetryPlan
 class ServiceTable:
     """Every service port by (virtual IP, port), and the identity each endpoint must prove by (IP, port)."""
 
-    __slots__ = ("_by_address", "endpoint_identities", "plans")
+    __slots__ = ("_by_address", "endpoint_identities", "endpoint_ports", "plans")
 
     def __init__(self, services: Iterable[Service]) -> None:
         self._by_address: dict[tuple[str, int], ServicePlan] = {}
         self.plans: tuple[ServicePlan, ...] = ()
         self.endpoint_identities: dict[tuple[str, int], str] = {}
+        self.endpoint_ports: dict[tuple[str, int], int] = {}
+        """Each endpoint's service port: its connections get that port's settings (connect timeout, ...)."""
         plans = []
         for service in services:
             for port in service.ports:
@@ -227,6 +239,7 @@ class ServiceTable:
                     # The first service wins; the semantic checks refuse a bundle that lists an address twice.
                     self._by_address.setdefault((parse_ip(address), port.port), plan)
                 for endpoint in plan.endpoints:
+                    self.endpoint_ports.setdefault(endpoint.address, plan.port)
                     if endpoint.identity is not None:
                         self.endpoint_identities.setdefault(endpoint.address, endpoint.identity)
         self.plans = tuple(plans)

@@ -49,6 +49,9 @@ class ConnectionInfo(_Doc, frozen=True):
     """Inbound mesh mTLS: the client proxy's verified SPIFFE ID."""
     server_id: str | None = None
     """Outbound mesh mTLS: the server proxy's verified SPIFFE ID."""
+    service: str | None = None
+    """Outbound to a service's virtual address: the service and port (``name:port``); ``upstream`` is the endpoint
+    of its last request (HTTP) or of the connection (TCP)."""
     policy_version: str = ""
     worker: int = 0
     detect_result: str | None = None

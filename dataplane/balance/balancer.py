@@ -1,10 +1,11 @@
 """Endpoint choice for one service port: power of two choices over peak-EWMA cost, honouring weights.
 
 Two distinct endpoints are drawn, each included with probability proportional to its weight (pair.py), and
-the one with the lower expected latency wins: the EWMA times (1 + pending / weight). Weight enters the cost
+the one with the lower expected latency wins, by odds of the square of the cost ratio: the cost is the EWMA
+times (1 + pending / weight). Weight enters the cost
 only through the pending requests: dividing the whole cost by the weight (Linkerd-style ``cost / weight``)
 would make the heavier of two equally fast idle endpoints win every time, so a lightly loaded service would
-send its lightest endpoint nothing instead of its share. A tie goes either way with equal chance, which with
+send its lightest endpoint nothing instead of its share. Equal costs go either way with equal chance, which with
 the weighted inclusion gives equally costly endpoints traffic exactly in proportion to their weights.
 
 Endpoint objects are the live state (latency, health, pending requests) and survive policy reloads for every
@@ -44,7 +45,7 @@ class Endpoint:
         return f"Endpoint({self.address!r}, identity={self.identity!r}, weight={self.weight}, pending={self.pending})"
 
 
-def _load(ep: Endpoint, now: float, mean_weight: float) -> float:
+def _load(ep: Endpoint, now: float, mean_weight: float, floor: float) -> float:
     """The latency a new request can expect: the EWMA scaled by the requests already waiting per unit of weight
     (an endpoint of weight 3 with 3 pending is as busy as one of weight 1 with 1), so that equally fast
     endpoints carry requests in proportion to their weights under any load."""
@@ -52,13 +53,16 @@ def _load(ep: Endpoint, now: float, mean_weight: float) -> float:
     # endpoint naturally waits longer between requests: counted in full, that idle time would make it look a
     # little cheaper than a heavy one, and win every close comparison. Scaled by weight, equally fast endpoints
     # age alike.
-    return ep.ewma.estimate(now, idle_scale=ep.weight / mean_weight) * (1.0 + ep.pending / ep.weight)
+    # ``floor`` (the service's default_rtt) is the latency resolution: differences well below it (1 ms against
+    # 3 ms on a fast network) count for little, one far above it (200 ms against 2 ms) for nearly everything.
+    latency = ep.ewma.estimate(now, idle_scale=ep.weight / mean_weight) + floor
+    return latency * (1.0 + ep.pending / ep.weight)
 
 
 class Balancer:
     """The endpoints of one service port and the choice among them."""
 
-    __slots__ = ("_by_address", "_max_ejected_percent", "_mean_weight", "_rng", "endpoints")
+    __slots__ = ("_by_address", "_floor", "_max_ejected_percent", "_mean_weight", "_rng", "endpoints")
 
     def __init__(
         self,
@@ -115,6 +119,7 @@ class Balancer:
                 raise ValueError(f"endpoint {address[0]}:{address[1]}: weight must be >= 1, not {weight}")
             seen.add(address)
         self._max_ejected_percent = max_ejected_percent
+        self._floor = default_rtt
         kept: dict[Address, Endpoint] = {}
         for address, identity, weight in endpoints:
             ep = self._by_address.get(address)
@@ -152,10 +157,23 @@ class Balancer:
             return candidates[0] if candidates else None
         i, j = draw_pair([ep.weight for ep in candidates], self._rng)
         first, second = candidates[i], candidates[j]
-        first_load, second_load = _load(first, now, self._mean_weight), _load(second, now, self._mean_weight)
-        if first_load == second_load:
+        if first.ewma.observed != second.ewma.observed:
+            # One has never answered: its default_rtt is a guess, not a measurement. Compare by load alone (a
+            # new endpoint is tried soon, but not flooded while its first answers are on the way).
+            first_load, second_load = 1.0 + first.pending / first.weight, 1.0 + second.pending / second.weight
+        else:
+            first_load = _load(first, now, self._mean_weight, self._floor)
+            second_load = _load(second, now, self._mean_weight, self._floor)
+        # The cheaper one wins by odds, not always: with odds (l2/l1)^2 a 2x cheaper endpoint wins 80% of the
+        # pairs, a 10x cheaper one 99%, and two whose estimates differ only by noise (a 1 ms latency spike is 3x a
+        # 0.3 ms loopback answer, and a peak stays for seconds) split about evenly, which with the weighted pair
+        # draw keeps their weights' shares. A strict "lower wins" would hand every pair to whichever happened
+        # to have the lower sample.
+        first_odds, second_odds = second_load * second_load, first_load * first_load
+        total = first_odds + second_odds
+        if total == 0.0:
             return first if self._rng.random() < 0.5 else second
-        return first if first_load < second_load else second
+        return first if self._rng.random() * total < first_odds else second
 
     def begin(self, ep: Endpoint) -> None:
         """A request (or connection) is sent to ``ep``."""

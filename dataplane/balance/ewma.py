@@ -14,7 +14,7 @@ import math
 class PeakEwma:
     """Linkerd's peak-EWMA latency estimate (linkerd2-proxy linkerd/proxy/balance, tower PeakEwma)."""
 
-    __slots__ = ("_estimate", "_stamp", "decay")
+    __slots__ = ("_estimate", "_stamp", "decay", "observed")
 
     def __init__(self, default_rtt: float, decay: float, now: float) -> None:
         if default_rtt < 0 or decay <= 0:
@@ -23,13 +23,20 @@ class PeakEwma:
         self._stamp = now
         self.decay = decay
         """The time constant (seconds): after ``decay`` seconds an old latency weighs 1/e."""
+        self.observed = False
+        """Whether any latency was observed yet (until then the estimate is ``default_rtt``)."""
 
     def _weight(self, now: float, idle_scale: float = 1.0) -> float:
         """How much of the stored estimate still counts at ``now``."""
         return math.exp(-max(0.0, now - self._stamp) * idle_scale / self.decay)
 
     def observe(self, rtt: float, now: float) -> None:
-        if rtt > self._estimate:
+        if not self.observed:
+            # The first answer replaces the guess outright: a default_rtt above the real latency would otherwise
+            # linger for ``decay`` seconds and keep a new endpoint from its share.
+            self.observed = True
+            self._estimate = rtt
+        elif rtt > self._estimate:
             self._estimate = rtt
         else:
             w = self._weight(now)

@@ -18,10 +18,12 @@ completed by us: the client connection is closed without the final chunk (or sho
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import trio
 
+from dataplane.balance.retry_rule import Failure
 from dataplane.connections import ConnRecord
 from dataplane.drain import Drain
 from dataplane.errors import ConnectError
@@ -47,13 +49,15 @@ from dataplane.http1.framing import downstream_response_framing
 from dataplane.http1.parser import ResponseParser
 from dataplane.http1.upstream_failure import bad_response, replayable, unreachable
 from dataplane.net.addr import SockAddr
+from dataplane.services.call import ServiceCall
+from dataplane.services.routing import ServiceRouting
 from dataplane.tcp.relay import relay
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
 from dataplane.upstream import direct_io
 from dataplane.upstream.pool import ConnectionPool, PooledStream
 
 UpstreamKey = SockAddr
-"""Where a request goes: the connection's original destination (services and balancing come later)."""
+"""Where a request goes: the connection's original destination, or the service endpoint chosen for it."""
 
 
 @dataclass
@@ -71,16 +75,23 @@ class Http1Context:
     """The proxy's drain signal: idle keep-alive connections close when it starts, busy ones after their exchange."""
     authorize: RequestAuthorizer | None = None
     """Inbound authorization per request (403 when denied); None: every request is allowed."""
+    routing: ServiceRouting | None = None
+    """``upstream`` is a service's virtual address: each request goes to one of its endpoints."""
 
 
 class _ResponseFailed(Exception):
     """The upstream side failed; ``status`` and ``why`` go to the client if it has no response head yet."""
 
-    def __init__(self, status: int, why: str, *, error: str) -> None:
+    def __init__(self, status: int, why: str, *, error: str, failure: Failure | None = None) -> None:
         super().__init__(why)
         self.status = status
         self.why = why
         self.error = error  # the metric's error label
+        self.failure = failure  # what a service route's retry conditions call it; None: never retried
+
+
+class _Retry(Exception):
+    """A service's response the route retries (a listed status): dropped unseen, the request is tried again."""
 
 
 async def serve_http1(client: trio.SocketStream, ctx: Http1Context, *, initial: bytes = b"") -> None:
@@ -98,6 +109,9 @@ class _Session(ClientSide):
         self.ctx = ctx
         self.client_ip = ctx.rec.client.ip.encode()
         self.exchange: _Exchange  # the request in flight (its replay, once sent again)
+        self.kept = False  # the request's body was read whole before it was sent (a service's, to retry it)
+        self.answered_ok = False  # the request got its upstream's response
+        self._unsent: tuple[int, str, str] = (503, "", "")  # (status, why, error) of a request that never went out
 
     async def _exchange(self, request: RequestReceived) -> bool:
         """One request and its response; True when the client connection carries on with the next request."""
@@ -117,16 +131,33 @@ class _Session(ClientSide):
         forwarded = forwarded_request_head(
             head, request.framing, upgrade=request.upgrade, client=self.client_ip, proto=b"http", ids=ctx.ids
         )
+        call = None
+        if ctx.routing is not None:
+            try:
+                call = ctx.routing.call(head.method.decode("latin-1"), head.target.decode("latin-1"))
+            except ConnectError as exc:  # shed: the service's queue is full
+                return await self._answer_unsent(request, key, started, 503, str(exc), error=exc.reason)
+        self.kept = False
+        self.answered_ok = False
         try:
-            upstream = await ctx.pool.acquire(ctx.upstream)
-        except ConnectError as exc:
-            # Unreachable, refused, a connect timeout or failed mesh TLS alike (Envoy: 503 UF); 504 is for responses.
-            why = unreachable(ctx.upstream, exc.reason)
-            return await self._answer_unsent(request, key, started, 503, why, error=exc.reason)
-        self.rec.dst_opened = True
-        self.exchange = _Exchange(self, upstream, request, key, started)
+            return await self._forward(request, key, started, forwarded, call)
+        finally:
+            if call is not None:
+                call.finish(ok=self.answered_ok)
+
+    async def _forward(
+        self, request: RequestReceived, key: RequestKey, started: float, forwarded: bytes, call: ServiceCall | None
+    ) -> bool:
+        """Send the request upstream (to the original destination, or to a service's endpoints with retries) and
+        relay its response; True when the client connection carries on."""
+        ctx = self.ctx
         try:
-            await self._run_exchange(forwarded)
+            if call is None:
+                if not await self._first_try(ctx.upstream, request, key, started):
+                    return await self._unsent_answered(request)
+                await self._run_exchange(forwarded)
+            elif not await self._service_tries(call, request, key, started, forwarded):
+                return await self._unsent_answered(request)
         except _ResponseFailed as exc:
             exchange = self.exchange  # the replay's, if the request was sent again
             ctx.pool.release(exchange.upstream, reusable=False)
@@ -151,10 +182,98 @@ class _Session(ClientSide):
             self.rec.close_reason = "client_reset"
             return False
         exchange = self.exchange
+        self.answered_ok = True
         if exchange.switched:
             return False
         ctx.pool.release(exchange.upstream, reusable=exchange.upstream_reusable)
         return request.keep_alive and exchange.response_keep_alive and exchange.request_done
+
+    async def _first_try(self, target: SockAddr, request: RequestReceived, key: RequestKey, started: float) -> bool:
+        """``self.exchange`` on a connection to ``target``; False once the client was answered 503 instead."""
+        try:
+            upstream = await self.ctx.pool.acquire(target)
+        except ConnectError as exc:
+            # Unreachable, refused, a connect timeout or failed mesh TLS alike (Envoy: 503 UF); 504 is for responses.
+            self._unsent = (503, unreachable(target, exc.reason), exc.reason)
+            self.ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+            return False
+        self.rec.dst_opened = True
+        self.exchange = _Exchange(self, upstream, request, key, started, target)
+        return True
+
+    async def _service_tries(
+        self, call: ServiceCall, request: RequestReceived, key: RequestKey, started: float, forwarded: bytes
+    ) -> bool:
+        """A service's request: tries on endpoints the balancer picks until one answers or the route says stop.
+        The request is kept (up to the route's ``max_body``) so a later try can send it again; False once the
+        client was answered 503 (no endpoint, or none reachable)."""
+        data, whole = await self._keep(request, forwarded, call.route.retry.max_body)
+        method = request.head.method.decode("latin-1")
+        while True:
+            try:
+                target = await call.endpoint()
+            except ConnectError as exc:  # no endpoint within the fail-fast timeout
+                self._unsent = (503, str(exc), exc.reason)
+                self.ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+                return False
+            self.rec.upstream = target
+            if not await self._first_try(target, request, key, started):
+                call.tried(ok=False)
+                if call.may_retry(Failure.CONNECT, method=method, body_kept=True):
+                    continue
+                return False
+            exchange = self.exchange
+            exchange.call = call
+            exchange.deadline = call.try_timeout()
+            try:
+                await self._run_exchange(data, whole=whole)
+            except _ResponseFailed as exc:
+                exchange = self.exchange
+                call.tried(ok=False, rtt=exchange.head_rtt)
+                failure = exc.failure if not exchange.responded else None
+                if failure is not None and call.may_retry(failure, method=method, body_kept=whole):
+                    self.ctx.pool.release(exchange.upstream, reusable=False)
+                    continue
+                raise
+            except _Retry:
+                call.tried(ok=False, rtt=self.exchange.head_rtt)
+                self.ctx.pool.release(self.exchange.upstream, reusable=False)
+                continue
+            call.tried(ok=self.exchange.status < 500, rtt=self.exchange.head_rtt)
+            return True
+
+    async def _keep(self, request: RequestReceived, forwarded: bytes, limit: int) -> tuple[bytes, bool]:
+        """The request as it goes upstream, read whole when its body fits in ``limit`` bytes: (bytes, True); else
+        (the head, False), its body streamed (and the request never retried once sent). A client waiting for 100
+        Continue, an Upgrade or CONNECT is never held back."""
+        framing = request.framing
+        if request.expect_continue or request.upgrade is not None or request.is_connect:
+            return forwarded, False
+        if framing.kind is BodyKind.LENGTH and (framing.length or 0) > limit:
+            return forwarded, False
+        chunked = framing.kind is BodyKind.CHUNKED
+        out = bytearray(forwarded)
+        body = 0
+        while True:
+            event = await self._next_request_event()
+            if isinstance(event, MessageEnded):
+                if chunked:
+                    out += encode_last_chunk(event.trailers)
+                self.kept = True
+                return bytes(out), True
+            assert isinstance(event, DataReceived), event
+            out += encode_chunk(event.data) if chunked else event.data
+            body += len(event.data)
+            if body > limit:  # a chunked body past the bound: what was read goes first, the rest streams
+                return bytes(out), False
+
+    async def _unsent_answered(self, request: RequestReceived) -> bool:
+        """Answer ``self._unsent`` to a request nothing of which reached the application."""
+        status, why, _ = self._unsent
+        if self.kept:  # its body was read already: the connection can carry on
+            await self._refuse(status, why, close=not request.keep_alive)
+            return request.keep_alive
+        return await self._refuse_unsent(request, status, why)
 
     async def _answer_unsent(
         self, request: RequestReceived, key: RequestKey, started: float, status: int, why: str, *, error: str
@@ -163,11 +282,15 @@ class _Session(ClientSide):
         self.ctx.stats.response(key, status=status, latency_ms=_ms(started), error=error)
         return await self._refuse_unsent(request, status, why)
 
-    async def _run_exchange(self, forwarded: bytes) -> None:
-        """Run ``self.exchange``; if it fails replayably, replace it with a replay on a new connection."""
+    async def _run_exchange(self, forwarded: bytes, *, whole: bool = False) -> None:
+        """Run ``self.exchange`` (``forwarded``: the head and what is kept of the body, the whole request when
+        ``whole``); if it fails replayably, replace it with a replay on a new connection."""
         first = self.exchange
         try:
-            await first.run(forwarded)
+            if whole:
+                await first.replay(forwarded)
+            else:
+                await first.run(forwarded)
         except _ResponseFailed:
             if not first.replayable:
                 raise
@@ -176,17 +299,18 @@ class _Session(ClientSide):
         # A kept-alive connection the server closed as we reused it: the request provably never reached the
         # application, so it goes once more on a fresh connection (RFC 9112 9.3.1, as Envoy and Go do).
         self.ctx.pool.release(first.upstream, reusable=False)  # if the reconnect fails, released again: a no-op
-        upstream = await self._fresh_upstream()
-        self.exchange = _Exchange(self, upstream, first.request, first.key, first.started)
+        upstream = await self._fresh_upstream(first.target)
+        self.exchange = _Exchange(self, upstream, first.request, first.key, first.started, first.target)
+        self.exchange.call, self.exchange.deadline = first.call, first.deadline
         assert first.whole is not None
         await self.exchange.replay(first.whole)
 
-    async def _fresh_upstream(self) -> PooledStream[UpstreamKey]:
+    async def _fresh_upstream(self, target: SockAddr) -> PooledStream[UpstreamKey]:
         """A new connection for a replayed request; a failure to connect is that request's failure (503)."""
         try:
-            return await self.ctx.pool.connect(self.ctx.upstream)
+            return await self.ctx.pool.connect(target)
         except ConnectError as exc:
-            raise _ResponseFailed(503, unreachable(self.ctx.upstream, exc.reason), error=exc.reason) from exc
+            raise _ResponseFailed(503, unreachable(target, exc.reason), error=exc.reason) from exc
 
 
 class _Exchange:
@@ -199,8 +323,14 @@ class _Exchange:
         request: RequestReceived,
         key: RequestKey,
         started: float,
+        target: SockAddr,
     ) -> None:
         self.s = session
+        self.target = target  # the upstream's address: the original destination, or a service's endpoint
+        self.call: ServiceCall | None = None  # a service's request: retries decided per response
+        self.deadline = math.inf  # a service's request: its response head by then (route timeout, per-try timeout)
+        self.head_rtt: float | None = None  # seconds from sending the request to its response head
+        self.status = 0
         self.upstream = upstream
         self.request = request
         self.key = key
@@ -220,7 +350,8 @@ class _Exchange:
         try:
             await direct_io.send_all(self.upstream.sock, data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _ResponseFailed(502, "upstream reset while sending the request", error="upstream_reset") from exc
+            why = "upstream reset while sending the request"
+            raise _ResponseFailed(502, why, error="upstream_reset", failure=self._reset()) from exc
         self.s.rec.up.sent += len(data)
 
     async def replay(self, whole: bytes) -> None:
@@ -289,9 +420,14 @@ class _Exchange:
         try:
             n = await direct_io.receive(self.upstream.sock, self.rparser.receive_data, wait_first=wait_first)
         except trio.BrokenResourceError as exc:
-            raise _ResponseFailed(502, "upstream reset the connection", error="upstream_reset") from exc
+            why = "upstream reset the connection"
+            raise _ResponseFailed(502, why, error="upstream_reset", failure=self._reset()) from exc
         self.s.rec.down.received += n
         self.heard = self.heard or n > 0
+
+    def _reset(self) -> Failure | None:
+        """A reset or close before any response byte is the ``reset`` retry condition; after one, nothing is."""
+        return Failure.RESET if not self.heard else None
 
     @property
     def replayable(self) -> bool:
@@ -320,15 +456,29 @@ class _Exchange:
                 return event
             await self._read_upstream()
 
-    async def _relay_response(self) -> None:
+    async def _response_head(self) -> ResponseReceived:
+        """The final response head, within the port's response timeout and a service request's deadline (504)."""
+        sent = trio.current_time()
         timeout = self.s.ctx.response_timeout
-        if timeout is None:
+        deadline = self.deadline
+        if timeout is not None and sent + timeout < deadline:
+            deadline = sent + timeout
+        if deadline == math.inf:
             head_event = await self._final_head()  # no cancel scope to enter and leave per request
         else:
-            with trio.move_on_after(timeout) as scope:
+            with trio.move_on_at(deadline) as scope:
                 head_event = await self._final_head()
             if scope.cancelled_caught:
-                raise _ResponseFailed(504, f"no response from upstream within {timeout:g}s", error="response_timeout")
+                raise self._timed_out(sent, timeout)
+        self.head_rtt = trio.current_time() - sent
+        self.status = head_event.head.status
+        call = self.call
+        if call is not None and call.retries_status(self.status) and self._retry_response(call):
+            raise _Retry
+        return head_event
+
+    async def _relay_response(self) -> None:
+        head_event = await self._response_head()
         head = head_event.head
         self.s.ctx.stats.response(self.key, status=head.status, latency_ms=_ms(self.started))
         self.recorded = True
@@ -363,6 +513,27 @@ class _Exchange:
                     await self.s._send_client(bytes(out))
                 raise _ResponseFailed(502, "upstream closed in the middle of the response", error="upstream_reset")
 
+    def _timed_out(self, sent: float, timeout: float | None) -> _ResponseFailed:
+        """The 504 of a response head that did not come in time, named for the timeout that fired."""
+        call = self.call
+        if timeout is not None and sent + timeout <= self.deadline:
+            return _ResponseFailed(504, f"no response from upstream within {timeout:g}s", error="response_timeout")
+        assert call is not None
+        if self.deadline < call.deadline:
+            per_try = call.route.retry.per_try_timeout
+            why = f"no response from {self.target} within the per-try timeout ({per_try:g}s)"
+            return _ResponseFailed(504, why, error="per_try_timeout", failure=Failure.PER_TRY_TIMEOUT)
+        why = f"no response within the route's timeout ({call.route.timeout:g}s, route {call.route.name})"
+        return _ResponseFailed(504, why, error="request_timeout")
+
+    def _retry_response(self, call: ServiceCall) -> bool:
+        """Whether a response with a status the route lists is dropped and the request tried again."""
+        if self.whole is None:
+            return False  # the body was streamed: nothing to send again
+        return call.may_retry(
+            Failure.STATUS, method=self.request.head.method.decode("latin-1"), body_kept=True, status=self.status
+        )
+
     def _last_if_draining(self, headers: Headers) -> None:
         """While the proxy drains, this exchange is the connection's last: tell the client so it reconnects."""
         drain = self.s.ctx.drain
@@ -375,7 +546,8 @@ class _Exchange:
         while True:
             event = await self._response_event()
             if isinstance(event, ConnectionClosed):
-                raise _ResponseFailed(502, "upstream closed without a response", error="upstream_reset")
+                why = "upstream closed without a response"
+                raise _ResponseFailed(502, why, error="upstream_reset", failure=self._reset())
             assert isinstance(event, ResponseReceived), event
             if not event.informational:
                 return event

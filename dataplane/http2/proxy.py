@@ -25,12 +25,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import trio
 
+from dataplane.balance.retry_rule import Failure
 from dataplane.connections import ConnRecord
 from dataplane.drain import Drain
 from dataplane.errors import ConnectError
@@ -44,11 +46,14 @@ from dataplane.http2.counters import H2Counters
 from dataplane.http2.errors import H2Error, H2ErrorCode, H2StreamResetError
 from dataplane.http2.validate import Header
 from dataplane.net.addr import SockAddr
+from dataplane.services.call import ServiceCall
+from dataplane.services.routing import ServiceRouting
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
 from policy.model import DEFAULT_STREAM_IDLE_TIMEOUT
 
 log = logging.getLogger(__name__)
 
+GRPC_DEADLINE_EXCEEDED: Final = 4
 STREAM_IDLE_ERROR: Final = "stream_idle_timeout"
 """The ``response_total`` error label of a stream reset by the idle timeout."""
 MAX_ATTEMPTS: Final = 2  # the first try, and one retry of a stream the upstream provably did not process
@@ -80,16 +85,24 @@ class H2Context:
     upstream_settings: H2Settings = UPSTREAM_SETTINGS
     authorize: RequestAuthorizer | None = None
     """Inbound authorization per stream (403 when denied); None: every request is allowed."""
+    routing: ServiceRouting | None = None
+    """``upstream`` is a service's virtual address: each stream goes to one of its endpoints."""
+    connect_to: Callable[[SockAddr], Awaitable[trio.SocketStream]] | None = None
+    """With ``routing``: opens a connection to one endpoint."""
 
 
 async def serve_h2(client: trio.SocketStream, ctx: H2Context) -> None:
     """Proxy the client's streams until it closes, an error closes it, or a drain finishes."""
     async with trio.open_nursery() as nursery:
-        upstreams = _Upstreams(ctx, nursery)
+        upstreams = _Upstreams(ctx, nursery, ctx.connect)
+        endpoints = _Endpoints(ctx, nursery)
         server = H2Connection(client, client_side=False, counters=ctx.counters)
 
         async def handle(stream: H2Stream) -> None:
-            await _proxy_stream(ctx, upstreams, stream)
+            if ctx.routing is not None:
+                await _service_stream(ctx, endpoints, stream)
+            else:
+                await _proxy_stream(ctx, upstreams, stream)
 
         token = ctx.drain.hook(functools.partial(nursery.start_soon, server.drain)) if ctx.drain is not None else None
         try:
@@ -104,13 +117,20 @@ async def serve_h2(client: trio.SocketStream, ctx: H2Context) -> None:
 
 
 class _Upstreams:
-    """The current upstream HTTP/2 connection, replaced when it stops taking streams."""
+    """The current upstream HTTP/2 connection to one destination, replaced when it stops taking streams."""
 
-    def __init__(self, ctx: H2Context, nursery: trio.Nursery) -> None:
+    def __init__(
+        self,
+        ctx: H2Context,
+        nursery: trio.Nursery,
+        connect: Callable[[], Awaitable[trio.SocketStream]],
+        first: trio.SocketStream | None = None,
+    ) -> None:
         self.ctx = ctx
         self.nursery = nursery
+        self.connect = connect
         self.current: H2Connection | None = None
-        self.unused_first: trio.SocketStream | None = ctx.first
+        self.unused_first: trio.SocketStream | None = first if first is not None else ctx.first
         self.lock = trio.Lock()
 
     async def get(self) -> H2Connection:
@@ -123,7 +143,7 @@ class _Upstreams:
             if self.unused_first is not None:
                 transport, self.unused_first = self.unused_first, None
             else:
-                transport = await self.ctx.connect()
+                transport = await self.connect()
             conn = H2Connection(
                 transport, client_side=True, settings=self.ctx.upstream_settings, counters=self.ctx.upstream_counters
             )
@@ -138,12 +158,133 @@ class _Upstreams:
             log.info("conn=%d upstream h2 connection closed: %s", self.ctx.rec.id, exc)
 
 
-async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream) -> None:
+class _Endpoints:
+    """A service connection's upstream HTTP/2 connections, one per endpoint its streams went to."""
+
+    def __init__(self, ctx: H2Context, nursery: trio.Nursery) -> None:
+        self.ctx = ctx
+        self.nursery = nursery
+        self.by_target: dict[SockAddr, _Upstreams] = {}
+
+    async def get(self, target: SockAddr) -> H2Connection:
+        upstreams = self.by_target.get(target)
+        if upstreams is None:
+            connect_to = self.ctx.connect_to
+            assert connect_to is not None
+            upstreams = _Upstreams(self.ctx, self.nursery, functools.partial(connect_to, target))
+            upstreams.unused_first = None
+            self.by_target[target] = upstreams
+        return await upstreams.get()
+
+
+def _stream_key(ctx: H2Context, headers: Sequence[Header]) -> RequestKey:
+    ctx.rec.requests += 1
+    authority = _get(headers, b":authority") or b""
+    return ctx.stats.request(ctx.rec.direction, authority.decode("latin-1"), ctx.upstream, ctx.rec.tls, ctx.rec.peer_id)
+
+
+async def _service_stream(ctx: H2Context, endpoints: _Endpoints, stream: H2Stream) -> None:
+    """A stream to a service: tries on endpoints the balancer picks, retried as the route says. A request that
+    ended with its headers, or whose body (within the route's ``max_body``) all arrived with them, is kept to be
+    sent again; a streaming one is retried only when it provably never reached an endpoint."""
+    assert ctx.routing is not None
     started = trio.current_time()
     headers = stream.request_headers
-    authority = _get(headers, b":authority") or b""
-    key = ctx.stats.request(ctx.rec.direction, authority.decode("latin-1"), ctx.upstream, ctx.rec.tls, ctx.rec.peer_id)
-    ctx.rec.requests += 1
+    key = _stream_key(ctx, headers)
+    method = (_get(headers, b":method") or b"").decode("latin-1")
+    try:
+        call = ctx.routing.call(method, (_get(headers, b":path") or b"").decode("latin-1"))
+    except ConnectError as exc:  # shed: the service's queue is full
+        await _refuse(stream, 503, str(exc))
+        ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+        return
+    if call is None:  # a reload made the address no service: to the address itself, like any destination
+        await _proxy_stream(ctx, _Upstreams(ctx, endpoints.nursery, ctx.connect), stream, key)
+        return
+    grpc = _is_grpc(headers)
+    if grpc:
+        call.limit_by_grpc_timeout(_get(headers, b"grpc-timeout"))
+    body = await _kept_body(stream, call.route.retry.max_body)
+    idle = trio.CancelScope(deadline=started + ctx.stream_idle_timeout + _idle_slack(ctx))
+    exchange: _Exchange | None = None
+    with idle:
+        while True:
+            up = await _open_try(ctx, endpoints, stream, call, body, key=key, started=started, grpc=grpc)
+            if not isinstance(up, H2Stream):
+                if up is _RETRY:
+                    continue
+                break
+            exchange = _Exchange(ctx, stream, up, key, started, idle, call=call, kept=body is not None)
+            await exchange.run(pump=body is None)
+            if not exchange.retry:
+                if call.current is not None:  # answered by this endpoint: its latency and health
+                    call.tried(ok=not exchange.failed and exchange.status < 500, rtt=exchange.head_rtt)
+                break
+    call.finish(ok=exchange is not None and exchange.recorded and not exchange.failed)
+    if idle.cancelled_caught:
+        _idled_out(ctx, stream, key, started, exchange)
+
+
+_RETRY: Final = object()
+
+
+async def _open_try(
+    ctx: H2Context,
+    endpoints: _Endpoints,
+    stream: H2Stream,
+    call: ServiceCall,
+    body: bytes | None,
+    *,
+    key: RequestKey,
+    started: float,
+    grpc: bool,
+) -> H2Stream | object | None:
+    """One try's upstream stream on the endpoint the balancer picks (with the kept body sent); ``_RETRY`` when it
+    could not be opened and the route retries that; None once the client was answered 503."""
+    try:
+        target = await call.endpoint()
+    except ConnectError as exc:
+        await _refuse(stream, 503, str(exc))
+        ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+        return None
+    ctx.rec.upstream = target
+    forwarded = _forwarded_request(stream.request_headers, ctx, grpc_timeout=call.grpc_timeout() if grpc else None)
+    try:
+        conn = await endpoints.get(target)
+        up = await conn.open_stream(forwarded, end_stream=body == b"")
+        if body:
+            await up.send_data(body, end_stream=True)
+    except (ConnectError, H2Error) as exc:
+        call.tried(ok=False)
+        refused = isinstance(exc, H2Error)
+        method = (_get(stream.request_headers, b":method") or b"").decode("latin-1")
+        failure = Failure.REFUSED if refused else Failure.CONNECT
+        retryable = not isinstance(exc, H2Error) or exc.retryable
+        if retryable and call.may_retry(failure, method=method, body_kept=True):
+            return _RETRY
+        why = f"upstream {target}: {exc}" if refused else f"upstream {target} unreachable: {exc.reason}"
+        await _refuse(stream, 503, why)
+        ctx.stats.response(key, status=503, latency_ms=_ms(started), error=exc.reason)
+        return None
+    return up
+
+
+async def _kept_body(stream: H2Stream, limit: int) -> bytes | None:
+    """The whole request body when it already arrived (END_STREAM, no trailers) and fits ``limit``: b"" for none;
+    None when it streams (or has trailers): then it is pumped as it comes, and never sent twice."""
+    if not stream.remote_ended or stream.trailers or stream.buffered > limit:
+        return None
+    chunks = []
+    while data := await stream.receive_data():
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+async def _proxy_stream(ctx: H2Context, upstreams: _Upstreams, stream: H2Stream, key: RequestKey | None = None) -> None:
+    started = trio.current_time()
+    headers = stream.request_headers
+    if key is None:
+        key = _stream_key(ctx, headers)
     authorize = ctx.authorize
     if authorize is not None:
         method, path = _get(headers, b":method") or b"", _get(headers, b":path") or b""
@@ -217,9 +358,12 @@ def _idled_out(ctx: H2Context, down: H2Stream, key: RequestKey, started: float, 
 
 
 class _NoResponseError(Exception):
-    """The upstream sent no response head within the response timeout: answered 504, as HTTP/1.1 does."""
+    """The upstream sent no response head within the response timeout (or a service request's deadline):
+    answered 504, as HTTP/1.1 does."""
 
-    reason = "response_timeout"  # the metric's error label, HTTP/1.1's
+    def __init__(self, why: str, reason: str = "response_timeout") -> None:
+        super().__init__(why)
+        self.reason = reason  # the metric's error label, HTTP/1.1's
 
 
 class _Exchange:
@@ -230,8 +374,24 @@ class _Exchange:
     has ended (a streaming request waits for no response in particular)."""
 
     def __init__(
-        self, ctx: H2Context, down: H2Stream, up: H2Stream, key: RequestKey, started: float, idle: trio.CancelScope
+        self,
+        ctx: H2Context,
+        down: H2Stream,
+        up: H2Stream,
+        key: RequestKey,
+        started: float,
+        idle: trio.CancelScope,
+        *,
+        call: ServiceCall | None = None,
+        kept: bool = False,
     ) -> None:
+        self.call = call  # a service's stream: its route's deadline and retries
+        self.kept = kept  # the whole request is at hand (sent already): it can be sent again
+        self.retry = False  # the try failed in a way the route retries: the caller tries again, nothing was answered
+        self.failed = False  # the client was answered with an error or reset
+        self.sent_at = trio.current_time()
+        self.head_rtt: float | None = None
+        self.status = 0
         self.ctx = ctx
         self.down = down  # the client's stream (we are its server)
         self.up = up  # our stream to the upstream (we are its client)
@@ -241,7 +401,8 @@ class _Exchange:
         self.idle = idle
         self.idle_set = started
         self.slack = _idle_slack(ctx)
-        self.head = trio.CancelScope()
+        self.deadline = call.try_timeout() if call is not None else math.inf
+        self.head = trio.CancelScope(deadline=self.deadline)
 
     def _moved(self) -> None:
         # Moving a deadline re-registers it with trio, twice per small exchange: it is moved only once it is a slack
@@ -253,7 +414,7 @@ class _Exchange:
 
     def _request_ended(self) -> None:
         if self.ctx.response_timeout is not None:
-            self.head.deadline = trio.current_time() + self.ctx.response_timeout
+            self.head.deadline = min(self.deadline, trio.current_time() + self.ctx.response_timeout)
 
     async def run(self, *, pump: bool) -> None:
         # Failures are caught inside the nursery (which would wrap them in exception groups) and handled after.
@@ -307,16 +468,20 @@ class _Exchange:
 
     async def _relay_response(self) -> None:
         rec = self.ctx.rec
-        if self.ctx.response_timeout is None:
+        if self.ctx.response_timeout is None and self.call is None:
             head = await self.up.receive_response()  # no scope to enter and leave per stream
         else:
             with self.head:
                 head = await self.up.receive_response()
             if self.head.cancelled_caught:
-                raise _NoResponseError(f"no response from upstream within {self.ctx.response_timeout:g}s")
+                raise self._timed_out()
         self._moved()
         status = int(_get(head, b":status") or b"0")
         grpc = _grpc_status(head)  # a trailers-only gRPC response carries it here
+        self.head_rtt = trio.current_time() - self.sent_at
+        self.status = status
+        if self.call is not None and self._retry_response(self.call, status, grpc):
+            return
         if self.up.remote_ended and self.up.buffered == 0 and not self.up.trailers:
             # Headers that end the stream (a gRPC trailers-only response, a 204): pass them on as such; an extra
             # empty DATA frame would turn a trailers-only response into one without trailers.
@@ -343,12 +508,69 @@ class _Exchange:
         self.ctx.stats.response(self.key, status=status, latency_ms=_ms(self.started), grpc_status=grpc)
         self.recorded = True
 
+    def _timed_out(self) -> _NoResponseError:
+        """The 504 of a response head that did not come in time, named for the timeout that fired."""
+        call = self.call
+        timeout = self.ctx.response_timeout
+        if call is None or (self.head.deadline < self.deadline and timeout is not None):
+            return _NoResponseError(f"no response from upstream within {timeout:g}s")
+        if self.deadline < call.deadline:
+            per_try = call.route.retry.per_try_timeout
+            why = f"no response from {self.ctx.rec.upstream} within the per-try timeout ({per_try:g}s)"
+            return _NoResponseError(why, "per_try_timeout")
+        return _NoResponseError(
+            f"no response within the request's deadline (route {call.route.name})", "request_timeout"
+        )
+
+    def _retry_response(self, call: ServiceCall, status: int, grpc: int | None) -> bool:
+        """A response the route retries (a listed status, or a listed gRPC status of a trailers-only response):
+        dropped unseen, and the stream tried again. Only for a request kept whole."""
+        if not self.kept:
+            return False
+        method = (_get(self.down.request_headers, b":method") or b"").decode("latin-1")
+        if call.retries_status(status):
+            failure, grpc_status = Failure.STATUS, -1
+        elif grpc is not None and call.retries_grpc(grpc) and self.up.remote_ended:
+            failure, grpc_status = Failure.GRPC, grpc
+        else:
+            return False
+        call.tried(ok=False, rtt=self.head_rtt)
+        if not call.may_retry(failure, method=method, body_kept=True, status=status, grpc_status=grpc_status):
+            return False
+        self.up.reset(H2ErrorCode.CANCEL)
+        self.retry = True
+        return True
+
+    def _service_failure(self, exc: H2Error | _NoResponseError, refused: bool) -> bool:
+        """Whether a service stream's failed try is retried (then nothing is answered)."""
+        call = self.call
+        if call is None or self.down.responded:
+            return False
+        call.tried(ok=False, rtt=None)
+        if refused:
+            failure = Failure.REFUSED
+        elif isinstance(exc, _NoResponseError):
+            if exc.reason != "per_try_timeout":
+                return False
+            failure = Failure.PER_TRY_TIMEOUT
+        else:
+            failure = Failure.RESET
+        method = (_get(self.down.request_headers, b":method") or b"").decode("latin-1")
+        # A refused stream never reached the application: its body (pumped or not) may go again only if kept.
+        if call.may_retry(failure, method=method, body_kept=self.kept):
+            self.retry = True
+            return True
+        return False
+
     async def _failed(self, exc: H2Error | _NoResponseError) -> None:
         """The exchange failed (upstream or client side): tell the client in the way that keeps the truth, and
         stop the upstream stream (a no-op when it is the one that failed)."""
         self.up.reset(H2ErrorCode.CANCEL)
         timed_out = isinstance(exc, _NoResponseError)
         refused = isinstance(exc, H2StreamResetError) and exc.remote and exc.code == H2ErrorCode.REFUSED_STREAM
+        if self._service_failure(exc, refused):
+            return
+        self.failed = True
         if not self.recorded:
             # The status the client is answered with, as HTTP/1.1 records it; none for a reset stream.
             status = None if self.down.responded or refused else 504 if timed_out else 502
@@ -359,6 +581,9 @@ class _Exchange:
             self.down.reset(H2ErrorCode.INTERNAL_ERROR)
         elif refused:
             self.down.reset(H2ErrorCode.REFUSED_STREAM)  # unprocessed upstream: the client may retry
+        elif timed_out and _is_grpc(self.down.request_headers):
+            # gRPC clients read a deadline from grpc-status, not from an HTTP status (which they map to UNAVAILABLE).
+            await _grpc_refuse(self.down, GRPC_DEADLINE_EXCEEDED, str(exc))
         elif timed_out:
             await _refuse(self.down, 504, str(exc))
         else:
@@ -370,15 +595,35 @@ async def _refuse(stream: H2Stream, status: int, why: str) -> None:
         await stream.send_headers(_error_headers(status, why), end_stream=True)
 
 
+def _is_grpc(headers: Sequence[Header]) -> bool:
+    return (_get(headers, b"content-type") or b"").startswith(b"application/grpc")
+
+
+async def _grpc_refuse(stream: H2Stream, code: int, why: str) -> None:
+    """A gRPC error as gRPC clients read it: a trailers-only response with grpc-status."""
+    headers = [
+        (b":status", b"200"),
+        (b"content-type", b"application/grpc"),
+        (b"grpc-status", str(code).encode()),
+        (b"grpc-message", error_value(why)),
+        (ERROR_FIELD, error_value(why)),
+    ]
+    with contextlib.suppress(H2Error):
+        await stream.send_headers(headers, end_stream=True)
+
+
 def _error_headers(status: int, why: str) -> list[Header]:
     return [(b":status", str(status).encode()), (b"content-type", b"text/plain"), (ERROR_FIELD, error_value(why))]
 
 
-def _forwarded_request(headers: Sequence[Header], ctx: H2Context) -> list[Header]:
-    """The request fields as forwarded: the same rules as HTTP/1.1's (``dataplane.http.forwarding``)."""
+def _forwarded_request(headers: Sequence[Header], ctx: H2Context, *, grpc_timeout: bytes | None = None) -> list[Header]:
+    """The request fields as forwarded: the same rules as HTTP/1.1's (``dataplane.http.forwarding``); a service
+    request's ``grpc-timeout`` says what is left of its deadline."""
     out = Headers(headers)
     set_forwarded(out, client=ctx.rec.client.ip.encode(), proto=b"http")
     ensure_request_id(out, ctx.ids)
+    if grpc_timeout is not None:
+        out.set(b"grpc-timeout", grpc_timeout)
     return list(out)
 
 

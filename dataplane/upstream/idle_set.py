@@ -88,6 +88,10 @@ class IdleSet(Generic[K, C]):
         oldest = [stack[0][0] for stack in self._idle.values() if stack]
         return min(oldest) + self._timeout if oldest else None
 
+    def drop(self, key: K) -> list[C]:
+        """Every connection idle under ``key``, removed (its destination is gone)."""
+        return [c for _, c in self._idle.pop(key, [])]
+
     def clear(self) -> list[C]:
         """Everything idle, removed (on shutdown)."""
         every = [c for stack in self._idle.values() for _, c in stack]

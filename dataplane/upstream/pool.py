@@ -127,6 +127,11 @@ class ConnectionPool(Generic[K]):
         if was_empty:
             self._not_empty.set()
 
+    def close_key(self, key: K) -> None:
+        """Close the idle connections under ``key`` (a service endpoint removed by a reload); busy ones come back
+        later and stay pooled until they expire, unless this is called again."""
+        _close_all(self._idle.drop(key))
+
     def close_idle(self) -> None:
         """Close every idle connection (drain, shutdown); later releases close too."""
         self._closed = True

@@ -14,6 +14,7 @@ import pytest
 from policy import reference, schema
 from policy.duration import DURATION_PATTERN, Duration
 from policy.field_docs import field_docs
+from policy.index import PolicyIndex
 from policy.load import Format, PolicyError, decode_policy, load_policy_file
 from policy.model import InboundPolicy, OutboundPolicy, Policy, PortPolicy, Timeouts
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "policy.md"
 SCHEMA = ROOT / "docs" / "policy.schema.json"
 EXAMPLES = {fmt: ROOT / "examples" / f"policy.{fmt}" for fmt in ("yaml", "json", "toml")}
+SERVICES_EXAMPLE = ROOT / "examples" / "services.yaml"
 STRUCTS = (Policy, Timeouts, InboundPolicy, OutboundPolicy, PortPolicy)
 
 
@@ -125,3 +127,24 @@ def test_the_validation_sample_in_the_doc_is_what_decoding_reports() -> None:
     with pytest.raises(PolicyError) as caught:
         decode_policy(bad.group(1).encode(), "yaml", source="policy.yaml")
     assert str(caught.value) + "\n" == output.group(1)
+
+
+def test_the_reference_names_every_type_in_words() -> None:
+    rendered = reference.render_reference()
+    assert re.findall(r"\| [A-Za-z]+Type \|", rendered) == []  # a msgspec type class the labels do not know
+    assert "| `ratio` | number, 0.0 to 10.0 | `0.2` |" in rendered
+    assert "| `unauthenticated` | `true` or `false` | `false` |" in rendered
+
+
+def test_the_services_example_is_a_valid_bundle_the_doc_shows_verbatim() -> None:
+    policy = load_policy_file(SERVICES_EXAMPLE)
+    index = PolicyIndex(policy)
+    assert [plan.key for plan in index.services.plans] == [("cart", 80), ("payments", 50051), ("postgres", 5432)]
+    cart = index.service("fd00:96::10", 80)
+    assert cart is not None and [endpoint.weight for endpoint in cart.endpoints] == [2, 1, 1]
+    assert cart.route("GET", "/cart/42").name == "reads" and cart.route("POST", "/cart/42").name == "default"
+    payments = index.meshed("10.1.1.5", 50051)  # no identity of its own: outbound.meshed's
+    assert payments is not None and payments.expected.pattern == "spiffe://cluster.local/ns/shop/*"
+    section = DOC.read_text(encoding="utf-8").split("## Services, routes and retries", 1)[1]
+    shown = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    assert shown is not None and shown.group(1) == SERVICES_EXAMPLE.read_text(encoding="utf-8")

@@ -117,7 +117,9 @@ def test_pending_requests_spread_the_load() -> None:
     assert first is not None
     for _ in range(5):
         lb.begin(first)
-    assert all((ep := lb.pick(0.0)) is not None and ep is not first for _ in range(100))
+    picks = [lb.pick(0.0) for _ in range(1000)]
+    # Six times the load: the odds are 36 to 1 against the busy one (a soft P2C, see Balancer.pick).
+    assert sum(ep is first for ep in picks) < 60
 
 
 def test_ejected_and_avoided_endpoints_are_not_picked() -> None:

@@ -1,0 +1,213 @@
+"""HTTP/1.1 to a service's virtual address through the whole proxy: per-request balancing, retries within the
+route's rules and the budget, route and per-try timeouts, fail-fast and load shedding, reloads."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import trio
+
+from tests.dataplane.services.endpoints import Client, endpoints, fetch, refusing, service_policy, service_proxy
+
+
+def _retries(running: object, event: str) -> int:
+    from dataplane.app import Proxy
+
+    proxy = running.proxy  # type: ignore[attr-defined]
+    assert isinstance(proxy, Proxy)
+    return proxy.runtime.services.counters.retry_count(("web", "80", "default"), event)  # type: ignore[arg-type]
+
+
+async def test_requests_on_one_connection_spread_over_every_endpoint(tmp_path: Path) -> None:
+    async with endpoints("a", "b", "c") as apps, service_proxy(tmp_path, service_policy(apps)) as running:
+        client = await Client.open(running.listen)
+        seen: Counter[str] = Counter()
+        for _ in range(90):
+            status, _, body = await client.request()
+            assert status == 200
+            seen[body.decode()] += 1
+        await client.aclose()
+        assert set(seen) == {"a", "b", "c"}, seen
+        conns = [rec for rec in running.proxy.table.recent if rec.service == "web:80"]
+        conns += [rec for rec in running.proxy.table.live.values() if rec.service == "web:80"]
+        assert conns and conns[0].upstream in {app.address for app in apps}
+
+
+async def test_weights_give_heavier_endpoints_more_requests(tmp_path: Path) -> None:
+    async with endpoints("a", "b", "c") as apps:
+        policy = service_policy(apps, weights=[1, 2, 6])
+        async with service_proxy(tmp_path, policy) as running:
+            client = await Client.open(running.listen)
+            seen: Counter[str] = Counter()
+            for _ in range(450):
+                _, _, body = await client.request()
+                seen[body.decode()] += 1
+            await client.aclose()
+    assert seen["a"] < seen["b"] < seen["c"], seen
+    assert seen["c"] > 450 * 0.45, seen
+
+
+async def test_an_endpoint_that_refuses_connections_is_never_seen_by_clients(tmp_path: Path) -> None:
+    async with endpoints("a", "b", "c") as apps:
+        refusing(apps[0])
+        async with service_proxy(tmp_path, service_policy(apps)) as running:
+            results: Counter[tuple[int, str]] = Counter()
+            for _ in range(40):
+                status, _, body = await fetch(running.listen)
+                results[(status, body.decode())] += 1
+            assert set(results) <= {(200, "b"), (200, "c")}, results
+            assert _retries(running, "requests") >= 1
+            rows = list(running.proxy.runtime.services.rows())
+            assert rows[0].ejected == 1, rows  # 7 connect failures in a row: ejected
+
+
+async def test_a_listed_status_is_retried_on_another_endpoint(tmp_path: Path) -> None:
+    extra = "      retry: {statuses: [503], conditions: [connect-failure]}\n"
+    async with endpoints("a", "b") as apps:
+        apps[0].mode = "503"
+        async with service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
+            for _ in range(20):
+                status, _, body = await fetch(running.listen)
+                assert (status, body) == (200, b"b")
+            assert _retries(running, "requests") >= 1
+            assert _retries(running, "successes") == _retries(running, "requests")
+
+
+async def test_post_is_not_retried_on_a_status(tmp_path: Path) -> None:
+    extra = "      retry: {statuses: [503]}\n"
+    async with endpoints("a") as apps:
+        apps[0].mode = "503"
+        async with service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
+            status, _, _ = await fetch(running.listen, method="POST")
+            assert status == 503
+            assert apps[0].requests == 1
+            assert _retries(running, "requests") == 0
+
+
+async def test_a_reset_before_the_response_is_retried_for_get(tmp_path: Path) -> None:
+    extra = "      retry: {conditions: [reset]}\n"
+    async with endpoints("a", "b") as apps:
+        apps[0].mode = "reset"
+        async with service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
+            for _ in range(10):
+                status, _, body = await fetch(running.listen)
+                assert (status, body) == (200, b"b")
+
+
+async def test_max_attempts_bounds_the_tries(tmp_path: Path) -> None:
+    extra = "      retry: {statuses: [503], max_attempts: 2}\n"
+    async with endpoints("a", "b", "c") as apps:
+        for app in apps:
+            app.mode = "503"
+        async with service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
+            status, _, _ = await fetch(running.listen)
+            assert status == 503
+            assert sum(app.requests for app in apps) == 2
+            assert _retries(running, "limit_exceeded") == 1
+
+
+async def test_the_retry_budget_bounds_retries_when_everything_fails(tmp_path: Path) -> None:
+    extra = (
+        "      retry: {statuses: [503], max_attempts: 5}\n"
+        "      retry_budget: {ratio: 0.2, min_per_second: 1, ttl: 10s}\n"
+    )
+    async with endpoints("a", "b") as apps:
+        for app in apps:
+            app.mode = "503"
+        async with service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
+            client = await Client.open(running.listen)
+            for _ in range(100):
+                status, _, _ = await client.request()
+                assert status == 503
+            await client.aclose()
+            retries = _retries(running, "requests")
+            # 20% of 100 requests plus the floor of 1/s over the 10 s window: at most 30.
+            assert retries <= 0.2 * 100 + 10, retries
+            assert _retries(running, "overflow") > 0
+            assert sum(app.requests for app in apps) == 100 + retries
+
+
+async def test_the_route_timeout_answers_504(tmp_path: Path) -> None:
+    extra = "      routes: [{name: slow, paths: ['/slow'], timeout: 300ms}]\n"
+    async with endpoints("a") as apps:
+        apps[0].mode = "hang"
+        async with service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
+            started = trio.current_time()
+            status, headers, _ = await fetch(running.listen, "/slow")
+            elapsed = trio.current_time() - started
+            assert status == 504, headers
+            assert "route" in headers["x-triomesh-error"]
+            assert 0.3 <= elapsed < 0.4, elapsed
+
+
+async def test_a_per_try_timeout_moves_on_to_another_endpoint(tmp_path: Path) -> None:
+    extra = "      retry: {conditions: [per-try-timeout], per_try_timeout: 200ms}\n"
+    async with endpoints("a", "b") as apps:
+        apps[0].mode = "hang"
+        async with service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
+            for _ in range(6):
+                status, _, body = await fetch(running.listen)
+                assert (status, body) == (200, b"b")
+
+
+async def test_no_endpoints_fails_fast_with_503(tmp_path: Path) -> None:
+    policy = service_policy([], extra="      queue: {failfast: 200ms}\n").replace("      endpoints:\n", "")
+    async with service_proxy(tmp_path, policy) as running:
+        started = trio.current_time()
+        status, headers, _ = await fetch(running.listen)
+        assert status == 503 and "no endpoints" in headers["x-triomesh-error"], headers
+        assert 0.2 <= trio.current_time() - started < 0.3
+        started = trio.current_time()
+        status, _, _ = await fetch(running.listen)
+        assert status == 503
+        assert trio.current_time() - started < 0.1  # in fail-fast now: at once
+
+
+async def test_a_full_queue_sheds_with_503(tmp_path: Path) -> None:
+    extra = "      queue: {capacity: 2}\n"
+    async with endpoints("a") as apps:
+        apps[0].delay = 0.5
+        async with service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
+            statuses: list[int] = []
+
+            async def one() -> None:
+                status, _, _ = await fetch(running.listen)
+                statuses.append(status)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(5):
+                    nursery.start_soon(one)
+            assert sorted(statuses) == [200, 200, 503, 503, 503], statuses
+
+
+async def test_a_reload_removes_an_endpoint_for_new_requests(tmp_path: Path) -> None:
+    async with endpoints("a", "b") as apps, service_proxy(tmp_path, service_policy(apps)) as running:
+        client = await Client.open(running.listen)
+        for _ in range(10):
+            await client.request()
+        assert apps[0].requests and apps[1].requests
+        (tmp_path / "policy.yaml").write_text(service_policy(apps[1:]))
+        with trio.fail_after(5):
+            while running.proxy.store.current.generation < 2:
+                await trio.sleep(0.05)
+        before = apps[0].requests
+        for _ in range(20):
+            status, _, body = await client.request()
+            assert (status, body) == (200, b"b")
+        assert apps[0].requests == before
+        await client.aclose()
+
+
+async def test_a_slow_endpoint_gets_little_traffic(tmp_path: Path) -> None:
+    async with endpoints("a", "b", "c") as apps:
+        apps[0].delay = 0.2
+        async with service_proxy(tmp_path, service_policy(apps)) as running:
+            client = await Client.open(running.listen)
+            seen: Counter[str] = Counter()
+            for _ in range(150):
+                _, _, body = await client.request()
+                seen[body.decode()] += 1
+            await client.aclose()
+    # Even shares would be 50 each; peak-EWMA keeps the slow one to its first tries and rare probes.
+    assert seen["a"] < 10, seen
