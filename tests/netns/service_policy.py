@@ -30,11 +30,13 @@ async def generation(pod: Pod) -> int:
     return (await trio.to_thread.run_sync(pod.admin().status)).policy_generation
 
 
-async def apply_policy(pod: Pod, policy: PolicyDocument) -> float:
-    """Writes ``policy`` and waits until the proxy's generation moves on; the trio time it did."""
+async def apply_policy(pod: Pod, policy: PolicyDocument) -> tuple[float, float]:
+    """Writes ``policy`` and waits until the proxy's generation moves on: (trio time of the write, trio time the
+    new generation showed). Between the two, a request may meet either generation."""
     before = await generation(pod)
+    written = trio.current_time()
     write_policy(pod.policy_path, policy)
     with trio.fail_after(RELOAD_TIMEOUT):
         while await generation(pod) == before:
             await trio.sleep(0.02)
-    return trio.current_time()
+    return written, trio.current_time()

@@ -39,6 +39,7 @@ async def test_a_total_outage_is_retried_only_within_the_budget() -> None:
         f"{requests} requests in {DURATION:g}s, retries {delta[RETRIES]:g} (allowed {allowed:g}, unbounded"
         f" {2 * requests}), limit_exceeded {delta[LIMITED]:g}, successes {delta[SUCCESSES]:g}\n{load.summary()}"
     )
+    print(report)
     assert requests == RATE * DURATION, report
     assert {outcome.status for outcome in load.outcomes} == {503}, report
     assert 0 < delta[RETRIES] <= allowed, report

@@ -47,6 +47,7 @@ async def test_a_killed_endpoint_costs_no_request_and_is_ejected() -> None:
                 nursery.cancel_scope.cancel()
             ready = await service_total(a, BALANCER, SERVICE_NAME, endpoint_state="ready")
     summary = f"{load.summary()}\nejected gauge samples (every 100 ms): {ejected}; ready at the end: {ready}"
+    print(summary)
     assert not load.failures(), f"GETs failed while endpoint c was killed:\n{summary}"
     before, after = load.shares(0, kill_at), load.shares(kill_at + 0.5)
     assert before.get("c", 0) >= 0.2, f"c had too little traffic before it was killed: {before}\n{summary}"
@@ -65,6 +66,7 @@ async def test_a_slowed_endpoint_loses_its_share_within_two_seconds() -> None:
             load = await run_load(a, SERVICE_VIP, SERVICE_PORT, rate=rate, duration=duration, actions=[(slow_at, slow)])
     before, after = load.shares(0, slow_at), load.shares(slow_at + settle)
     summary = f"shares before c's 200 ms delay {before}, from {settle:g}s after it {after}\n{load.summary()}"
+    print(summary)
     assert not load.failures(), summary
     assert before.get("c", 0) >= 0.2, summary
     # Its weight share is 1/3; a balancer that sees 200 ms against a few ms sends it a small fraction of that.

@@ -84,6 +84,7 @@ async def test_connect_failures_and_timeouts_answer_503_and_504_on_time(mode: Mo
                 for index, case in enumerate(("refused", "blackholed", "silent"))
             }
     report = "\n".join(f"  {case}: {_show(outcomes)}" for case, outcomes in results.items())
+    print(f"{mode.value}:\n{report}")
     assert all(o.status == 503 and o.error and o.latency < TOLERANCE for o in results["refused"]), report
     assert all(
         o.status == 503 and o.error and abs(o.latency - CONNECT_TIMEOUT) <= TOLERANCE for o in results["blackholed"]

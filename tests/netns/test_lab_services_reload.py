@@ -66,7 +66,8 @@ async def test_ten_policy_reloads_under_load_fail_no_request() -> None:
     async with lab("rl", Mode.REDIRECT, pods=4, prefix="tmsvc", service=True) as the_lab:
         a = the_lab.pod("a")
         variants = _variants(the_lab)
-        applied: list[tuple[float, str, frozenset[str]]] = []  # (seconds into the load, what, removed)
+        # (seconds into the load: written, applied; what; the endpoints removed from then on)
+        applied: list[tuple[float, float, str, frozenset[str]]] = []
         first = await generation(a)
         policy: PolicyDocument = a.policy()
 
@@ -74,8 +75,8 @@ async def test_ten_policy_reloads_under_load_fail_no_request() -> None:
             for index, (what, change, removed) in enumerate(variants):
                 await trio.sleep_until(started + START + index * EVERY)
                 change(service(policy))
-                at = await apply_policy(a, copy.deepcopy(policy))
-                applied.append((at - started, what, removed))
+                written, at = await apply_policy(a, copy.deepcopy(policy))
+                applied.append((written - started, at - started, what, removed))
 
         with trio.fail_after(60):
             started = trio.current_time()
@@ -84,10 +85,13 @@ async def test_ten_policy_reloads_under_load_fail_no_request() -> None:
                 a, SERVICE_VIP, SERVICE_PORT, rate=RATE, duration=duration, actions=[(0, lambda: rewrite_all(started))]
             )
             last = await generation(a)
-    timeline = "\n".join(f"  {at:6.3f}s {what}" for at, what, _ in applied)
-    summary = f"reloads applied at:\n{timeline}\n{load.summary()}"
+    timeline = "\n".join(f"  written {written:6.3f}s applied {at:6.3f}s {what}" for written, at, what, _ in applied)
+    summary = f"reloads:\n{timeline}\n{load.summary()}"
+    print(summary)
     assert not load.failures(), summary
     assert len(applied) == len(variants) and last == first + len(variants), (first, last, summary)
-    for (at, what, removed), end in zip(applied, [*[at for at, _, _ in applied[1:]], duration], strict=True):
+    # A removed endpoint answers nothing sent from just after its removal showed until the next policy was written.
+    ends = [written for written, _, _, _ in applied[1:]] + [duration]
+    for (_, at, what, removed), end in zip(applied, ends, strict=True):
         answered = load.by_pod(at + APPLY_MARGIN, end)
         assert not removed & set(answered), f"after '{what}' ({at:.3f}s-{end:.3f}s): {dict(answered)}\n{summary}"

@@ -27,6 +27,7 @@ async def test_requests_to_the_virtual_address_are_spread_by_weight(mode: Mode) 
         with trio.fail_after(60):
             load = await run_load(a, SERVICE_VIP, SERVICE_PORT, rate=RATE, duration=REQUESTS / RATE, connections=8)
             v6 = await run_load(a, SERVICE_VIP6, SERVICE_PORT, rate=20, duration=1.0, connections=2)
+    print(f"{mode.value}: {load.summary()}\nIPv6: {v6.summary()}")
     assert not load.failures(), load.summary()
     assert len(load.outcomes) == REQUESTS, load.summary()
     shares = load.shares()
