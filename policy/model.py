@@ -352,9 +352,9 @@ class Service(_Struct, frozen=True):
 
     name: ServiceName
     """Unique in the bundle; shown as ``parent_name`` in metrics and by ``meshctl``."""
-    addresses: tuple[IpAddress, ...]
+    addresses: Annotated[tuple[IpAddress, ...], msgspec.Meta(min_length=1)]
     """The virtual IPs; each address:port belongs to one service only."""
-    ports: tuple[ServicePort, ...]
+    ports: Annotated[tuple[ServicePort, ...], msgspec.Meta(min_length=1)]
     """The service's ports."""
     endpoints: tuple[Endpoint, ...] = ()
     """Where the traffic goes; none: every request is answered 503 (fail fast) and connections are reset."""

@@ -110,6 +110,7 @@ class _Session(ClientSide):
         self.client_ip = ctx.rec.client.ip.encode()
         self.exchange: _Exchange  # the request in flight (its replay, once sent again)
         self.kept = False  # the request's body was read whole before it was sent (a service's, to retry it)
+        self.sent = False  # ``exchange`` is this request's (it has an upstream connection)
         self.answered_ok = False  # the request got its upstream's response
         self._unsent: tuple[int, str, str] = (503, "", "")  # (status, why, error) of a request that never went out
 
@@ -151,6 +152,7 @@ class _Session(ClientSide):
         """Send the request upstream (to the original destination, or to a service's endpoints with retries) and
         relay its response; True when the client connection carries on."""
         ctx = self.ctx
+        self.sent = False
         try:
             if call is None:
                 if not await self._first_try(ctx.upstream, request, key, started):
@@ -159,26 +161,12 @@ class _Session(ClientSide):
             elif not await self._service_tries(call, request, key, started, forwarded):
                 return await self._unsent_answered(request)
         except _ResponseFailed as exc:
-            exchange = self.exchange  # the replay's, if the request was sent again
-            ctx.pool.release(exchange.upstream, reusable=False)
-            if not exchange.recorded:
-                ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.error)
-            if exchange.responded:
-                self.rec.close_reason = "upstream_reset"
-                return False  # a started response is never faked complete: close without its end
-            await self._refuse(exc.status, exc.why, close=True)
-            return False
+            return await self._upstream_failed(exc, key, started)
         except Http1Error as exc:  # the request body turned out malformed (a bad chunk)
-            exchange = self.exchange
-            ctx.pool.release(exchange.upstream, reusable=False)
-            if not exchange.recorded:
-                ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.reason.value)
-            if not exchange.responded:
-                await self._refuse(exc.status, f"bad request: {exc.reason.value}", close=True)
-            self.rec.close_reason = f"http_{exc.reason.value}"
-            return False
+            return await self._bad_body(exc, key, started)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            ctx.pool.release(self.exchange.upstream, reusable=False)
+            if self.sent:
+                ctx.pool.release(self.exchange.upstream, reusable=False)
             self.rec.close_reason = "client_reset"
             return False
         exchange = self.exchange
@@ -187,6 +175,32 @@ class _Session(ClientSide):
             return False
         ctx.pool.release(exchange.upstream, reusable=exchange.upstream_reusable)
         return request.keep_alive and exchange.response_keep_alive and exchange.request_done
+
+    async def _upstream_failed(self, exc: _ResponseFailed, key: RequestKey, started: float) -> bool:
+        """The upstream failed the request: 502/503/504 if the client has no response head yet, else a close."""
+        exchange = self.exchange  # the replay's, if the request was sent again
+        self.ctx.pool.release(exchange.upstream, reusable=False)
+        if not exchange.recorded:
+            self.ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.error)
+        if exchange.responded:
+            self.rec.close_reason = "upstream_reset"
+            return False  # a started response is never faked complete: close without its end
+        await self._refuse(exc.status, exc.why, close=True)
+        return False
+
+    async def _bad_body(self, exc: Http1Error, key: RequestKey, started: float) -> bool:
+        """The request body was malformed: 400-ish if the client has no response head yet; the connection ends."""
+        responded = recorded = False
+        if self.sent:  # else it failed while a service's request body was being read, before any try
+            exchange = self.exchange
+            self.ctx.pool.release(exchange.upstream, reusable=False)
+            responded, recorded = exchange.responded, exchange.recorded
+        if not recorded:
+            self.ctx.stats.response(key, status=exc.status, latency_ms=_ms(started), error=exc.reason.value)
+        if not responded:
+            await self._refuse(exc.status, f"bad request: {exc.reason.value}", close=True)
+        self.rec.close_reason = f"http_{exc.reason.value}"
+        return False
 
     async def _first_try(self, target: SockAddr, request: RequestReceived, key: RequestKey, started: float) -> bool:
         """``self.exchange`` on a connection to ``target``; False once the client was answered 503 instead."""
@@ -199,6 +213,7 @@ class _Session(ClientSide):
             return False
         self.rec.dst_opened = True
         self.exchange = _Exchange(self, upstream, request, key, started, target)
+        self.sent = True
         return True
 
     async def _service_tries(

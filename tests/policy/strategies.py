@@ -154,7 +154,7 @@ def _endpoint_identity(ip: int) -> str | None:
 @st.composite
 def services(draw: st.DrawFn, number: int, name: str) -> Service:
     """Service ``number`` of a bundle: its virtual IPs are in 10.96.NUMBER.0/24 and fd00:96:NUMBER::/64."""
-    v4 = draw(st.lists(st.integers(1, 254), unique=True, max_size=3))
+    v4 = draw(st.lists(st.integers(1, 254), unique=True, min_size=1, max_size=3))  # a service needs an address
     v6 = draw(st.lists(st.integers(1, 2**16 - 1), unique=True, max_size=2))
     addresses = [f"10.96.{number}.{host}" for host in v4] + [
         str(ipaddress.IPv6Address(f"fd00:96:{number}::{host:x}")) for host in v6
@@ -176,7 +176,7 @@ def services(draw: st.DrawFn, number: int, name: str) -> Service:
     ejections = sorted(draw(st.lists(durations, min_size=2, max_size=2)), key=lambda duration: duration.seconds)
     return Service(
         name=name,
-        addresses=tuple(draw(st.permutations(addresses))) if addresses else (),
+        addresses=tuple(draw(st.permutations(addresses))),
         ports=service_ports,
         endpoints=tuple(endpoints),
         routes=draw(routes()),

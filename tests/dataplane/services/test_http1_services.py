@@ -211,3 +211,34 @@ async def test_a_slow_endpoint_gets_little_traffic(tmp_path: Path) -> None:
             await client.aclose()
     # Even shares would be 50 each; peak-EWMA keeps the slow one to its first tries and rare probes.
     assert seen["a"] < 10, seen
+
+
+async def test_a_malformed_body_is_refused_before_any_endpoint_sees_it(tmp_path: Path) -> None:
+    async with endpoints("a", "b") as apps, service_proxy(tmp_path, service_policy(apps)) as running:
+        stream = await trio.open_tcp_stream(*running.listen)
+        async with stream:
+            await stream.send_all(b"POST / HTTP/1.1\r\nhost: web\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")
+            answer = b""
+            while chunk := await stream.receive_some():
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        assert apps[0].connections == apps[1].connections == 0
+        # The body is read (to be kept for retries) before an endpoint is chosen: nothing is in flight after.
+        with trio.fail_after(2):
+            while [row.queue_length for row in running.proxy.runtime.services.rows()] != [0]:
+                await trio.sleep(0.01)
+
+
+async def test_a_body_too_big_to_keep_streams_and_is_not_retried(tmp_path: Path) -> None:
+    extra = "      retry: {conditions: [connect-failure, reset], max_body: 16}\n"
+    async with endpoints("a") as apps, service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
+        apps[0].mode = "reset"
+        client = await Client.open(running.listen)
+        status, _, _ = await client.request("PUT", "/", b"x" * 1000)
+        assert status == 502  # reset before the response, on a fresh connection: not retried (body not kept)
+        assert apps[0].requests == 1
+        await client.aclose()
+        apps[0].mode = "ok"
+        client = await Client.open(running.listen)
+        assert (await client.request("PUT", "/", b"x" * 1000))[::2] == (200, b"a")
+        await client.aclose()
