@@ -1,4 +1,5 @@
-"""``meshctl lab up|status|rotate|down|exec|demo``: the network-namespace lab (needs root)."""
+"""``meshctl lab up|status|rotate|down|exec|demo|fail|delay|kill-app|start-app``: the network-namespace lab (needs
+root)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ import argparse
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from ctl.commands import Subparsers
 from ctl.commands.argtypes import checked, number_in
 from ctl.errors import CtlError, UsageError
-from ctl.lab.topology import DEFAULT_PREFIX, MAX_PODS, Mode, pod_netns, validate_prefix
+
+if TYPE_CHECKING:
+    from ctl.lab.lab import Lab
+from ctl.lab.app_faults import MAX_DELAY_MS, parse_fail_mode
+from ctl.lab.service import SERVICE_NAME, SERVICE_PODS, SERVICE_PORT, SERVICE_VIP, SERVICE_VIP6, parse_weights
+from ctl.lab.topology import DEFAULT_PREFIX, HTTP_PORT, MAX_PODS, Mode, pod_netns, validate_prefix
 
 
 def register(subparsers: Subparsers) -> None:
@@ -28,11 +35,24 @@ def register(subparsers: Subparsers) -> None:
     up.add_argument(
         "--pods",
         type=number_in(int, 1, MAX_PODS, what="a whole number"),
-        default=3,
+        default=None,
         metavar="N",
-        help="number of pods (default 3)",
+        help=f"number of pods (default 3; {SERVICE_PODS} with --service)",
     )
     _shape(up)
+    up.add_argument(
+        "--service",
+        action="store_true",
+        help=f"make pod a the client of a service {SERVICE_NAME} at {SERVICE_VIP}:{SERVICE_PORT} (and"
+        f" [{SERVICE_VIP6}]:{SERVICE_PORT}) over the other pods' demo apps (port {HTTP_PORT})",
+    )
+    up.add_argument(
+        "--weights",
+        type=checked(parse_weights),
+        default=None,
+        metavar="W,W,...",
+        help="with --service: the endpoints' weights, one per pod b, c, ... (default all 1)",
+    )
     up.set_defaults(run=run_up)
 
     status = actions.add_parser("status", help="list the pods with their proxies and apps")
@@ -64,6 +84,33 @@ def register(subparsers: Subparsers) -> None:
     run_in.add_argument("pod", metavar="POD", help="pod name (a, b, ...)")
     run_in.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command to run")
     run_in.set_defaults(run=run_exec)
+
+    fail = actions.add_parser(
+        "fail",
+        help="make a pod's demo app fail every HTTP request: an error status, a reset or a hang (off: normal)",
+        description="Set the fault of the pod's demo app (its HTTP port): MODE is off, reset (RST once the"
+        " request head is read), hang (never answer) or an error status 400-599 such as 503.",
+    )
+    _prefix(fail)
+    fail.add_argument("pod", metavar="POD", help="pod name (a, b, ...)")
+    fail.add_argument("mode", type=checked(_fail_mode), metavar="MODE", help="off, reset, hang or a status (503)")
+    fail.set_defaults(run=run_fail)
+
+    delay = actions.add_parser("delay", help="delay every HTTP answer of a pod's demo app by MS milliseconds")
+    _prefix(delay)
+    delay.add_argument("pod", metavar="POD", help="pod name (a, b, ...)")
+    delay.add_argument("ms", type=number_in(int, 0, MAX_DELAY_MS, what="whole milliseconds"), metavar="MS")
+    delay.set_defaults(run=run_delay)
+
+    kill_app = actions.add_parser("kill-app", help="SIGKILL a pod's demo app, as a crash would")
+    _prefix(kill_app)
+    kill_app.add_argument("pod", metavar="POD", help="pod name (a, b, ...)")
+    kill_app.set_defaults(run=run_kill_app)
+
+    start_app = actions.add_parser("start-app", help="start a pod's demo app again and wait until it listens")
+    _prefix(start_app)
+    start_app.add_argument("pod", metavar="POD", help="pod name (a, b, ...)")
+    start_app.set_defaults(run=run_start_app)
 
     demo = actions.add_parser("demo", help="up, traffic a->b->c->a, tables and metrics, down (make demo)")
     _prefix(demo)
@@ -101,6 +148,11 @@ def _shape(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _fail_mode(text: str) -> str:
+    parse_fail_mode(text)
+    return text
+
+
 def _need_root() -> None:
     if os.geteuid() != 0:
         raise CtlError("meshctl lab needs root (it creates network namespaces and iptables rules)")
@@ -112,8 +164,22 @@ def run_up(args: argparse.Namespace) -> int:
     from ctl.lab.lab import Lab
     from ctl.lab.status import lab_status, render_lab_status
 
+    if args.weights is not None and not args.service:
+        raise UsageError("lab up: --weights needs --service")
+    pods = int(args.pods) if args.pods is not None else SERVICE_PODS if args.service else 3
+    try:
+        lab = Lab(
+            str(args.prefix),
+            pods,
+            Mode(args.mode),
+            bool(args.ipv6),
+            mtls=bool(args.mtls),
+            service=bool(args.service),
+            weights=args.weights,
+        )
+    except ValueError as exc:
+        raise UsageError(f"lab up: {exc}") from None
     _need_root()
-    lab = Lab(str(args.prefix), int(args.pods), Mode(args.mode), bool(args.ipv6), mtls=bool(args.mtls))
 
     async def up() -> str:
         await lab.up()
@@ -160,25 +226,78 @@ def run_down(args: argparse.Namespace) -> int:
 
 
 def run_exec(args: argparse.Namespace) -> int:
-    from ctl.netns import netns_path
-
     command: list[str] = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
         raise UsageError("lab exec: give the command after the pod, e.g. `meshctl lab exec a -- ss -tn`")
-    try:
-        netns = pod_netns(str(args.prefix), str(args.pod))
-    except ValueError as exc:
-        raise UsageError(f"lab exec POD: {exc}") from None
-    _need_root()
-    if not netns_path(netns).exists():
-        raise CtlError(f"pod {args.pod} of lab {args.prefix} does not exist (no namespace {netns}); `lab up` first")
+    netns = _pod_netns(args)
     try:
         done = subprocess.run(["ip", "netns", "exec", netns, *command], check=False)
     except FileNotFoundError:
         raise CtlError("ip not found on PATH (Debian package iproute2)") from None
     return done.returncode if done.returncode >= 0 else 128 - done.returncode
+
+
+def run_fail(args: argparse.Namespace) -> int:
+    import trio
+
+    from ctl.lab.app_control import set_fail
+
+    print(trio.run(set_fail, _pod_netns(args), str(args.mode)))
+    return 0
+
+
+def run_delay(args: argparse.Namespace) -> int:
+    import trio
+
+    from ctl.lab.app_control import set_delay
+
+    print(trio.run(set_delay, _pod_netns(args), int(args.ms)))
+    return 0
+
+
+def run_kill_app(args: argparse.Namespace) -> int:
+    import trio
+
+    lab = _lab_from_state(args)
+    pid = trio.run(lab.kill_app, str(args.pod))
+    print(f"pod {args.pod}: demo app (pid {pid}) killed")
+    return 0
+
+
+def run_start_app(args: argparse.Namespace) -> int:
+    import trio
+
+    lab = _lab_from_state(args)
+    pid = trio.run(lab.start_app, str(args.pod))
+    print(f"pod {args.pod}: demo app started (pid {pid}), listening")
+    return 0
+
+
+def _pod_netns(args: argparse.Namespace) -> str:
+    """The pod's namespace, which must exist; UsageError for a bad pod name."""
+    from ctl.netns import netns_path
+
+    try:
+        netns = pod_netns(str(args.prefix), str(args.pod))
+    except ValueError as exc:
+        raise UsageError(f"lab {args.lab_command} POD: {exc}") from None
+    _need_root()
+    if not netns_path(netns).exists():
+        raise CtlError(f"pod {args.pod} of lab {args.prefix} does not exist (no namespace {netns}); `lab up` first")
+    return netns
+
+
+def _lab_from_state(args: argparse.Namespace) -> Lab:
+    from ctl.lab.lab import Lab
+    from ctl.lab.state import load_state
+
+    _pod_netns(args)
+    state = load_state(str(args.prefix))
+    if state is None:
+        raise CtlError(f"lab {args.prefix} has no state file; `meshctl lab up` first")
+    return Lab.from_state(state)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@
 its pod name, its own address and the peer address it sees (under TPROXY that is the calling pod's address,
 under REDIRECT the local proxy's), then answers each line with ``<name> echoes: <line>`` until the client closes:
 a server-speaks-first protocol, which the proxies relay as opaque TCP. ``--http-port`` serves HTTP/1.1
-(``demo_http``), which they proxy as HTTP.
+(``demo_http``), which they proxy as HTTP, and which can be told to fail, slow down or hang (``app_faults``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Final
 
 import trio
 
+from ctl.lab.app_faults import Faults
 from ctl.lab.demo_http import handle_http
 from ctl.lab.lines import LineReader, LineTooLongError
 
@@ -73,7 +74,9 @@ async def serve(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.serve_listeners, partial(handle_client, name=name), listeners)
         if http_listeners:
-            nursery.start_soon(trio.serve_listeners, partial(handle_http, name=name), http_listeners)
+            # One fault state for every HTTP connection: a control request on one changes them all.
+            handler = partial(handle_http, name=name, faults=Faults())
+            nursery.start_soon(trio.serve_listeners, handler, http_listeners)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

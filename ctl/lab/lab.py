@@ -5,26 +5,31 @@ Per pod: a namespace with a veth to the hub's bridge, lo up, an IPv4 (and option
 file and (by default) its own SPIFFE identity; and the demo app on port 8080 as root, so its own connections are
 intercepted like any application's. With mTLS (the default) the lab has its own root CA, every pod an SVID
 (``spiffe://cluster.local/ns/<prefix>/sa/<pod>``) and a policy with strict mTLS in and mTLS to every other pod.
+With ``service=True`` pod a is also the client of a service over the other pods' demo apps (``ctl.lab.service``).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+import msgspec
 import trio
 
 from ctl.client import DEFAULT_TIMEOUT, AdminAddress, AdminClient
 from ctl.errors import CtlError
 from ctl.lab.command import LabError, last_line, run
 from ctl.lab.listening import listening_ports
-from ctl.lab.network import build_hub, build_pod, list_netns
+from ctl.lab.network import add_routes, build_hub, build_pod, list_netns
 from ctl.lab.pod_policy import POLICY_FILE, PolicyDocument, pod_policy, write_policy
-from ctl.lab.processes import is_alive, log_tail, marker, spawn_detached
+from ctl.lab.processes import is_alive, log_tail, marker, spawn_detached, wait_exit
+from ctl.lab.service import LabService, lab_service, service_routes
 from ctl.lab.state import LabState, PodState, lab_dir, save_state
 from ctl.lab.svids import ca_dir, create_ca, identity_dir, issue_to
 from ctl.lab.teardown import Teardown, teardown
@@ -46,15 +51,19 @@ READY_TIMEOUT: Final = 20.0  # seconds for every pod's proxy and app to come up;
 _POLL: Final = 0.1  # seconds between readiness probes
 # The lab is torn down often; a lab proxy has no long-lived clients worth a 30 s drain.
 _PROXY_DRAIN: Final = "1s"
+_KILL_WAIT: Final = 5.0  # seconds for a SIGKILLed app to be gone; it takes milliseconds
 
 
 class Pod:
     """One pod of a lab: where it is and how to reach its proxy."""
 
-    def __init__(self, topology: Topology, plan: PodPlan, directory: Path, *, mtls: bool) -> None:
+    def __init__(
+        self, topology: Topology, plan: PodPlan, directory: Path, *, mtls: bool, service: LabService | None = None
+    ) -> None:
         self.topology = topology
         self.plan = plan
         self.mtls = mtls
+        self.service = service
         self.log_dir = directory / plan.name
         self.policy_path = self.log_dir / POLICY_FILE
         """The proxy's policy file; ``write_policy`` (or any editor) changes it, the proxy reloads within 1 s."""
@@ -90,7 +99,7 @@ class Pod:
 
     def policy(self) -> PolicyDocument:
         """The policy ``lab up`` wrote for this pod, as plain data to change and ``write_policy`` back."""
-        return pod_policy(self.topology, self.plan, mtls=self.mtls)
+        return pod_policy(self.topology, self.plan, mtls=self.mtls, service=self.service)
 
     def admin(self, *, timeout: float = DEFAULT_TIMEOUT) -> AdminClient:
         """A client for this pod's proxy admin endpoint (127.0.0.1:15000 inside the pod)."""
@@ -115,6 +124,8 @@ class Lab:
         ipv6: bool = True,
         *,
         mtls: bool = True,
+        service: bool = False,
+        weights: Sequence[int] | None = None,
         venv: Path | None = None,
         ready_timeout: float = READY_TIMEOUT,
     ) -> None:
@@ -122,15 +133,30 @@ class Lab:
         self.mode = mode
         self.ipv6 = ipv6
         self.mtls = mtls
+        self.service = lab_service(self.topology, weights) if service else None
+        """Pod a's service over the other pods (``service=True``; ``weights``: one per endpoint pod)."""
         self.venv = Path(sys.prefix) if venv is None else venv
         self.ready_timeout = ready_timeout
         self.directory = lab_dir(prefix)
-        self.pods = [Pod(self.topology, pod, self.directory, mtls=mtls) for pod in self.topology.pods]
+        self.pods = [
+            Pod(self.topology, pod, self.directory, mtls=mtls, service=self.service) for pod in self.topology.pods
+        ]
         self.state: LabState | None = None
 
     @classmethod
     def from_state(cls, state: LabState) -> Lab:
-        lab = cls(state.prefix, len(state.pods), state.mode, state.ipv6, mtls=state.mtls, venv=Path(state.venv))
+        service = state.service
+        weights = None if service is None else [endpoint.weight for endpoint in service.endpoints]
+        lab = cls(
+            state.prefix,
+            len(state.pods),
+            state.mode,
+            state.ipv6,
+            mtls=state.mtls,
+            service=service is not None,
+            weights=weights,
+            venv=Path(state.venv),
+        )
         lab.state = state
         return lab
 
@@ -166,6 +192,37 @@ class Lab:
         self.state = None
         return await teardown(self.prefix)
 
+    # === the demo apps, for tests that make an endpoint fail ===
+
+    async def kill_app(self, name: str) -> int:
+        """SIGKILL pod ``name``'s demo app, as a crash would (no clean close of its connections); its pid."""
+        pid = self._app_pid(name)
+        if pid is None or not is_alive(pid):
+            raise LabError(f"the demo app of pod {name} is not running (`meshctl lab start-app {name}` starts it)")
+        os.kill(pid, signal.SIGKILL)
+        with trio.move_on_after(_KILL_WAIT):
+            await wait_exit(pid)
+        is_alive(pid)  # reaps it when it is our child
+        self._record_app(name, None)
+        return pid
+
+    async def start_app(self, name: str) -> int:
+        """Start pod ``name``'s demo app again (after ``kill_app``) and wait until it listens; its pid."""
+        pod = self.pod(name)
+        pid = self._app_pid(name)
+        if pid is not None and is_alive(pid):
+            raise LabError(f"the demo app of pod {name} is already running (pid {pid})")
+        pid = self._start_app(pod, self._tools()["python"])
+        self._record_app(name, pid)
+        with trio.move_on_after(self.ready_timeout):
+            while {APP_PORT, HTTP_PORT} - listening_ports(pid):
+                if not is_alive(pid):
+                    log = pod.log_dir / "app.log"
+                    raise LabError(f"demo app in pod {name} exited; end of {log}:\n{log_tail(log)}")
+                await trio.sleep(_POLL)
+            return pid
+        raise LabError(f"demo app in pod {name} (pid {pid}) not listening after {self.ready_timeout:g}s")
+
     # === start-up steps ===
 
     async def _build(self, tools: dict[str, str]) -> LabState:
@@ -173,6 +230,8 @@ class Lab:
         for pod in self.pods:
             pod.log_dir.mkdir(parents=True, exist_ok=True)
             await build_pod(self.topology, pod.plan)
+        if self.service is not None:
+            await add_routes(self.pod(self.service.client).netns, service_routes(self.service))
         self._record({})
         self._provision()
         await self._for_each_pod(lambda pod: self._mesh_init(pod, tools["mesh-init"]))
@@ -232,12 +291,7 @@ class Lab:
     def _start(self, pod: Pod, tools: dict[str, str]) -> tuple[int, int]:
         """Starts the demo app and the proxy; returns (proxy pid, app pid)."""
         enter = ["ip", "netns", "exec", pod.netns]
-        ports = ["--port", str(APP_PORT), "--http-port", str(HTTP_PORT)]
-        app = spawn_detached(
-            [*enter, tools["python"], "-m", "ctl.lab.demo_app", "--name", pod.name, *ports],
-            log=pod.log_dir / "app.log",
-            mark=marker(self.prefix, pod.name, "app"),
-        )
+        app = self._start_app(pod, tools["python"])
         as_proxy_user = [
             tools["setpriv"],
             f"--reuid={PROXY_UID}",
@@ -268,6 +322,27 @@ class Lab:
         )
         return proxy, app
 
+    def _start_app(self, pod: Pod, python: str) -> int:
+        ports = ["--port", str(APP_PORT), "--http-port", str(HTTP_PORT)]
+        return spawn_detached(
+            ["ip", "netns", "exec", pod.netns, python, "-m", "ctl.lab.demo_app", "--name", pod.name, *ports],
+            log=pod.log_dir / "app.log",
+            mark=marker(self.prefix, pod.name, "app"),
+        )
+
+    def _app_pid(self, name: str) -> int | None:
+        self.pod(name)  # LabError for a pod the lab does not have
+        if self.state is None:
+            raise LabError(f"lab {self.prefix} is not up (no state)")
+        return next(pod.app_pid for pod in self.state.pods if pod.name == name)
+
+    def _record_app(self, name: str, pid: int | None) -> None:
+        if self.state is None:
+            raise LabError(f"lab {self.prefix} is not up (no state)")
+        pods = tuple(msgspec.structs.replace(pod, app_pid=pid) if pod.name == name else pod for pod in self.state.pods)
+        self.state = msgspec.structs.replace(self.state, pods=pods)
+        save_state(self.state)
+
     def _record(self, pids: dict[str, tuple[int, int]]) -> LabState:
         pods = tuple(
             PodState(
@@ -291,6 +366,7 @@ class Lab:
             venv=str(self.venv),
             created_at=time.time(),
             pods=pods,
+            service=self.service,
         )
         save_state(self.state)
         return self.state

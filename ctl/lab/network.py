@@ -57,6 +57,13 @@ async def build_pod(topology: Topology, pod: PodPlan) -> None:
     await run(["ip", "-n", ns, "link", "set", POD_IFACE, "up"])
 
 
+async def add_routes(netns: str, networks: list[str]) -> None:
+    """Route ``networks`` out of the pod's eth0 (on-link): a connect() to an address there then leaves the socket
+    layer and meets the pod's outbound REDIRECT rule instead of failing with "network unreachable"."""
+    for network in networks:
+        await run(["ip", "-n", netns, "route", "add", network, "dev", POD_IFACE])
+
+
 async def delete_netns(name: str) -> None:
     """Idempotent: a namespace that is already gone is fine."""
     done = await run(["ip", "netns", "del", name], check=False)

@@ -22,6 +22,7 @@ from typing import Final
 import msgspec
 
 from ctl.lab.command import LabError
+from ctl.lab.service import LabService, service_document
 from ctl.lab.topology import APP_PORT, PodPlan, Topology, pod_spiffe_id
 from identity.files import write_file
 from policy.load import PolicyError, decode_policy
@@ -32,10 +33,18 @@ _READABLE: Final = 0o644  # the proxy (UID 1337) reads it
 PolicyDocument = dict[str, object]
 
 
-def pod_policy(topology: Topology, pod: PodPlan, *, mtls: bool) -> PolicyDocument:
-    """The policy ``lab up`` gives ``pod``: strict mTLS in, mTLS to every other pod out (or defaults only)."""
+def pod_policy(topology: Topology, pod: PodPlan, *, mtls: bool, service: LabService | None = None) -> PolicyDocument:
+    """The policy ``lab up`` gives ``pod``: strict mTLS in, mTLS to every other pod out (or defaults only), and
+    for the service's client pod the service (``outbound.services``, see ``ctl.lab.service``)."""
     document: PolicyDocument = {"version": 1, "name": f"lab {topology.prefix} pod {pod.name}"}
+    services = (
+        [service_document(topology.prefix, service, mtls=mtls)]
+        if service is not None and service.client == pod.name
+        else []
+    )
     if not mtls:
+        if services:
+            document["outbound"] = {"services": services}
         return document
     meshed: list[dict[str, str]] = []
     for peer in topology.pods:
@@ -46,7 +55,10 @@ def pod_policy(topology: Topology, pod: PodPlan, *, mtls: bool) -> PolicyDocumen
         if peer.ipv6 is not None:
             meshed.append({"cidr": f"{peer.ipv6}/128", "identity": identity})
     document["inbound"] = {"mtls": "strict"}
-    document["outbound"] = {"ports": [{"port": APP_PORT, "protocol": "opaque"}], "meshed": meshed}
+    outbound: PolicyDocument = {"ports": [{"port": APP_PORT, "protocol": "opaque"}], "meshed": meshed}
+    if services:
+        outbound["services"] = services
+    document["outbound"] = outbound
     return document
 
 

@@ -12,6 +12,7 @@ from typing import Final
 import msgspec
 
 from ctl.lab.command import LabError
+from ctl.lab.service import LabService
 from ctl.lab.topology import Mode, validate_prefix
 
 STATE_ROOT: Final = Path("/run/triomesh-lab")  # tmpfs: a reboot, which also drops the namespaces, clears it
@@ -39,6 +40,8 @@ class LabState(msgspec.Struct, frozen=True, kw_only=True):
     venv: str
     created_at: float
     pods: tuple[PodState, ...]
+    service: LabService | None = None
+    """Pod a's service over the other pods (``lab up --service``); None without."""
 
 
 def lab_dir(prefix: str) -> Path:

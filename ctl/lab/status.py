@@ -3,6 +3,8 @@ each proxy serves)."""
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 import trio
 
@@ -13,10 +15,14 @@ from ctl.lab.lab import PROXY_ADMIN
 from ctl.lab.listening import listening_ports
 from ctl.lab.network import list_netns
 from ctl.lab.processes import is_alive
-from ctl.lab.state import PodState, load_state, state_path
+from ctl.lab.service import LabService
+from ctl.lab.state import LabState, PodState, load_state, state_path
 from ctl.lab.topology import APP_PORT, lab_namespaces
+from ctl.metrics_text import excerpt
 from ctl.table import Column, render_table
 from dataplane.admin.schema import IdentityInfo
+
+BALANCER_GAUGE: Final = "outbound_http_balancer_endpoints"  # {parent_name, parent_port, endpoint_state}
 
 
 class PodStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +50,10 @@ class LabStatus(msgspec.Struct, frozen=True, kw_only=True):
     mtls: bool = False
     namespaces: list[str]
     pods: list[PodStatus]
+    service: LabService | None = None
+    """Pod a's service (``lab up --service``)."""
+    balancer: list[str] = []
+    """The client proxy's ``outbound_http_balancer_endpoints`` lines about the service (ready/ejected counts)."""
 
     @property
     def healthy(self) -> bool:
@@ -59,7 +69,28 @@ async def lab_status(prefix: str) -> LabStatus:
             raise LabError(f"no lab with prefix {prefix}: no state file ({state_path(prefix)}), no namespaces")
         return LabStatus(prefix=prefix, mode=None, namespaces=namespaces, pods=[])
     pods = [await _pod_status(pod, pod.netns in namespaces) for pod in state.pods]
-    return LabStatus(prefix=prefix, mode=state.mode.value, mtls=state.mtls, namespaces=namespaces, pods=pods)
+    balancer = [] if state.service is None else await _balancer_lines(state, state.service)
+    return LabStatus(
+        prefix=prefix,
+        mode=state.mode.value,
+        mtls=state.mtls,
+        namespaces=namespaces,
+        pods=pods,
+        service=state.service,
+        balancer=balancer,
+    )
+
+
+async def _balancer_lines(state: LabState, service: LabService) -> list[str]:
+    client = next((pod for pod in state.pods if pod.name == service.client), None)
+    if client is None:
+        return []
+    try:
+        text = await trio.to_thread.run_sync(AdminClient(PROXY_ADMIN, netns=client.netns, timeout=1.0).metrics)
+    except CtlError:
+        return []
+    lines = excerpt(text, [BALANCER_GAUGE], [f'parent_name="{service.name}"'])
+    return [line for line in lines if f'parent_name="{service.name}"' in line]
 
 
 async def _pod_status(pod: PodState, present: bool) -> PodStatus:
@@ -127,4 +158,8 @@ def render_lab_status(status: LabStatus) -> str:
     ]
     security = "strict mTLS between pods" if status.mtls else "plaintext between pods (--no-mtls)"
     title = f"lab {status.prefix}: mode {status.mode}, {len(status.pods)} pod(s), {security}"
-    return "\n".join([title, *render_table(columns, rows)]) + "\n"
+    lines = [title, *render_table(columns, rows)]
+    if status.service is not None:
+        lines.append(status.service.describe())
+        lines.extend(f"  {line}" for line in status.balancer)
+    return "\n".join(lines) + "\n"

@@ -59,12 +59,21 @@ async def http_get(netns: str | None, host: str, port: int, paths: Sequence[str]
 
     Error handling: as ``talk``; a response without Content-Length or an early close is an EOFError.
     """
+    return await http_exchange(netns, host, port, [("GET", path) for path in paths])
+
+
+async def http_exchange(
+    netns: str | None, host: str, port: int, requests: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Send each (method, path) of ``requests`` in turn, without a body, on one keep-alive HTTP/1.1 connection;
+    (status line, body) of each. Error handling: as ``http_get``."""
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     replies = []
     async with _connected(netns, host, port) as stream:
         reader = LineReader(stream)
-        for path in paths:
-            request = f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: meshctl-lab\r\n\r\n"
+        for method, path in requests:
+            body_length = "Content-Length: 0\r\n" if method == "POST" else ""  # POST without one has no length
+            request = f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: meshctl-lab\r\n{body_length}\r\n"
             await stream.send_all(request.encode())
             status = await _expect_line(reader)
             length = None

@@ -38,6 +38,11 @@ from tests.ctl.admin_standin import (
         (["lab", "up", "--pods", "two"], "argument --pods: 'two' is not a whole number"),
         (["lab", "up", "--mode", "nat"], "argument --mode: invalid choice: 'nat'"),
         (["lab", "down", "--prefix", "Bad-Prefix"], "argument --prefix: invalid lab prefix 'Bad-Prefix'"),
+        (["lab", "up", "--service", "--weights", "1,x"], "argument --weights: invalid weights '1,x'"),
+        (["lab", "fail", "b", "boom"], "argument MODE: invalid fail mode 'boom': off, reset, hang or an error status"),
+        (["lab", "fail", "b", "200"], "argument MODE: invalid fail mode '200'"),
+        (["lab", "delay", "b", "-5"], "argument MS: -5 is out of range (0 to 600000)"),
+        (["lab", "kill-app"], "the following arguments are required: POD"),
         (["policy"], "the following arguments are required: ACTION"),
         (["policy", "validate"], "the following arguments are required: FILE"),
         ([], "the following arguments are required: COMMAND"),
@@ -60,6 +65,11 @@ def test_bad_arguments_exit_2_naming_the_flag(argv: list[str], named: str, capsy
         (["--pod", "a", "--lab-prefix", "X", "status"], "--pod/--lab-prefix: invalid lab prefix 'X'"),
         (["lab", "exec", "a"], "give the command after the pod"),
         (["lab", "exec", "--prefix", "tmlab", "zz", "--", "true"], "lab exec POD: invalid pod name 'zz'"),
+        (["lab", "up", "--weights", "1,2"], "lab up: --weights needs --service"),
+        (["lab", "up", "--service", "--weights", "1,2"], "--weights gives 2 weight(s) for 3 endpoint pods (b, c, d)"),
+        (["lab", "up", "--service", "--pods", "1"], "a service lab needs at least 2 pods (--pods)"),
+        (["lab", "fail", "zz", "503"], "lab fail POD: invalid pod name 'zz'"),
+        (["lab", "start-app", "zz"], "lab start-app POD: invalid pod name 'zz'"),
     ],
 )
 def test_bad_argument_combinations_exit_2(argv: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:

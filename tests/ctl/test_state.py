@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from ctl.lab import state as lab_state
 from ctl.lab.command import LabError
+from ctl.lab.service import lab_service
 from ctl.lab.state import LabState, PodState, load_state, save_state, state_path
-from ctl.lab.topology import Mode
+from ctl.lab.topology import Mode, plan
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +33,14 @@ def _state() -> LabState:
 def test_round_trip() -> None:
     save_state(_state())
     assert load_state("tmct1") == _state()
+
+
+def test_a_service_lab_keeps_its_service() -> None:
+    service = lab_service(plan("tmct1", 3, ipv6=True), [2, 5])
+    save_state(msgspec.structs.replace(_state(), service=service))
+    loaded = load_state("tmct1")
+    assert loaded is not None and loaded.service == service
+    assert [(e.pod, e.weight) for e in service.endpoints] == [("b", 2), ("c", 5)]
 
 
 def test_missing_state_is_none() -> None:

@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,10 +26,22 @@ UP_TIMEOUT = 60
 
 
 @asynccontextmanager
-async def lab(name: str, mode: Mode, pods: int = 2, *, mtls: bool = True, prefix: str = "tm") -> AsyncIterator[Lab]:
+async def lab(
+    name: str,
+    mode: Mode,
+    pods: int = 2,
+    *,
+    mtls: bool = True,
+    prefix: str = "tm",
+    service: bool = False,
+    weights: Sequence[int] | None = None,
+) -> AsyncIterator[Lab]:
     """A lab with a per-test prefix (short: namespace and link names are limited to 15 characters); strict mTLS
-    between its pods unless ``mtls`` is False, as ``meshctl lab up`` builds it."""
-    the_lab = Lab(f"{prefix}{name}{os.getpid() % 1000}", pods, mode, ipv6=True, mtls=mtls)
+    between its pods unless ``mtls`` is False, as ``meshctl lab up`` builds it; with ``service``, pod a is the
+    client of the service over the other pods (``meshctl lab up --service --weights ...``)."""
+    the_lab = Lab(
+        f"{prefix}{name}{os.getpid() % 1000}", pods, mode, ipv6=True, mtls=mtls, service=service, weights=weights
+    )
     with trio.fail_after(UP_TIMEOUT):
         await the_lab.up()
     try:
