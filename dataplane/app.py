@@ -20,7 +20,7 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,7 +62,7 @@ from dataplane.telemetry.authz import AuthzCollector
 from dataplane.telemetry.http_stats import HttpStats
 from dataplane.telemetry.identity_metrics import IdentityCollector
 from dataplane.telemetry.metrics import ProxyMetrics, ProxyState
-from dataplane.telemetry.services import ServiceCollector
+from dataplane.telemetry.services import BalancerRow, ServiceCollector
 from dataplane.telemetry.sweep import forget_idle_series
 from dataplane.upstream.pool import ConnectionPool
 from dataplane.version import VERSION
@@ -142,7 +142,7 @@ class Proxy:
         if self.identity is not None:
             self.metrics.registry.register(IdentityCollector(self.identity.reading))
         self.metrics.registry.register(AuthzCollector(self.runtime.authz))
-        self.metrics.registry.register(ServiceCollector(self.runtime.services.counters, self.runtime.services.rows))
+        self.metrics.registry.register(ServiceCollector(self.runtime.services.counters, self._balancer_rows))
         self.listeners = self._bind()
         self.view = AdminView(
             table=self.table,
@@ -152,6 +152,11 @@ class Proxy:
             listeners=[ListenerInfo(name=name, address=str(listener_address(lst))) for name, _, lst in self.listeners],
             identity=self.identity,
         )
+
+    def _balancer_rows(self) -> Iterator[BalancerRow]:
+        """The balancers of the live policy's service ports (a removed service's state goes once it is idle)."""
+        current = {plan.key for plan in self.store.current.index.services.plans}
+        return self.runtime.services.rows(current)
 
     def _endpoints_removed(self, endpoints: list[tuple[str, int]]) -> None:
         """A reload removed these service endpoints: their idle keep-alive connections close now (busy ones finish

@@ -9,7 +9,7 @@ connections (busy ones finish what they carry: they drain, they are not cut).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TypedDict
 
 import trio
@@ -134,7 +134,12 @@ class Services:
         """The state of a service port that has carried traffic (None before its first request)."""
         return self._states.get((name, port))
 
-    def rows(self) -> Iterator[BalancerRow]:
+    def rows(self, current: Collection[tuple[str, int]] | None = None) -> Iterator[BalancerRow]:
+        """Every service port's balancer at scrape time. With ``current`` (the keys the live policy has), the
+        state of a service port a reload removed is forgotten once nothing of it is in flight."""
+        if current is not None:
+            for key in [key for key, state in self._states.items() if key not in current and not state.in_flight]:
+                del self._states[key]
         for state in self._states.values():
             yield state.row()
 

@@ -264,3 +264,17 @@ async def test_a_client_that_leaves_mid_request_leaves_the_queue(tmp_path: Path)
             while state.in_flight:
                 await trio.sleep(0.01)
         assert state.balancer.endpoints[0].pending == 0
+
+
+async def test_metrics_show_the_balancer_and_forget_a_removed_service(tmp_path: Path) -> None:
+    async with endpoints("a", "b") as apps, service_proxy(tmp_path, service_policy(apps)) as running:
+        assert (await fetch(running.listen))[0] == 200
+        metrics = running.proxy.metrics.render().decode()
+        assert 'outbound_http_balancer_endpoints{endpoint_state="ready",parent_name="web",parent_port="80"} 2.0' in (
+            metrics
+        ), metrics
+        (tmp_path / "policy.yaml").write_text("outbound: {}\n")
+        with trio.fail_after(5):
+            while running.proxy.store.current.generation < 2:
+                await trio.sleep(0.05)
+        assert "outbound_http_balancer_endpoints{" not in running.proxy.metrics.render().decode()
