@@ -21,7 +21,9 @@ from perf.peers import Layer
 from perf.probes import Memory, cpu_seconds, established_to, memory, process_tree
 from perf.processes import LOAD_CORE, BenchError, Service, Services, free_port, run_tool, wait_listening
 from perf.proxies import LOOPBACK, start_proxy, start_upstream
-from perf.scenarios import RSS, Peer, Scenario, Tool
+from perf.scenarios import P999, RSS, Peer, Scenario, Tool
+from perf.service_endpoints import requests_served, shares, start_endpoints
+from perf.service_peers import VIP
 from perf.two_hops import Hops, prove_mtls, start_two_hops
 
 FIXED_RATE_SCRIPT: Final = Path(__file__).with_name("fixed_rate.lua")
@@ -80,8 +82,12 @@ async def measure(
     load through it, stop it; returns the figures."""
     await trio.Path(run_dir).mkdir(parents=True, exist_ok=True)
     own_upstream: Service | None = None
+    endpoints: tuple[SockAddr, ...] = ()
     async with Services(run_dir) as services:
-        if scenario.tool is Tool.IPERF3:
+        if scenario.service:
+            endpoints = await start_endpoints(services, run_dir)
+            upstream = VIP  # triomesh's forward listener leads there; its policy maps it to the endpoints
+        elif scenario.tool is Tool.IPERF3:
             upstream = await start_iperf3_server(services, SockAddr(LOOPBACK, free_port()))
         elif scenario.tool is Tool.IDLE:
             # An upstream of its own on fresh ports: the thousands of connections each idle run closes linger in
@@ -98,12 +104,15 @@ async def measure(
                 raise BenchError(f"{scenario.name} needs the run's mesh identities")
             hops = await start_two_hops(services, peer, layer, upstream, run_dir, identities)
             return await _measure_two_hops(scenario, peer, hops, upstream.port, own_upstream, load, identities)
-        running = await start_proxy(services, peer, layer, upstream, run_dir, h2c=scenario.h2c)
+        running = await start_proxy(services, peer, layer, upstream, run_dir, h2c=scenario.h2c, endpoints=endpoints)
         tree = process_tree(running.service.pid) if running.service is not None else []
         target = Target(running.address, upstream.port, tree, upstream_service=own_upstream)
+        before = await requests_served(endpoints)
         figures = await run_load(scenario, target, load)
         if running.service is not None and not running.service.running():
             raise BenchError(f"{peer.name} exited during the run: {running.service.log_tail()}")
+        if endpoints:
+            figures |= shares(before, await requests_served(endpoints))
         return figures
 
 
@@ -152,7 +161,12 @@ async def run_load(scenario: Scenario, target: Target, load: Load) -> dict[str, 
             argv = [*enter, "wrk", "-t1", f"-c{FIXED_RATE_CONNECTIONS}", f"-d{load.duration}s", "--latency"]
             argv += ["-s", str(FIXED_RATE_SCRIPT), url, "--", str(load.fixed_rate)]
             wrk = _check_wrk(parse.parse_wrk(await run_tool(argv, timeout=timeout)))
-            return {"p50_ms": wrk.p50_ms, "p99_ms": wrk.p99_ms, "rps": wrk.rps}
+            figures = {"p50_ms": wrk.p50_ms, "p99_ms": wrk.p99_ms, "rps": wrk.rps}
+            if P999 in scenario.figures:
+                if wrk.p999_ms is None:
+                    raise BenchError(f"wrk: no 99.9% line from {FIXED_RATE_SCRIPT.name}")
+                figures["p999_ms"] = wrk.p999_ms
+            return figures
         case Tool.H2LOAD:
             argv = [*enter, "h2load", f"-c{H2LOAD_CONNECTIONS}", f"-m{H2LOAD_STREAMS}", "-t1", "-D"]
             argv += [str(load.duration), url]

@@ -1,4 +1,5 @@
-"""Reading what the load generators print: wrk, h2load, iperf3 (-J). Pure: text in, figures out.
+"""Reading what the load generators print: wrk, h2load, iperf3 (-J), and nginx's stub_status page. Pure: text in,
+figures out.
 
 Each parser raises ``ToolOutputError`` naming the tool and what it could not find, never returns a guess.
 """
@@ -18,6 +19,7 @@ _WRK_NON_2XX: Final = re.compile(r"^\s*Non-2xx or 3xx responses:\s+(\d+)\s*$", r
 _WRK_SOCKET_ERRORS: Final = re.compile(
     r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.MULTILINE
 )
+_NGINX_REQUESTS: Final = re.compile(r"^server accepts handled requests\s*\n\s*\d+\s+\d+\s+(\d+)\s*$", re.MULTILINE)
 _H2LOAD_FINISHED: Final = re.compile(r"^finished in ([\d.]+)(us|ms|s|m|h), ([\d.]+) req/s", re.MULTILINE)
 _H2LOAD_REQUESTS: Final = re.compile(
     r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored,"
@@ -39,6 +41,17 @@ class WrkResult(msgspec.Struct, frozen=True, kw_only=True):
     p99_ms: float
     errors: int
     """Non-2xx/3xx responses plus socket errors (connect, read, write, timeout)."""
+    p999_ms: float | None = None
+    """From perf/fixed_rate.lua, which prints the 99.9th percentile after wrk's table; None without it."""
+
+
+def parse_stub_status(text: str) -> int:
+    """The request count of nginx's ``stub_status`` page (the third number under ``server accepts handled
+    requests``): every request this nginx has answered, the status request itself included."""
+    found = _NGINX_REQUESTS.search(text)
+    if found is None:
+        raise ToolOutputError(f"nginx stub_status: no 'accepts handled requests' counts: {_excerpt(text)}")
+    return int(found[1])
 
 
 class H2loadResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,6 +90,7 @@ def parse_wrk(text: str) -> WrkResult:
         p50_ms=percentiles[50.0],
         p99_ms=percentiles[99.0],
         errors=errors,
+        p999_ms=percentiles.get(99.9),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from typing import Final
 
 from dataplane.net.addr import SockAddr
@@ -21,6 +22,7 @@ NGINX_STREAM_MODULE: Final = "/usr/lib/nginx/modules/ngx_stream_module.so"  # De
 ENVOY_API: Final = "type.googleapis.com/envoy.extensions"
 # The upstream's answer to every request: small and fixed, so the proxy's cost dominates.
 BODY: Final = "triomesh perf: a small fixed body of 64 bytes for every request.\n"
+STATUS_PATH: Final = "/nginx-status"
 
 
 class Layer(enum.Enum):
@@ -30,10 +32,12 @@ class Layer(enum.Enum):
     L4 = "L4"
 
 
-def nginx_upstream(run_dir: str, http1: SockAddr, h2c: SockAddr, *, workers: int = 1) -> str:
+def nginx_upstream(run_dir: str, http1: SockAddr, h2c: SockAddr | None, *, workers: int = 1) -> str:
     """The upstream server for every HTTP scenario: HTTP/1.1 keep-alive on ``http1``, h2c (prior knowledge)
-    on ``h2c``, one worker (unless told otherwise), the fixed body. Timeouts are long so idle connections stay
-    open while measured."""
+    on ``h2c`` (None: none), one worker (unless told otherwise), the fixed body. Timeouts are long so idle
+    connections stay open while measured. ``STATUS_PATH`` answers nginx's own request count (``stub_status``):
+    the service scenarios read it from each endpoint to see how the proxy split the load."""
+    h2c_listen = "" if h2c is None else f"\n        listen {h2c} http2 backlog=4096;"
     return f"""\
 worker_processes {workers};
 daemon off;
@@ -48,9 +52,9 @@ http {{
     keepalive_timeout 600s;
     client_header_timeout 600s;
     server {{
-        listen {http1} backlog=4096;
-        listen {h2c} http2 backlog=4096;
+        listen {http1} backlog=4096;{h2c_listen}
         location / {{ return 200 "{BODY.rstrip()}\\n"; }}
+        location = {STATUS_PATH} {{ stub_status; }}
     }}
 }}
 """
@@ -157,6 +161,28 @@ def envoy(
 
     ``downstream_tls`` / ``upstream_tls``: a TLS ``transport_socket`` for the listener / the cluster (the hops of
     the mTLS scenarios, perf/mtls_peers.py)."""
+    config = envoy_config(listen, [upstream], admin, layer, downstream_tls=downstream_tls, upstream_tls=upstream_tls)
+    return envoy_text(config)
+
+
+def envoy_text(config: EnvoyJson) -> str:
+    return json.dumps(config, indent=2) + "\n"
+
+
+def envoy_config(
+    listen: SockAddr,
+    upstreams: Sequence[SockAddr],
+    admin: SockAddr,
+    layer: Layer,
+    *,
+    downstream_tls: EnvoyJson | None = None,
+    upstream_tls: EnvoyJson | None = None,
+    route_options: EnvoyJson | None = None,
+    cluster_options: EnvoyJson | None = None,
+) -> EnvoyJson:
+    """The structure ``envoy`` renders, its cluster holding every address of ``upstreams``; ``route_options`` and
+    ``cluster_options`` are added to the (L7) route's action and to the cluster (the service scenarios' retries,
+    balancer and outlier detection, perf/service_peers.py)."""
     network_filter: EnvoyJson
     if layer is Layer.L7:
         network_filter = {
@@ -170,7 +196,9 @@ def envoy(
                         {
                             "name": "all",
                             "domains": ["*"],
-                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
+                            "routes": [
+                                {"match": {"prefix": "/"}, "route": {"cluster": "upstream", **(route_options or {})}}
+                            ],
                         }
                     ]
                 },
@@ -200,21 +228,22 @@ def envoy(
         "circuit_breakers": {"thresholds": [limits | {"max_requests": MAX_CONNECTIONS}]},
         "load_assignment": {
             "cluster_name": "upstream",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _envoy_address(upstream)}}]}],
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _envoy_address(up)}} for up in upstreams]}],
         },
     }
+    cluster |= cluster_options or {}
     if downstream_tls is not None:
         chain["transport_socket"] = downstream_tls
     if upstream_tls is not None:
         cluster["transport_socket"] = upstream_tls
-    config = {
+    config: EnvoyJson = {
         "admin": {"address": _envoy_address(admin)},
         "static_resources": {
             "listeners": [{"name": "bench", "address": _envoy_address(listen), "filter_chains": [chain]}],
             "clusters": [cluster],
         },
     }
-    return json.dumps(config, indent=2) + "\n"
+    return config
 
 
 def _envoy_address(addr: SockAddr) -> dict[str, dict[str, str | int]]:

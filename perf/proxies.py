@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from dataplane.net.addr import SockAddr
-from perf import peers
+from perf import peers, service_peers
 from perf.peers import Layer
 from perf.processes import LOAD_CORE, PROXY_CORE, BenchError, Service, Services, free_port, wait_listening
 from perf.scenarios import Peer
@@ -69,13 +69,21 @@ async def start_proxy(
     h2c: bool = False,
     workers: int = 1,
     core: int | str = PROXY_CORE,
+    endpoints: tuple[SockAddr, ...] = (),
 ) -> Running:
     """Start ``peer`` as ``layer`` in front of ``upstream`` on ``core`` (a taskset CPU list) with ``workers``
-    workers (triomesh ``--workers``, Envoy ``--concurrency``; others: one); returns once it listens."""
+    workers (triomesh ``--workers``, Envoy ``--concurrency``; others: one); returns once it listens.
+
+    With ``endpoints`` (the service scenarios, L7, triomesh and Envoy only) the proxy balances over them instead:
+    triomesh's forward listener leads to the service's virtual address (``upstream`` is ignored)."""
     if not peer.is_process:
         return Running(upstream, None)
     listen = SockAddr(LOOPBACK, free_port())
     match peer.name:
+        case "triomesh" if endpoints:
+            policy = write_config(run_dir / "service-policy.json", service_peers.triomesh_policy(endpoints))
+            argv = [*triomesh_argv(["--forward", f"{listen}={service_peers.VIP}"]), "--workers", str(workers)]
+            argv += ["--policy", policy]
         case "triomesh":
             argv = [*triomesh_argv(["--forward", f"{listen}={upstream}"]), "--workers", str(workers)]
             if layer is Layer.L4:
@@ -85,8 +93,13 @@ async def start_proxy(
             binary = envoy_binary()
             if binary is None:
                 raise BenchError("envoy not installed")
-            config = write_config(run_dir / "envoy.yaml", peers.envoy(listen, upstream, free_addr(), layer))
-            argv = envoy_argv(binary, config, workers)
+            if endpoints:
+                text = service_peers.envoy(listen, endpoints, free_addr())
+            else:
+                text = peers.envoy(listen, upstream, free_addr(), layer)
+            argv = envoy_argv(binary, write_config(run_dir / "envoy.yaml", text), workers)
+        case _ if endpoints:
+            raise BenchError(f"{peer.name} has no service configuration")
         case "nginx":
             config = write_config(
                 run_dir / "nginx.conf", peers.nginx_proxy(str(run_dir), listen, upstream, layer, h2c=h2c)
@@ -106,11 +119,19 @@ async def start_upstream(services: Services, run_dir: Path) -> tuple[SockAddr, S
     """Debian's nginx as the upstream of every HTTP scenario, on the load core: its HTTP/1.1 address, its h2c
     address, and its process."""
     http1, h2c = SockAddr(LOOPBACK, free_port()), SockAddr(LOOPBACK, free_port())
-    config = write_config(run_dir / "upstream.conf", peers.nginx_upstream(str(run_dir), http1, h2c))
-    argv = ["nginx", "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", config]
-    service = await services.start("upstream-nginx", argv, core=LOAD_CORE, ready=http1)
+    service = await start_origin(services, run_dir, "upstream-nginx", http1, h2c)
     await wait_listening(service, h2c)
     return http1, h2c, service
+
+
+async def start_origin(
+    services: Services, run_dir: Path, name: str, http1: SockAddr, h2c: SockAddr | None = None
+) -> Service:
+    """One nginx upstream (``peers.nginx_upstream``) on the load core, its files in ``run_dir``; returns once it
+    listens on ``http1``."""
+    config = write_config(run_dir / "upstream.conf", peers.nginx_upstream(str(run_dir), http1, h2c))
+    argv = ["nginx", "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", config]
+    return await services.start(name, argv, core=LOAD_CORE, ready=http1)
 
 
 def envoy_argv(binary: str, config: str, workers: int = 1) -> list[str]:

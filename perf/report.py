@@ -44,6 +44,11 @@ _MTLS_KIND: Final = (
     "two hops of each proxy, TLS 1.3 mTLS between them (P-256 SVIDs, client certificate required, the peer's "
     "SPIFFE ID matched), both hops on core 0; CPU and RSS summed over both hops, idle memory per hop"
 )
+_SERVICE_KIND: Final = (
+    "one proxy balancing each request over three nginx endpoints (triomesh: P2C over peak-EWMA; Envoy: "
+    "LEAST_REQUEST, P2C), connect failures retried twice, ejection after 7 consecutive failures; the endpoint "
+    "columns are each endpoint's share of the requests, as counted by the endpoints"
+)
 _FOOTNOTE: Final = (
     "† relayed as bytes (L4) in an HTTP scenario while the peers parse HTTP (L7): not like for like. triomesh "
     "proxies both at L7 (detection, then its HTTP/1.1 or HTTP/2 proxy; h2c stays h2c to the upstream, where the "
@@ -78,9 +83,10 @@ def render_markdown(result: RunResult, chart_name: str | None = None) -> str:
     if settings.smoke:
         lines += ["**Smoke run**: one short round to prove every scenario works. Its numbers mean nothing.", ""]
     lines += _machine(result) + _method(result)
-    l7 = [s for s in scenarios if s.layer is Layer.L7 and not s.mtls]
+    l7 = [s for s in scenarios if s.layer is Layer.L7 and not s.mtls and not s.service]
     l4 = [s for s in scenarios if s.layer is Layer.L4 and not s.mtls]
     mtls = [s for s in scenarios if s.mtls]
+    service = [s for s in scenarios if s.service]
     if settings.mode == "lab":
         lines += ["## Summary: triomesh as a transparent sidecar (no Envoy in the lab: no ratios)", ""]
         lines += [*_summary(scenarios, settings.proxies, table, mark_l4=False), ""]
@@ -94,6 +100,10 @@ def render_markdown(result: RunResult, chart_name: str | None = None) -> str:
         pairs = [p for p in settings.proxies if p in PEER_BY_NAME and PEER_BY_NAME[p].mtls]
         lines += [f"## Summary, mTLS two hops: {_MTLS_KIND}", ""]
         lines += [*_summary(mtls, pairs, table, mark_l4=False), ""]
+    if service and settings.mode != "lab":
+        balancing = [p for p in settings.proxies if p in PEER_BY_NAME and PEER_BY_NAME[p].services]
+        lines += [f"## Summary, a service of three endpoints: {_SERVICE_KIND}", ""]
+        lines += [*_summary(service, balancing, table, mark_l4=False), ""]
     if chart_name is not None:
         lines += [f"![headline figures]({chart_name})", ""]
     for scenario in scenarios:
@@ -137,13 +147,19 @@ def _method(result: RunResult) -> list[str]:
         "On loopback: each proxy pinned to core 0 with one worker; the load generator, the upstream (nginx, one "
         "worker, keep-alive, a 64-byte body; iperf3 for bulk) and the harness on core 1. Each measurement starts a "
         f"fresh proxy. {rounds} Idle scenario: {s.idle_connections:,} connections{_mtls_idle(s)}. Latency scenarios: "
-        f"{s.fixed_rate:,} requests/s. {when}",
+        f"{s.fixed_rate:,} requests/s.{_service_endpoints(s)} {when}",
         "",
         f"Every figure is followed by its ratio to Envoy's figure in the same scenario of this run ({TIMES}1.00 = "
         "Envoy). For req/s and GB/s higher is better; for latency, CPU and memory lower is better. "
         "docs/benchmarks.md explains each scenario and the caveats.",
         "",
     ]
+
+
+def _service_endpoints(settings: RunSettings) -> str:
+    if not any(name in BY_NAME and BY_NAME[name].service for name in settings.scenarios):
+        return ""
+    return " Service scenarios: three such nginx upstreams (three processes, on core 1) are the endpoints."
 
 
 def _mtls_idle(settings: RunSettings) -> str:
@@ -187,6 +203,8 @@ def _section(
         kind = "triomesh sidecars in the lab, relaying at L4"
     elif scenario.mtls:
         kind = f"{_MTLS_KIND}; the hops as {scenario.layer.value} proxies"
+    elif scenario.service:
+        kind = _SERVICE_KIND
     elif scenario.layer is Layer.L7:
         kind = "peers as L7 (HTTP) proxies"
     else:
@@ -223,7 +241,9 @@ def _cell_text(scenario: Scenario, figure: Figure, proxy: str, table: dict[tuple
     value = cell.medians.get(figure.key)
     base = table.get((scenario.name, BASELINE))
     baseline = base.medians.get(figure.key) if base is not None else None
-    return format_value(figure, value) + ("" if value is None else format_ratio(ratio(value, baseline)))
+    if value is None or not figure.compared:
+        return format_value(figure, value)
+    return format_value(figure, value) + format_ratio(ratio(value, baseline))
 
 
 def _row(cells_: list[str]) -> str:

@@ -3,7 +3,8 @@
 HTTP scenarios run the peers as L7 proxies; their ``tcp_`` twins run them as L4 proxies (Envoy ``tcp_proxy``,
 nginx ``stream``, HAProxy ``mode tcp``), which is the like-for-like comparison for triomesh's opaque relay.
 The ``mtls_`` scenarios run two hops of one proxy with TLS 1.3 mTLS between them (perf/mtls_peers.py), for the
-peers that have a mesh mTLS configuration here: triomesh and Envoy.
+peers that have a mesh mTLS configuration here: triomesh and Envoy. The ``service_`` scenarios run one proxy in
+front of a service of three endpoints (perf/service_peers.py), again triomesh and Envoy only.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ class Figure(msgspec.Struct, frozen=True, kw_only=True):
     """Decimals shown in the report."""
     needs_process: bool = False
     """Measured on the proxy's process: nothing to report with no proxy."""
+    compared: bool = True
+    """Shown with its ratio to Envoy's figure; a share of the load is not a better or worse number."""
 
 
 RPS: Final = Figure(key="rps", label="req/s", higher_is_better=True, digits=0)
 P50: Final = Figure(key="p50_ms", label="p50 ms", higher_is_better=False, digits=3)
 P99: Final = Figure(key="p99_ms", label="p99 ms", higher_is_better=False, digits=3)
+P999: Final = Figure(key="p999_ms", label="p99.9 ms", higher_is_better=False, digits=3)
 CPU_PER_REQ: Final = Figure(
     key="cpu_us_per_req", label="CPU µs/req", higher_is_better=False, digits=1, needs_process=True
 )
@@ -72,6 +76,12 @@ PSS_PER_CONN_HOP2: Final = Figure(
     key="pss_kib_per_conn_hop2", label="hop 2 PSS KiB/conn", higher_is_better=False, digits=1, needs_process=True
 )
 
+# The service scenarios' split: each endpoint's share of the requests the endpoints served, in percent.
+ENDPOINT_SHARES: Final = tuple(
+    Figure(key=f"endpoint{n}_pct", label=f"endpoint {n} %", higher_is_better=False, digits=1, compared=False)
+    for n in range(1, 4)
+)
+
 
 class Scenario(msgspec.Struct, frozen=True, kw_only=True):
     name: str
@@ -85,6 +95,8 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
     """iperf3 parallel streams."""
     mtls: bool = False
     """Two hops of the proxy with mesh mTLS between them; CPU and memory are summed over both hops."""
+    service: bool = False
+    """One proxy in front of a service of three endpoints (perf/service_peers.py), balancing per request."""
 
     @property
     def headline(self) -> Figure:
@@ -194,6 +206,22 @@ SCENARIOS: Final = (
         figures=(RSS_PER_CONN_WORSE_HOP, RSS_PER_CONN_HOP1, RSS_PER_CONN_HOP2, PSS_PER_CONN_HOP1, PSS_PER_CONN_HOP2),
         mtls=True,
     ),
+    Scenario(
+        name="service_http1",
+        title="HTTP/1.1 to a service of three endpoints, balanced per request (wrk, 1 thread, 50 connections)",
+        layer=Layer.L7,
+        tool=Tool.WRK,
+        figures=(RPS, P50, P99, CPU_PER_REQ, *ENDPOINT_SHARES),
+        service=True,
+    ),
+    Scenario(
+        name="service_latency",
+        title="HTTP/1.1 to a service of three endpoints at a fixed 1,000 requests/s (wrk, 8 connections)",
+        layer=Layer.L7,
+        tool=Tool.WRK_FIXED_RATE,
+        figures=(P99, P50, P999, RPS, *ENDPOINT_SHARES),
+        service=True,
+    ),
 )
 BY_NAME: Final = {scenario.name: scenario for scenario in SCENARIOS}
 
@@ -208,13 +236,22 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
     """As an L7 proxy it speaks HTTP/2 to the upstream too (no translation to HTTP/1.1): give it the h2c upstream."""
     mtls: bool = False
     """Runs the mTLS two-hop scenarios (a mesh mTLS configuration exists for it in perf/mtls_peers.py)."""
+    services: bool = False
+    """Runs the service scenarios (a configuration with three endpoints exists for it in perf/service_peers.py)."""
 
 
 PEERS: Final = (
     Peer(name="none", title="no proxy", layers=frozenset({Layer.L7, Layer.L4}), is_process=False),
     # L7 by detection: HTTP/1.1 to HTTP/1.1, h2c to h2c (it does not translate between them).
-    Peer(name="triomesh", title="triomesh", layers=frozenset({Layer.L7, Layer.L4}), h2_upstream=True, mtls=True),
-    Peer(name="envoy", title="Envoy", layers=frozenset({Layer.L7, Layer.L4}), mtls=True),
+    Peer(
+        name="triomesh",
+        title="triomesh",
+        layers=frozenset({Layer.L7, Layer.L4}),
+        h2_upstream=True,
+        mtls=True,
+        services=True,
+    ),
+    Peer(name="envoy", title="Envoy", layers=frozenset({Layer.L7, Layer.L4}), mtls=True, services=True),
     Peer(name="nginx", title="nginx", layers=frozenset({Layer.L7, Layer.L4})),
     Peer(name="haproxy", title="HAProxy", layers=frozenset({Layer.L7, Layer.L4})),
 )
@@ -232,6 +269,8 @@ def skip_reason(peer: Peer, scenario: Scenario) -> str | None:
     """Why ``peer`` cannot take part in ``scenario`` at all, or None."""
     if scenario.mtls and not peer.mtls:
         return "no mTLS two-hop configuration (triomesh and Envoy only)"
+    if scenario.service and not peer.services:
+        return "no service configuration (triomesh and Envoy only)"
     if not peer.is_process and scenario.needs_process:
         return "no proxy process to measure"
     return None

@@ -87,13 +87,13 @@ async def prove_mtls(peer: Peer, hops: Hops, identities: MeshIdentities, *, prob
             (hops.admin1, "hop 1", "outbound", "server_id", identities.server.spiffe_id),
         ]
         for admin, hop, direction, key, expected in checks:
-            body = await _admin_get(admin, "/connections")
+            body = await admin_get(admin, "/connections")
             problem = triomesh_problem(body, hop=hop, direction=direction, peer_key=key, peer_id=expected)
             if problem is not None:
                 raise BenchError(f"not mTLS, refusing to measure: {problem}")
     else:
-        stats2 = (await _admin_get(hops.admin2, "/stats?filter=ssl")).decode(errors="replace")
-        stats1 = (await _admin_get(hops.admin1, "/stats?filter=ssl")).decode(errors="replace")
+        stats2 = (await admin_get(hops.admin2, "/stats?filter=ssl")).decode(errors="replace")
+        stats1 = (await admin_get(hops.admin1, "/stats?filter=ssl")).decode(errors="replace")
         listener = (hops.hop2_address.ip, hops.hop2_address.port)
         for problem in (envoy_problem(stats2, hop="hop 2", listener=listener), envoy_problem(stats1, hop="hop 1")):
             if problem is not None:
@@ -135,7 +135,8 @@ async def _wait_ready(service: Service, admin: SockAddr) -> None:
     raise BenchError(f"{service.name} not ready within {READY_TIMEOUT:g}s: {why}")
 
 
-async def _admin_get(admin: SockAddr, path: str) -> bytes:
+async def admin_get(admin: SockAddr, path: str) -> bytes:
+    """GET ``path`` from an HTTP admin or status endpoint; its body, or BenchError unless it answered 200."""
     client = AdminClient(AdminAddress(admin.ip, admin.port))
     try:
         answer = await trio.to_thread.run_sync(client.get, path)

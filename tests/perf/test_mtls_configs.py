@@ -19,7 +19,7 @@ from perf.peers import Layer
 from policy.duration import Duration
 from policy.load import decode_policy
 from policy.model import MtlsMode, Protocol
-from tests.perf.conftest import need
+from tests.perf.conftest import envoy_validates
 
 LISTEN = SockAddr("127.0.0.1", 28011)
 HOP2 = SockAddr("127.0.0.1", 28012)
@@ -51,17 +51,7 @@ def test_identities_are_issued_by_meshctl(identities: MeshIdentities) -> None:
 
 
 def _validate(tmp_path: Path, name: str, text: str) -> None:
-    path = tmp_path / name
-    path.write_text(text)
-    done = subprocess.run(
-        [need("envoy"), "--mode", "validate", "-c", str(path), "-l", "warning"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "OK" in done.stdout + done.stderr
+    envoy_validates(tmp_path / name, text)
 
 
 def _tls_context(transport_socket: object) -> dict[str, object]:

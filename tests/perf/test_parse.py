@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from perf.parse import ToolOutputError, parse_h2load, parse_iperf3, parse_wrk
+from perf.parse import ToolOutputError, parse_h2load, parse_iperf3, parse_stub_status, parse_wrk
 
 WRK = """\
 Running 5s test @ http://127.0.0.1:28380/
@@ -130,3 +130,25 @@ def test_iperf3_error_is_reported() -> None:
 def test_iperf3_not_json() -> None:
     with pytest.raises(ToolOutputError, match="iperf3"):
         parse_iperf3("iperf3: error - unable to connect to server\n")
+
+
+def test_wrk_with_the_fixed_rate_scripts_tail() -> None:
+    # perf/fixed_rate.lua prints the 99.9th percentile after wrk's own table, in the table's format.
+    text = WRK.replace("Transfer/sec:      9.18MB\n", "Transfer/sec:      9.18MB\n  99.9%  2345.00us\n")
+    assert parse_wrk(text).p999_ms == pytest.approx(2.345)
+    assert parse_wrk(WRK).p999_ms is None
+
+
+# nginx ends its status lines with a space.
+NGINX_STATUS = (
+    "Active connections: 3 \nserver accepts handled requests\n 17 17 40211 \nReading: 0 Writing: 1 Waiting: 2 \n"
+)
+
+
+def test_nginx_stub_status() -> None:
+    assert parse_stub_status(NGINX_STATUS) == 40211
+
+
+def test_nginx_stub_status_without_counts() -> None:
+    with pytest.raises(ToolOutputError, match="stub_status"):
+        parse_stub_status("<html>404 Not Found</html>")

@@ -33,12 +33,14 @@ def test_nginx_proxy_config_is_valid(tmp_path: Path, layer: Layer, h2c: bool) ->
     assert ("stream {" in conf.read_text()) is (layer is Layer.L4)
 
 
-def test_nginx_upstream_config_is_valid(tmp_path: Path) -> None:
+@pytest.mark.parametrize("h2c", [UPSTREAM, None])
+def test_nginx_upstream_config_is_valid(tmp_path: Path, h2c: SockAddr | None) -> None:
     conf = tmp_path / "upstream.conf"
-    conf.write_text(peers.nginx_upstream(str(tmp_path), LISTEN, UPSTREAM))
+    conf.write_text(peers.nginx_upstream(str(tmp_path), LISTEN, h2c))
     out = _check([need("nginx"), "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)])
     assert "test is successful" in out
-    assert f"listen {UPSTREAM} http2" in conf.read_text()
+    assert ("http2" in conf.read_text()) is (h2c is not None)
+    assert f"location = {peers.STATUS_PATH} {{ stub_status; }}" in conf.read_text()
 
 
 @pytest.mark.parametrize("layer", [Layer.L7, Layer.L4])

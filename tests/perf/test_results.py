@@ -109,3 +109,19 @@ def test_the_method_states_the_load_the_measurements_started_at() -> None:
     text = render_markdown(_result(loaded, ["http1"], ["envoy", "triomesh", "nginx"]))
     assert "1-minute load average as each measurement started: 0.40 to 1.90 (median 0.80; 2 cores)." in text
     assert "load average" not in render_markdown(_result(_rps("envoy", "L7", 1.0), ["http1"], ["envoy"]))
+
+
+def test_service_report_shows_the_split_without_ratios() -> None:
+    split = {"endpoint1_pct": 33.0, "endpoint2_pct": 34.0, "endpoint3_pct": 33.0}
+    samples = [
+        Sample(round=1, scenario="service_http1", proxy="envoy", layer="L7", figures={"rps": 200.0} | split),
+        Sample(round=1, scenario="service_http1", proxy="triomesh", layer="L7", figures={"rps": 100.0} | split),
+        Sample(round=1, scenario="service_http1", proxy="nginx", layer="L7", skipped="no service configuration"),
+    ]
+    text = render_markdown(_result(samples, ["service_http1"], ["envoy", "triomesh", "nginx"]))
+    assert "## Summary, a service of three endpoints" in text
+    assert "three such nginx upstreams" in text
+    # A share of the load is not better or worse than Envoy's: no ratio after it.
+    assert "| triomesh HTTP | 100 (\u00d70.50) | — | — | — | 33.0 | 34.0 | 33.0 | 1 |" in text
+    summary = text.split("## Summary, a service of three endpoints", 1)[1].split("##", 1)[0]
+    assert "| nginx |" not in summary and "| triomesh |" in summary  # only proxies with a service configuration
