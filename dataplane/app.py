@@ -234,6 +234,7 @@ class Proxy:
             for pool in self.http.pools.values():
                 await root.start(pool.run)
             await root.start(revoke_on_reload, self.store, self.table)
+            await root.start(self.runtime.services.departures.run)
             root.start_soon(sweep_idle, self.table, self.store)
             root.start_soon(forget_idle_series, self.table, self.http.stats, s.metrics_retain_idle)
             async with trio.open_nursery() as conns:

@@ -202,6 +202,7 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         drain=http.drain,
         authorize=_authorizer(rec, rt, settings),
         routing=routing,
+        departures=rt.services.departures,
     )
     engine = http.h1_engine
     # A service's requests need the per-request balancing, retries and timeouts only serve_http1 has.

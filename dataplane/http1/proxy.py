@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import socket
 from dataclasses import dataclass
 
 import trio
@@ -51,6 +50,7 @@ from dataplane.http1.parser import ResponseParser
 from dataplane.http1.upstream_failure import bad_response, replayable, unreachable
 from dataplane.net.addr import SockAddr
 from dataplane.services.call import ServiceCall
+from dataplane.services.departures import Departures
 from dataplane.services.routing import ServiceRouting
 from dataplane.tcp.relay import relay
 from dataplane.telemetry.http_stats import HttpStats, RequestKey
@@ -78,6 +78,8 @@ class Http1Context:
     """Inbound authorization per request (403 when denied); None: every request is allowed."""
     routing: ServiceRouting | None = None
     """``upstream`` is a service's virtual address: each request goes to one of its endpoints."""
+    departures: Departures | None = None
+    """With ``routing``: notices clients that leave while their response is awaited."""
 
 
 class _ResponseFailed(Exception):
@@ -170,6 +172,10 @@ class _Session(ClientSide):
                 ctx.pool.release(self.exchange.upstream, reusable=False)
             self.rec.close_reason = "client_reset"
             return False
+        except BaseException:
+            if self.sent:  # cancelled from outside (a client gone, drain timeout, revocation): close the upstream
+                ctx.pool.release(self.exchange.upstream, reusable=False)
+            raise
         exchange = self.exchange
         self.answered_ok = exchange.status < 500  # a retried request that ends on a 5xx did not succeed
         if exchange.switched:
@@ -436,11 +442,17 @@ class _Exchange:
 
     async def _read_upstream(self) -> None:
         wait_first, self.awaiting_response = self.awaiting_response, False
+        departures = self.s.ctx.departures if wait_first and self.call is not None else None
+        if departures is not None:  # a service request: a client that leaves now ends it (see Departures)
+            departures.waiting(self.s.rec, self.s.sock)
         try:
             n = await direct_io.receive(self.upstream.sock, self.rparser.receive_data, wait_first=wait_first)
         except trio.BrokenResourceError as exc:
             why = "upstream reset the connection"
             raise _ResponseFailed(502, why, error="upstream_reset", failure=self._reset()) from exc
+        finally:
+            if departures is not None:
+                departures.answered(self.s.rec)
         self.s.rec.down.received += n
         self.heard = self.heard or n > 0
 
@@ -484,12 +496,11 @@ class _Exchange:
         deadline = self.deadline
         if timeout is not None and sent + timeout < deadline:
             deadline = sent + timeout
-        wait = self._final_head if self.call is None else self._final_head_while_client_stays
         if deadline == math.inf:
-            head_event = await wait()  # no cancel scope to enter and leave per request
+            head_event = await self._final_head()  # no cancel scope to enter and leave per request
         else:
             with trio.move_on_at(deadline) as scope:
-                head_event = await wait()
+                head_event = await self._final_head()
             if scope.cancelled_caught:
                 raise self._timed_out(sent, timeout)
         self.head_rtt = trio.current_time() - sent
@@ -562,37 +573,6 @@ class _Exchange:
         if drain is not None and drain.draining:
             headers.set(b"connection", b"close")
             self.s.closing = True
-
-    async def _final_head_while_client_stays(self) -> ResponseReceived:
-        """``_final_head``, given up when the client closes meanwhile (a service's request: it leaves the
-        service's queue and its endpoint's load at once, not when the endpoint answers, if ever)."""
-        head: ResponseReceived | None = None
-        failure: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_client, nursery.cancel_scope)
-            try:
-                head = await self._final_head()
-            except Exception as exc:  # handled after the nursery, not as an exception group
-                failure = exc
-            nursery.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
-        if head is None:
-            raise trio.BrokenResourceError("the client closed while its response was awaited")
-        return head
-
-    async def _watch_client(self, waiting: trio.CancelScope) -> None:
-        """Cancel ``waiting`` if the client closes or resets; return if it sends more (a pipelined request)."""
-        sock = self.s.sock
-        await trio.lowlevel.wait_readable(sock)
-        try:
-            gone = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return
-        except OSError:
-            gone = True
-        if gone:
-            waiting.cancel(reason="the client left")
 
     async def _final_head(self) -> ResponseReceived:
         """Forward 1xx responses (100 Continue, 103) and return the final head (or a 101)."""

@@ -17,6 +17,7 @@ import trio
 from dataplane.balance.balancer import Balancer, Endpoint
 from dataplane.balance.budget import RetryBudget
 from dataplane.errors import NoEndpointError, QueueFullError
+from dataplane.services.departures import Departures
 from dataplane.telemetry.services import BalancerRow, ServiceCounters
 from policy.services import ServicePlan, format_address
 
@@ -115,6 +116,8 @@ class Services:
         rng: random.Random | None = None,
     ) -> None:
         self.counters = counters if counters is not None else ServiceCounters()
+        self.departures = Departures()
+        """Clients that leave while a service response is awaited (its ``run`` task belongs to the proxy)."""
         self._states: dict[tuple[str, int], ServiceState] = {}
         self._on_removed = on_removed
         self._rng = rng if rng is not None else random.Random()
