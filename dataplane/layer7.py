@@ -205,8 +205,7 @@ async def proxy_http1(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
         departures=rt.services.departures,
     )
     engine = http.h1_engine
-    # A service's requests need the per-request balancing, retries and timeouts only serve_http1 has.
-    if engine is not None and own_pool is None and routing is None:
+    if engine is not None and own_pool is None:
         await engine.serve(legs.client, ctx, first=first)
         return
     if first is not None:

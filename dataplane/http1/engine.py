@@ -50,6 +50,7 @@ from typing import Final, NoReturn
 
 import trio
 
+from dataplane.balance.retry_rule import Failure
 from dataplane.connections import ConnRecord
 from dataplane.drain import Drain
 from dataplane.errors import ConnectError
@@ -71,6 +72,7 @@ from dataplane.http1.proxy import Http1Context, UpstreamKey, serve_http1
 from dataplane.http1.refusal import linger, refusal
 from dataplane.http1.upstream_failure import bad_response, replayable, unreachable
 from dataplane.net.epoll_interest import change_interest
+from dataplane.services.call import ServiceCall
 from dataplane.telemetry.http_stats import RequestKey
 from dataplane.upstream import direct_io
 from dataplane.upstream.pool import DEFAULT_MAX_IDLE_PER_KEY, ConnectionPool, PooledStream
@@ -126,6 +128,7 @@ class _Upstream:
 class _Client:
     __slots__ = (
         "body",
+        "call",
         "chunked",
         "client_ip",
         "closing",
@@ -147,10 +150,13 @@ class _Client:
         "response_done",
         "response_keep_alive",
         "sent",
+        "sent_at",
         "sock",
         "started",
         "state",
+        "status",
         "tail",
+        "target",
         "up",
         "woken",
     )
@@ -184,6 +190,10 @@ class _Client:
         self.woken = trio.Event()
         self.end = _End.DONE
         self.tail = b""
+        self.target: UpstreamKey = ctx.upstream  # where the request goes: the destination, or a service endpoint
+        self.call: ServiceCall | None = None  # a service's request: its endpoint, load and retries
+        self.sent_at = 0.0
+        self.status = 0
 
 
 class Http1Engine:
@@ -369,6 +379,11 @@ class Http1Engine:
         if n == 0:
             c.eof = True
             c.parser.receive_data(b"")
+            if c.call is not None and not c.responded:
+                # As serve_http1 (Departures): a client that closes before its service response ends the request,
+                # which frees its place in the queue and its endpoint's load instead of waiting for an answer.
+                self._client_failed(c)
+                return
         else:
             data = self._view[:n]
             c.rec.up.received += n
@@ -450,6 +465,13 @@ class Http1Engine:
         except ValueError:
             self._hand_over(c)  # serve_http1 meets the same error, as it always has
             return
+        if ctx.routing is not None:
+            chosen = ctx.routing.call_now(head.method.decode("latin-1"), head.target.decode("latin-1"))
+            if chosen is None:
+                self._hand_over(c)  # serve_http1 waits for an endpoint, sheds, keeps timers, retries statuses
+                return
+            c.call, c.target = chosen
+            c.rec.upstream = c.target
         del c.raw[: len(c.raw) - c.parser.buffered]  # the request is consumed; pipelined bytes stay
         rec = c.rec
         rec.requests += 1
@@ -460,7 +482,7 @@ class Http1Engine:
         c.body = []
         c.sent = data
         c.recorded = c.responded = c.response_done = c.heard = c.replayed = False
-        up = self._take_idle(ctx.pool, ctx.upstream, c.started)
+        up = self._take_idle(ctx.pool, c.target, c.started)
         if up is None:
             c.state = _State.ACQUIRING
             self._update_client(c)
@@ -479,15 +501,19 @@ class Http1Engine:
         ctx = c.ctx
         pool = ctx.pool
         try:
-            pooled = await (pool.connect(ctx.upstream) if fresh else pool.acquire(ctx.upstream))
+            pooled = await (pool.connect(c.target) if fresh else pool.acquire(c.target))
         except ConnectError as exc:
             if c.state is not _State.ACQUIRING:
                 return
             request = c.request
             assert request is not None and c.key is not None
+            if self._next_endpoint(c, Failure.CONNECT):
+                await self._acquire_and_send(c, data, fresh=False)  # as many times as the route's max_attempts
+                return
+            self._end_call(c, ok=False)
             status = 503  # unreachable, refused or a connect timeout alike, as serve_http1 answers
             ctx.stats.response(c.key, status=status, latency_ms=self._ms(c), error=exc.reason)
-            why = unreachable(ctx.upstream, exc.reason)
+            why = unreachable(c.target, exc.reason)
             # As serve_http1: a request with a body closes the connection (its body was not forwarded).
             close = request.framing.kind is not BodyKind.NONE
             answer = refusal(status, why, close=close)
@@ -500,13 +526,19 @@ class Http1Engine:
         if c.state is not _State.ACQUIRING:
             pool.release(pooled, reusable=True)  # unused: the client went away meanwhile
             return
-        self._send_request(c, _Upstream(pooled, (pool, ctx.upstream)), data)
+        self._send_request(c, _Upstream(pooled, (pool, c.target)), data)
 
     def _send_request(self, c: _Client, up: _Upstream, data: bytes) -> None:
         request = c.request
         assert request is not None
         c.state = _State.EXCHANGE
         c.rec.dst_opened = True
+        c.sent_at = trio.current_time()
+        peer = up.pooled.peer
+        if peer is not None and c.call is not None and c.key is not None:
+            # A service endpoint reached over mesh mTLS: the record and the request's metrics say so.
+            c.rec.meshed_with(peer)
+            c.key = c.ctx.stats.relabel(c.key, "true", peer)
         c.up = up
         up.client = c
         self._socks[up.fd] = up
@@ -652,6 +684,9 @@ class Http1Engine:
         ctx = c.ctx
         ctx.stats.response(c.key, status=head.status, latency_ms=self._ms(c))
         c.recorded = True
+        c.status = head.status
+        if c.call is not None:
+            c.call.tried(ok=head.status < 500, rtt=trio.current_time() - c.sent_at)
         c.response_keep_alive = event.keep_alive
         try:
             framing = downstream_response_framing(event.framing, request.head.version)
@@ -675,6 +710,7 @@ class Http1Engine:
         up = c.up
         request = c.request
         assert up is not None and request is not None
+        self._end_call(c, ok=c.status < 500)
         c.up = None
         up.client = None
         if c.response_keep_alive and up.parser.buffered == 0:
@@ -731,7 +767,16 @@ class Http1Engine:
             assert self._nursery is not None
             self._nursery.start_soon(functools.partial(self._acquire, c, c.sent, fresh=True))
             return
+        if c.call is not None and not c.responded and not c.heard and self._next_endpoint(c, Failure.RESET):
+            # A service's request the endpoint closed or reset before answering: to another endpoint.
+            self._discard_upstream(c)
+            c.state = _State.ACQUIRING
+            self._update_client(c)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._acquire, c, c.sent)
+            return
         self._discard_upstream(c)
+        self._end_call(c, ok=False)
         if not c.recorded and c.key is not None:
             c.ctx.stats.response(c.key, status=status, latency_ms=self._ms(c), error=error)
         if c.responded:
@@ -749,6 +794,38 @@ class Http1Engine:
             and not c.replayed
             and replayable(request.head.method, upgrade=False, reused=up.reused, heard=c.heard, responded=c.responded)
         )
+
+    # === service requests ===
+
+    @staticmethod
+    def _next_endpoint(c: _Client, failure: Failure) -> bool:
+        """After a failed try of a service's request: True when the route retries it and another endpoint is
+        available now (``c.target`` is set to it); the failed try is counted against its endpoint either way."""
+        call, request = c.call, c.request
+        if call is None or request is None:
+            return False
+        if call.current is not None:
+            call.tried(ok=False)
+        method = request.head.method.decode("latin-1")
+        # The engine holds every request whole; a connect failure sent nothing, any other retry resends the body,
+        # which the route allows up to its max_body only.
+        framing = request.framing
+        body = framing.length if framing.kind is BodyKind.LENGTH else 0
+        kept = failure is Failure.CONNECT or body <= call.route.retry.max_body
+        if not call.may_retry(failure, method=method, body_kept=kept):
+            return False
+        target = call.endpoint_now()
+        if target is None:
+            return False
+        c.target = c.rec.upstream = target
+        return True
+
+    @staticmethod
+    def _end_call(c: _Client, *, ok: bool) -> None:
+        """A service's request is over: out of the queue (``ok``: answered by its endpoint, below 500)."""
+        call, c.call = c.call, None
+        if call is not None:
+            call.finish(ok=ok)
 
     # === idle upstream connections ===
 
@@ -840,6 +917,7 @@ class Http1Engine:
         if c.state is _State.FINISHED:
             return
         c.state = _State.FINISHED
+        self._end_call(c, ok=False)  # a service request cut short (client gone, cancelled): out of the queue
         self._discard_upstream(c)
         if c.mask:
             self._epoll.unregister(c.fd)

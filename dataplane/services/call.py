@@ -60,7 +60,14 @@ class ServiceCall:
     async def endpoint(self) -> SockAddr:
         """The endpoint for the next try (another one than those tried, where there is one); NoEndpointError
         when none is available within the fail-fast timeout."""
-        endpoint = await self.state.pick(self.tried_on)
+        return self._begin(await self.state.pick(self.tried_on))
+
+    def endpoint_now(self) -> SockAddr | None:
+        """``endpoint()`` without waiting: None when none is available at once (the HTTP/1.1 engine's way)."""
+        endpoint = self.state.balancer.pick(trio.current_time(), self.tried_on)
+        return self._begin(endpoint) if endpoint is not None else None
+
+    def _begin(self, endpoint: Endpoint) -> SockAddr:
         self.state.balancer.begin(endpoint)
         self.current = endpoint
         self.attempts += 1

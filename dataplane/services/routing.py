@@ -3,6 +3,8 @@ request of a connection already open (its requests in flight keep the plan they 
 
 from __future__ import annotations
 
+import trio
+
 from dataplane.net.addr import SockAddr
 from dataplane.services.call import ServiceCall
 from dataplane.services.state import Services
@@ -26,3 +28,23 @@ class ServiceRouting:
         if plan is None:
             return None
         return ServiceCall(self.services.state(plan), plan.route(method, target))
+
+    def call_now(self, method: str, target: str) -> tuple[ServiceCall, SockAddr] | None:
+        """A call and its first endpoint for the HTTP/1.1 engine, which neither waits nor keeps timers nor looks
+        at a response before passing it on; None when this request needs ``serve_http1``: no longer a service, a
+        route with a timeout, a per-try timeout or retried statuses, a full queue (503) or no endpoint available
+        now (waiting for one, fail-fast)."""
+        plan = self.store.current.index.service(self.dst.ip, self.dst.port)
+        if plan is None:
+            return None
+        route = plan.route(method, target)
+        retry = route.retry
+        if route.timeout is not None or retry.per_try_timeout is not None or retry.retries_responses:
+            return None
+        state = self.services.state(plan)
+        if state.in_flight >= plan.queue.capacity or not state.balancer.ready(trio.current_time()):
+            return None
+        call = ServiceCall(state, route)
+        endpoint = call.endpoint_now()
+        assert endpoint is not None, "a ready endpoint was there a moment ago"
+        return call, endpoint
