@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection, Sequence
+from typing import NamedTuple
 
 from dataplane.balance.ewma import PeakEwma
 from dataplane.balance.outlier import Health, max_ejected
@@ -59,53 +60,38 @@ def _load(ep: Endpoint, now: float, mean_weight: float, floor: float) -> float:
     return latency * (1.0 + ep.pending / ep.weight)
 
 
+class BalancerSettings(NamedTuple):
+    """A service port's balancer, health and ejection settings (``policy.model.Balancer``/``OutlierDetection``)."""
+
+    default_rtt: float
+    decay: float
+    consecutive_failures: int
+    base_ejection: float
+    max_ejection: float
+    max_ejected_percent: int
+
+
 class Balancer:
     """The endpoints of one service port and the choice among them."""
 
     __slots__ = ("_by_address", "_floor", "_max_ejected_percent", "_mean_weight", "_rng", "endpoints")
 
-    def __init__(
-        self,
-        *,
-        default_rtt: float,
-        decay: float,
-        consecutive_failures: int,
-        base_ejection: float,
-        max_ejection: float,
-        max_ejected_percent: int,
-        rng: random.Random,
-        now: float,
-    ) -> None:
+    def __init__(self, settings: BalancerSettings, *, rng: random.Random, now: float) -> None:
         self._rng = rng
         self._by_address: dict[Address, Endpoint] = {}
         self.endpoints: tuple[Endpoint, ...] = ()
-        self._max_ejected_percent = max_ejected_percent
+        self._max_ejected_percent = settings.max_ejected_percent
         self._mean_weight = 1.0
-        self.update(
-            (),
-            now,
-            default_rtt=default_rtt,
-            decay=decay,
-            consecutive_failures=consecutive_failures,
-            base_ejection=base_ejection,
-            max_ejection=max_ejection,
-            max_ejected_percent=max_ejected_percent,
-        )
+        self.update((), now, settings)
 
     def update(
-        self,
-        endpoints: Sequence[tuple[Address, str | None, int]],
-        now: float,
-        *,
-        default_rtt: float,
-        decay: float,
-        consecutive_failures: int,
-        base_ejection: float,
-        max_ejection: float,
-        max_ejected_percent: int,
+        self, endpoints: Sequence[tuple[Address, str | None, int]], now: float, settings: BalancerSettings
     ) -> list[Endpoint]:
         """Replaces the endpoint list with ``(address, identity, weight)`` entries. Endpoints that stay keep their
         latency, health and counters (identity, weight and settings are updated); returns the removed ones."""
+        default_rtt, decay, max_ejected_percent = settings.default_rtt, settings.decay, settings.max_ejected_percent
+        consecutive_failures = settings.consecutive_failures
+        base_ejection, max_ejection = settings.base_ejection, settings.max_ejection
         if not 0 <= max_ejected_percent <= 100:
             raise ValueError(f"max_ejected_percent must be within 0..100, not {max_ejected_percent}")
         # Validate everything before changing anything: a bad list leaves the balancer as it was.

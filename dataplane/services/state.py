@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import TypedDict
 
 import trio
 
-from dataplane.balance.balancer import Balancer, Endpoint
+from dataplane.balance.balancer import Balancer, BalancerSettings, Endpoint
 from dataplane.balance.budget import RetryBudget
 from dataplane.errors import NoEndpointError, QueueFullError
 from dataplane.services.departures import Departures
@@ -32,8 +31,8 @@ class ServiceState:
         self.plan = plan
         self.counters = counters
         self.label = (plan.name, str(plan.port))
-        self.balancer = Balancer(rng=rng, now=now, **_balancer_settings(plan))
-        self.balancer.update(_endpoint_list(plan), now, **_balancer_settings(plan))
+        self.balancer = Balancer(_balancer_settings(plan), rng=rng, now=now)
+        self.balancer.update(_endpoint_list(plan), now, _balancer_settings(plan))
         self.budget = _budget(plan)
         self.in_flight = 0
         self.no_endpoint_since: float | None = None
@@ -42,7 +41,7 @@ class ServiceState:
     def apply(self, plan: ServicePlan) -> list[Endpoint]:
         """A new generation's plan: endpoints updated (state kept for those that stay); the removed ones."""
         old, self.plan = self.plan, plan
-        removed = self.balancer.update(_endpoint_list(plan), trio.current_time(), **_balancer_settings(plan))
+        removed = self.balancer.update(_endpoint_list(plan), trio.current_time(), _balancer_settings(plan))
         if plan.budget != old.budget:
             self.budget = _budget(plan)
         self.changed.set()  # requests waiting for an endpoint look again
@@ -151,18 +150,9 @@ def _endpoint_list(plan: ServicePlan) -> list[tuple[Address, str | None, int]]:
     return [(endpoint.address, endpoint.identity, endpoint.weight) for endpoint in plan.endpoints]
 
 
-class _BalancerSettings(TypedDict):
-    default_rtt: float
-    decay: float
-    consecutive_failures: int
-    base_ejection: float
-    max_ejection: float
-    max_ejected_percent: int
-
-
-def _balancer_settings(plan: ServicePlan) -> _BalancerSettings:
+def _balancer_settings(plan: ServicePlan) -> BalancerSettings:
     outlier = plan.outlier
-    return _BalancerSettings(
+    return BalancerSettings(
         default_rtt=plan.balancer.default_rtt.seconds,
         decay=plan.balancer.decay.seconds,
         consecutive_failures=outlier.consecutive_failures,

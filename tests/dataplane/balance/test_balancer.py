@@ -1,38 +1,28 @@
 import random
 from collections import Counter
-from typing import TypedDict
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.balance.balancer import Balancer, Endpoint
+from dataplane.balance.balancer import Balancer, BalancerSettings, Endpoint
 
 A = ("10.0.0.1", 80)
 B = ("10.0.0.2", 80)
 C = ("10.0.0.3", 80)
 
 
-class Settings(TypedDict):
-    default_rtt: float
-    decay: float
-    consecutive_failures: int
-    base_ejection: float
-    max_ejection: float
-    max_ejected_percent: int
-
-
-SETTINGS = Settings(
+SETTINGS = BalancerSettings(
     default_rtt=0.03, decay=10.0, consecutive_failures=3, base_ejection=1.0, max_ejection=60.0, max_ejected_percent=50
 )
-EVERY_ONE: Settings = {**SETTINGS, "max_ejected_percent": 100}  # all may be ejected at once
+EVERY_ONE = SETTINGS._replace(max_ejected_percent=100)  # all may be ejected at once
 
 
 def balancer(
-    endpoints: list[tuple[tuple[str, int], str | None, int]], *, seed: int = 1, settings: Settings = SETTINGS
+    endpoints: list[tuple[tuple[str, int], str | None, int]], *, seed: int = 1, settings: BalancerSettings = SETTINGS
 ) -> Balancer:
-    lb = Balancer(**settings, rng=random.Random(seed), now=0.0)
-    assert lb.update(endpoints, 0.0, **settings) == []
+    lb = Balancer(settings, rng=random.Random(seed), now=0.0)
+    assert lb.update(endpoints, 0.0, settings) == []
     return lb
 
 
@@ -171,7 +161,7 @@ def test_update_keeps_the_state_of_endpoints_that_stay() -> None:
     lb.begin(a)
     lb.end(a, 1.0, rtt=0.5, ok=True)
     lb.begin(b)
-    removed = lb.update([(A, "spiffe://a", 4), (C, None, 1)], 2.0, **SETTINGS)
+    removed = lb.update([(A, "spiffe://a", 4), (C, None, 1)], 2.0, SETTINGS)
     assert removed == [b]
     assert lb.endpoints[0] is a
     assert (a.identity, a.weight, a.requests) == ("spiffe://a", 4, 1)
@@ -186,12 +176,12 @@ def test_update_keeps_the_state_of_endpoints_that_stay() -> None:
 def test_update_rejects_bad_lists_and_leaves_the_balancer_alone() -> None:
     lb = balancer([(A, None, 1)])
     with pytest.raises(ValueError, match=r"10\.0\.0\.2:80 is listed twice"):
-        lb.update([(B, None, 1), (B, None, 1)], 0.0, **SETTINGS)
+        lb.update([(B, None, 1), (B, None, 1)], 0.0, SETTINGS)
     with pytest.raises(ValueError, match="weight"):
-        lb.update([(B, None, 0)], 0.0, **SETTINGS)
+        lb.update([(B, None, 0)], 0.0, SETTINGS)
     with pytest.raises(ValueError, match="max_ejected_percent"):
-        too_many: Settings = {**SETTINGS, "max_ejected_percent": 101}
-        lb.update([(B, None, 1)], 0.0, **too_many)
+        too_many = SETTINGS._replace(max_ejected_percent=101)
+        lb.update([(B, None, 1)], 0.0, too_many)
     assert [ep.address for ep in lb.endpoints] == [A]
 
 
