@@ -79,14 +79,20 @@ async def proxy(
         shutdown.set()
 
 
-@asynccontextmanager
-async def two_hops(
-    tmp_path: Path, pki: Pki, app: SockAddr, *, server_policy: str, expected: str = BACKEND, opaque: bool = False
-) -> AsyncIterator[Hops]:
+def published_identities(tmp_path: Path, pki: Pki) -> tuple[IdentityDir, IdentityDir]:
+    """The client proxy's (FRONTEND) and the server proxy's (BACKEND) SVID directories, published."""
     client_id = IdentityDir(pki, tmp_path / "client", FRONTEND)
     server_id = IdentityDir(pki, tmp_path / "server", BACKEND)
     client_id.publish()
     server_id.publish()
+    return client_id, server_id
+
+
+@asynccontextmanager
+async def two_hops(
+    tmp_path: Path, pki: Pki, app: SockAddr, *, server_policy: str, expected: str = BACKEND, opaque: bool = False
+) -> AsyncIterator[Hops]:
+    client_id, server_id = published_identities(tmp_path, pki)
     entry, middle = SockAddr("127.0.0.1", free_port()), SockAddr("127.0.0.1", free_port())
     client_policy = (
         f"outbound:\n  meshed:\n    - {{cidr: 127.0.0.1/32, ports: [{middle.port}], identity: '{expected}'}}\n"

@@ -10,19 +10,14 @@ import trio
 from dataplane.net.addr import SockAddr
 from dataplane.settings import Forward
 from tests.dataplane.l7.harness import free_port
-from tests.dataplane.mesh.test_two_hops import STRICT, App, application, proxy, records
+from tests.dataplane.mesh.test_two_hops import STRICT, App, application, proxy, published_identities, records
 from tests.dataplane.services.endpoints import VIP, Client
-from tests.dataplane.svid.sets import IdentityDir
 from tests.dataplane.tls.mesh import real_pki
 from tests.identity.pki import BACKEND, FRONTEND
 
 
 async def test_requests_to_an_endpoint_with_an_identity_go_over_mtls_and_say_so(tmp_path: Path) -> None:
-    pki = real_pki()
-    client_id = IdentityDir(pki, tmp_path / "client", FRONTEND)
-    server_id = IdentityDir(pki, tmp_path / "server", BACKEND)
-    client_id.publish()
-    server_id.publish()
+    client_id, server_id = published_identities(tmp_path, real_pki())
     entry, middle = SockAddr("127.0.0.1", free_port()), SockAddr("127.0.0.1", free_port())
     policy = (
         "outbound:\n  services:\n    - name: web\n"
