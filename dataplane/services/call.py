@@ -16,6 +16,7 @@ import trio
 from dataplane.balance.balancer import Endpoint
 from dataplane.balance.grpc_timeout import format_grpc_timeout, parse_grpc_timeout
 from dataplane.balance.retry_rule import Failure, retryable
+from dataplane.errors import NoEndpointError
 from dataplane.net.addr import SockAddr
 from dataplane.services.state import Address, ServiceState
 from dataplane.telemetry.services import RouteKey
@@ -59,8 +60,13 @@ class ServiceCall:
 
     async def endpoint(self) -> SockAddr:
         """The endpoint for the next try (another one than those tried, where there is one); NoEndpointError
-        when none is available within the fail-fast timeout."""
-        return self._begin(await self.state.pick(self.tried_on))
+        when none is available within the fail-fast timeout or the request's deadline, whichever comes first."""
+        if self.deadline == math.inf:
+            return self._begin(await self.state.pick(self.tried_on))
+        with trio.move_on_at(self.deadline):
+            return self._begin(await self.state.pick(self.tried_on))
+        name, port = self.state.label
+        raise NoEndpointError(f"service {name}:{port} had no endpoint available within the request's deadline")
 
     def endpoint_now(self) -> SockAddr | None:
         """``endpoint()`` without waiting: None when none is available at once (the HTTP/1.1 engine's way)."""

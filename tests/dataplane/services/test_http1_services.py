@@ -300,3 +300,13 @@ async def test_the_engine_serves_plain_routes_and_hands_timed_ones_to_the_trio_l
         with trio.fail_after(2):
             while state.in_flight:
                 await trio.sleep(0.01)
+
+
+async def test_waiting_for_an_endpoint_ends_at_the_route_timeout(tmp_path: Path) -> None:
+    extra = "      timeout: 200ms\n      queue: {failfast: 5s}\n"
+    policy = service_policy([], extra=extra).replace("      endpoints:\n", "")
+    async with service_proxy(tmp_path, policy) as running:
+        started = trio.current_time()
+        status, headers, _ = await fetch(running.listen)
+        assert status == 503 and "deadline" in headers["x-triomesh-error"], headers
+        assert 0.2 <= trio.current_time() - started < 0.4
