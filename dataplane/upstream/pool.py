@@ -87,6 +87,7 @@ class ConnectionPool(Generic[K]):
         self._idle: IdleSet[K, PooledStream[K]] = IdleSet(max_per_key=max_idle_per_key, idle_timeout=idle_timeout)
         self._not_empty = trio.Event()
         self._closed = False
+        self._retired: set[K] = set()  # keys whose connections close when released (``close_key``)
         self.opened = 0
         self.reused = 0
 
@@ -99,6 +100,8 @@ class ConnectionPool(Generic[K]):
 
     async def acquire(self, key: K) -> PooledStream[K]:
         """An idle, healthy connection under ``key``, else a new one (``connect``'s errors propagate)."""
+        if self._retired:
+            self._retired.discard(key)  # in use again (an endpoint added back): its connections are kept again
         while True:
             conn, expired = self._idle.take(key, trio.current_time())
             _close_all(expired)
@@ -113,6 +116,8 @@ class ConnectionPool(Generic[K]):
 
     async def connect(self, key: K) -> PooledStream[K]:
         """A new connection under ``key``, never an idle one (``connect``'s errors propagate)."""
+        if self._retired:
+            self._retired.discard(key)
         conn = await self._connect(key)
         self.opened += 1
         return conn
@@ -120,7 +125,7 @@ class ConnectionPool(Generic[K]):
     def release(self, conn: PooledStream[K], *, reusable: bool) -> None:
         """Give ``conn`` back after a request: kept idle when ``reusable`` (the exchange ended cleanly and both
         sides allow keep-alive), else closed."""
-        if not reusable or self._closed:
+        if not reusable or self._closed or (self._retired and conn.key in self._retired):
             conn.close()
             return
         was_empty = not self._idle
@@ -129,8 +134,9 @@ class ConnectionPool(Generic[K]):
             self._not_empty.set()
 
     def close_key(self, key: K) -> None:
-        """Close the idle connections under ``key`` (a service endpoint removed by a reload); busy ones come back
-        later and stay pooled until they expire, unless this is called again."""
+        """Close the idle connections under ``key`` (a service endpoint removed by a reload) and, until a connection
+        to ``key`` is asked for again, each busy one when it comes back: they drain, none is kept."""
+        self._retired.add(key)
         _close_all(self._idle.drop(key))
 
     def close_idle(self) -> None:

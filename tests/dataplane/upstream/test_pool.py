@@ -151,3 +151,17 @@ async def test_shutdown_closes_every_idle_connection_and_later_releases() -> Non
         pool.release(busy, reusable=True)  # a request that finished during the drain
         assert closed == [key, key] and pool.idle == 0
         outer.cancel_scope.cancel()
+
+
+async def test_a_closed_key_drains_until_it_is_used_again() -> None:
+    async with pool_and_server() as (pool, server, closed):
+        key = ("127.0.0.1", server.port)
+        idle, busy = await pool.acquire(key), await pool.acquire(key)
+        pool.release(idle, reusable=True)
+        pool.close_key(key)  # a removed endpoint: the idle one closes now...
+        assert pool.idle_for(key) == 0 and closed == [key]
+        pool.release(busy, reusable=True)  # ...and the busy one when its request is done
+        assert pool.idle_for(key) == 0 and closed == [key, key]
+        again = await pool.acquire(key)  # added back: pooled as before
+        pool.release(again, reusable=True)
+        assert pool.idle_for(key) == 1
