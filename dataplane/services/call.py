@@ -40,12 +40,12 @@ class ServiceCall:
         "tried_on",
     )
 
-    def __init__(self, state: ServiceState, route: RoutePlan) -> None:
+    def __init__(self, state: ServiceState, route: RoutePlan, now: float | None = None) -> None:
         state.enter()
         self.state = state
         self.route = route
         self.route_key: RouteKey = (*state.label, route.name)
-        self.started = trio.current_time()
+        self.started = trio.current_time() if now is None else now
         self.deadline = self.started + route.timeout if route.timeout is not None else float("inf")
         """When the whole request (retries included) must have its response head: 504 after it."""
         self.attempts = 0
@@ -72,6 +72,10 @@ class ServiceCall:
         """``endpoint()`` without waiting: None when none is available at once (the HTTP/1.1 engine's way)."""
         endpoint = self.state.balancer.pick(trio.current_time(), self.tried_on)
         return self._begin(endpoint) if endpoint is not None else None
+
+    def begin_on(self, endpoint: Endpoint) -> SockAddr:
+        """The first try goes to ``endpoint``, picked already (by ``ServiceRouting.call_now``)."""
+        return self._begin(endpoint)
 
     def _begin(self, endpoint: Endpoint) -> SockAddr:
         self.state.balancer.begin(endpoint)

@@ -42,9 +42,11 @@ class ServiceRouting:
         if route.timeout is not None or retry.per_try_timeout is not None or retry.retries_responses:
             return None
         state = self.services.state(plan)
-        if state.in_flight >= plan.queue.capacity or not state.balancer.ready(trio.current_time()):
+        if state.in_flight >= plan.queue.capacity:
             return None
-        call = ServiceCall(state, route)
-        endpoint = call.endpoint_now()
-        assert endpoint is not None, "a ready endpoint was there a moment ago"
-        return call, endpoint
+        now = trio.current_time()
+        endpoint = state.balancer.pick(now)
+        if endpoint is None:
+            return None
+        call = ServiceCall(state, route, now)
+        return call, call.begin_on(endpoint)
