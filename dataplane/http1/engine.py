@@ -681,12 +681,16 @@ class Http1Engine:
                 informational = ResponseHead(head.status, head.reason, b"HTTP/1.1", strip_hop_by_hop(head.headers))
                 out.append(serialise_response_head(informational, Framing(BodyKind.NONE)))
             return True
+        call = c.call
+        if call is not None:
+            call.tried(ok=head.status < 500, rtt=trio.current_time() - c.sent_at)
+            if call.retries_status(head.status) and self._next_endpoint(c, Failure.STATUS, status=head.status):
+                self._try_again(c)  # a status the route retries: dropped unseen, the request to another endpoint
+                return False
         ctx = c.ctx
         ctx.stats.response(c.key, status=head.status, latency_ms=self._ms(c))
         c.recorded = True
         c.status = head.status
-        if c.call is not None:
-            c.call.tried(ok=head.status < 500, rtt=trio.current_time() - c.sent_at)
         c.response_keep_alive = event.keep_alive
         try:
             framing = downstream_response_framing(event.framing, request.head.version)
@@ -768,12 +772,7 @@ class Http1Engine:
             self._nursery.start_soon(functools.partial(self._acquire, c, c.sent, fresh=True))
             return
         if c.call is not None and not c.responded and not c.heard and self._next_endpoint(c, Failure.RESET):
-            # A service's request the endpoint closed or reset before answering: to another endpoint.
-            self._discard_upstream(c)
-            c.state = _State.ACQUIRING
-            self._update_client(c)
-            assert self._nursery is not None
-            self._nursery.start_soon(self._acquire, c, c.sent)
+            self._try_again(c)  # the endpoint closed or reset before answering: to another endpoint
             return
         self._discard_upstream(c)
         self._end_call(c, ok=False)
@@ -797,8 +796,17 @@ class Http1Engine:
 
     # === service requests ===
 
+    def _try_again(self, c: _Client) -> None:
+        """Send the whole request again, to ``c.target`` (chosen by ``_next_endpoint``), on another connection."""
+        self._discard_upstream(c)
+        c.heard = False
+        c.state = _State.ACQUIRING
+        self._update_client(c)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._acquire, c, c.sent)
+
     @staticmethod
-    def _next_endpoint(c: _Client, failure: Failure) -> bool:
+    def _next_endpoint(c: _Client, failure: Failure, *, status: int = 0) -> bool:
         """After a failed try of a service's request: True when the route retries it and another endpoint is
         available now (``c.target`` is set to it); the failed try is counted against its endpoint either way."""
         call, request = c.call, c.request
@@ -812,7 +820,7 @@ class Http1Engine:
         framing = request.framing
         body = framing.length if framing.kind is BodyKind.LENGTH else 0
         kept = failure is Failure.CONNECT or body <= call.route.retry.max_body
-        if not call.may_retry(failure, method=method, body_kept=kept):
+        if not call.may_retry(failure, method=method, body_kept=kept, status=status):
             return False
         target = call.endpoint_now()
         if target is None:

@@ -73,6 +73,8 @@ async def test_a_listed_status_is_retried_on_another_endpoint(tmp_path: Path) ->
                 assert (status, body) == (200, b"b")
             assert _retries(running, "requests") >= 1
             assert _retries(running, "successes") == _retries(running, "requests")
+            engine = running.proxy.http.h1_engine
+            assert engine is not None and engine.handed_over == 0  # statuses are retried in the engine too
 
 
 async def test_post_is_not_retried_on_a_status(tmp_path: Path) -> None:
