@@ -30,15 +30,13 @@ class ServiceRouting:
         return ServiceCall(self.services.state(plan), plan.route(method, target))
 
     def call_now(self, method: str, target: str) -> tuple[ServiceCall, SockAddr] | None:
-        """A call and its first endpoint for the HTTP/1.1 engine, which neither waits nor keeps timers; None when
-        this request needs ``serve_http1``: no longer a service, a route with a timeout or a per-try timeout, a
-        full queue (503) or no endpoint available now (waiting for one, fail-fast)."""
+        """A call and its first endpoint for the HTTP/1.1 engine, which does not wait for an endpoint; None when
+        this request needs ``serve_http1``: no longer a service, a full queue (503) or no endpoint available now
+        (waiting for one, fail-fast)."""
         plan = self.store.current.index.service(self.dst.ip, self.dst.port)
         if plan is None:
             return None
         route = plan.route(method, target)
-        if route.timeout is not None or route.retry.per_try_timeout is not None:
-            return None
         state = self.services.state(plan)
         if state.in_flight >= plan.queue.capacity:
             return None

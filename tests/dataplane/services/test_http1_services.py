@@ -282,23 +282,27 @@ async def test_metrics_show_the_balancer_and_forget_a_removed_service(tmp_path: 
         assert "outbound_http_balancer_endpoints{" not in running.proxy.metrics.render().decode()
 
 
-async def test_the_engine_serves_plain_routes_and_hands_timed_ones_to_the_trio_loop(tmp_path: Path) -> None:
-    extra = "      routes: [{name: timed, paths: ['/timed'], timeout: 5s}]\n"
+async def test_the_engine_serves_service_requests_timed_routes_too(tmp_path: Path) -> None:
+    extra = "      routes: [{name: timed, paths: ['/timed'], timeout: 300ms}]\n"
     async with endpoints("a", "b") as apps, service_proxy(tmp_path, service_policy(apps, extra=extra)) as running:
         engine = running.proxy.http.h1_engine
         assert engine is not None
         client = await Client.open(running.listen)
         for _ in range(10):
             assert (await client.request())[0] == 200
-        assert engine.handed_over == 0  # balanced, counted and retried in the epoll engine
         assert (await client.request("GET", "/timed"))[0] == 200
-        assert engine.handed_over == 1  # a route timeout needs serve_http1's timer
-        for _ in range(5):
-            assert (await client.request())[0] == 200
         await client.aclose()
+        for app in apps:
+            app.mode = "hang"
+        started = trio.current_time()
+        status, headers, _ = await fetch(running.listen, "/timed")
+        elapsed = trio.current_time() - started
+        assert status == 504 and "route timed" in headers["x-triomesh-error"], headers
+        assert 0.3 <= elapsed < 0.5, elapsed
+        assert engine.handed_over == 0  # balanced, counted, retried and timed in the epoll engine
         state = running.proxy.runtime.services.get("web", 80)
         assert state is not None
-        assert sum(ep.requests for ep in state.balancer.endpoints) == 16
+        assert sum(ep.requests for ep in state.balancer.endpoints) == 12
         with trio.fail_after(2):
             while state.in_flight:
                 await trio.sleep(0.01)
