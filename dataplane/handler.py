@@ -232,30 +232,49 @@ async def _proxy_meshed(
     proxy, whose pool connects again and answers 503 with the reason."""
     assert rec.original_dst is not None
     dst = rec.original_dst
-    protocol = DetectedProtocol.OPAQUE
-    if settings.protocol is PortProtocol.DETECT:
-        detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
-        rt.table.detected(rec, detection)
-        protocol = detection.protocol
+    protocol = await _detect_first(legs, rec, rt, settings)
     if protocol is DetectedProtocol.HTTP1 and carries_http1_over_h2(rt, dst, target):
         # No connection of its own: the requests go on the proxy's shared HTTP/2 connection to ``dst``.
         rec.upstream = dst
         await proxy_http1_over_h2(legs, rec, rt)
         return
     sock = await _connect(legs, rec, side, rt, dst, settings)
-    legs.upstream_socket = None  # originate owns it now
     http = protocol in (DetectedProtocol.HTTP1, DetectedProtocol.H2) and rt.http is not None
     try:
-        plain, peer, _ = await originate(rt, sock, dst, target, alpn_for(protocol), timeout=settings.detect_timeout)
+        await _originate(legs, rec, rt, sock, dst, target, protocol, settings)
     except ConnectError as exc:
         if not http:
             raise
         log.info("conn=%d outbound %s -> %s: %s", rec.id, rec.client, dst, exc)
-        await _dispatch(legs, rec, rt, protocol)
-        return
+    await _dispatch(legs, rec, rt, protocol)
+
+
+async def _detect_first(legs: Legs, rec: ConnRecord, rt: Runtime, settings: PortSettings) -> DetectedProtocol:
+    """Detection before any connect (a meshed destination's proxy or a service address never speaks first);
+    ports that are not ``detect`` are opaque."""
+    if settings.protocol is not PortProtocol.DETECT:
+        return DetectedProtocol.OPAQUE
+    detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
+    rt.table.detected(rec, detection)
+    return detection.protocol
+
+
+async def _originate(
+    legs: Legs,
+    rec: ConnRecord,
+    rt: Runtime,
+    sock: socket.socket,
+    dst: SockAddr,
+    target: MeshedTarget,
+    protocol: DetectedProtocol,
+    settings: PortSettings,
+) -> None:
+    """Mesh mTLS on the connected ``sock`` offering ``protocol``'s ALPN name; ``legs.upstream_socket`` becomes the
+    plain side and the record names the verified server (ConnectError: nothing is left open)."""
+    legs.upstream_socket = None  # originate owns it now
+    plain, peer, _ = await originate(rt, sock, dst, target, alpn_for(protocol), timeout=settings.detect_timeout)
     legs.upstream_socket = plain
     rec.meshed_with(peer)
-    await _dispatch(legs, rec, rt, protocol)
 
 
 async def _proxy_service(
@@ -264,11 +283,7 @@ async def _proxy_service(
     """Outbound to a service's virtual address, which exists nowhere: detect first (no connect to make), then HTTP
     is balanced per request (``layer7``), anything else per connection here."""
     rec.service = f"{plan.name}:{plan.port}"
-    protocol = DetectedProtocol.OPAQUE
-    if settings.protocol is PortProtocol.DETECT:
-        detection = await detect(legs.client.socket, None, timeout=settings.detect_timeout)
-        rt.table.detected(rec, detection)
-        protocol = detection.protocol
+    protocol = await _detect_first(legs, rec, rt, settings)
     if protocol in (DetectedProtocol.HTTP1, DetectedProtocol.H2) and rt.http is not None:
         rec.upstream = rec.original_dst  # until the first request picks an endpoint
         await PROTOCOL_HANDLERS[protocol](legs, rec, rt)
@@ -306,12 +321,8 @@ async def _connect_endpoint(
     legs.close_upstream()  # a failed try's, if any
     sock = await _connect(legs, rec, side, rt, endpoint, settings)
     target = meshed_target(side.direction, rt.store.current, endpoint, settings)
-    if target is None:
-        return
-    legs.upstream_socket = None  # originate owns it now
-    plain, peer, _ = await originate(rt, sock, endpoint, target, alpn_for(protocol), timeout=settings.detect_timeout)
-    legs.upstream_socket = plain
-    rec.meshed_with(peer)
+    if target is not None:
+        await _originate(legs, rec, rt, sock, endpoint, target, protocol, settings)
 
 
 async def _relay_opaque(legs: Legs, rec: ConnRecord, rt: Runtime) -> None:
