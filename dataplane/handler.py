@@ -288,7 +288,7 @@ async def _proxy_service(
         rec.upstream = rec.original_dst  # until the first request picks an endpoint
         await PROTOCOL_HANDLERS[protocol](legs, rec, rt)
         return
-    call = ServiceCall(rt.services.state(plan), plan.default_route)
+    call = ServiceCall(rt.services.state(plan), plan.default_route, method="")
     # The connection counts as in flight on its endpoint (the balancer's load) until it closes.
     rec.on_close = functools.partial(call.finish, ok=True)
     while True:
@@ -298,7 +298,7 @@ async def _proxy_service(
             await _connect_endpoint(legs, rec, side, rt, endpoint, settings, protocol)
         except ConnectError as exc:
             call.tried(ok=False)
-            if call.may_retry(Failure.CONNECT, method="", body_kept=True):
+            if call.may_retry(Failure.CONNECT, body_kept=True):
                 log.info("conn=%d %s endpoint %s: %s; trying another", rec.id, rec.service, endpoint, exc)
                 continue
             raise

@@ -130,12 +130,6 @@ class RetryPlan:
     def on(self, condition: RetryCondition) -> bool:
         return condition in self.conditions
 
-    @property
-    def retries_responses(self) -> bool:
-        """Whether some response status (HTTP or gRPC) can be retried: the response head must then be looked at
-        before it is passed on."""
-        return bool(self.statuses or self.grpc_codes)
-
 
 class RoutePlan:
     """One route (or a service's default route) compiled."""

@@ -170,6 +170,11 @@ class Balancer:
         """The request sent to ``ep`` ended; ``rtt`` (when known) feeds the latency estimate, also for failures (a
         slow failure is slow). Returns True when this failure ejected the endpoint."""
         ep.pending = max(0, ep.pending - 1)
+        return self.observe(ep, now, rtt=rtt, ok=ok)
+
+    def observe(self, ep: Endpoint, now: float, *, rtt: float | None, ok: bool) -> bool:
+        """An outcome of ``ep`` without ending what it carries (an opaque connection just made stays open and keeps
+        counting as load): the latency and the health, as ``end`` takes them."""
         if rtt is not None:
             ep.ewma.observe(rtt, now)
         if ok:

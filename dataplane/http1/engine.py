@@ -540,17 +540,8 @@ class Http1Engine:
         assert request is not None
         c.state = _State.EXCHANGE
         c.rec.dst_opened = True
-        c.sent_at = trio.current_time()
         if c.call is not None:
-            c.try_deadline = c.call.try_timeout()
-            if c.try_deadline != math.inf:
-                self._timed.add(c)
-                self._timed_added.set()
-        peer = up.pooled.peer
-        if peer is not None and c.call is not None and c.key is not None:
-            # A service endpoint reached over mesh mTLS: the record and the request's metrics say so.
-            c.rec.meshed_with(peer)
-            c.key = c.ctx.stats.relabel(c.key, "true", peer)
+            self._service_try_sent(c, c.call, up)
         c.up = up
         up.client = c
         self._socks[up.fd] = up
@@ -727,7 +718,8 @@ class Http1Engine:
         up = c.up
         request = c.request
         assert up is not None and request is not None
-        self._end_call(c, ok=c.status < 500)
+        if c.call is not None:
+            self._end_call(c, ok=c.status < 500)
         c.up = None
         up.client = None
         if c.response_keep_alive and up.parser.buffered == 0:
@@ -809,6 +801,19 @@ class Http1Engine:
 
     # === service requests ===
 
+    def _service_try_sent(self, c: _Client, call: ServiceCall, up: _Upstream) -> None:
+        """A service request's try goes out: its latency is timed, its deadline watched, and an endpoint reached
+        over mesh mTLS is named in the record and the request's metrics."""
+        c.sent_at = trio.current_time()
+        c.try_deadline = call.try_timeout()
+        if c.try_deadline != math.inf:
+            self._timed.add(c)
+            self._timed_added.set()
+        peer = up.pooled.peer
+        if peer is not None and c.key is not None:
+            c.rec.meshed_with(peer)
+            c.key = c.ctx.stats.relabel(c.key, "true", peer)
+
     def _try_again(self, c: _Client) -> None:
         """Send the whole request again, to ``c.target`` (chosen by ``_next_endpoint``), on another connection."""
         self._timed.discard(c)
@@ -828,13 +833,12 @@ class Http1Engine:
             return False
         if call.current is not None:
             call.tried(ok=False)
-        method = request.head.method.decode("latin-1")
         # The engine holds every request whole; a connect failure sent nothing, any other retry resends the body,
         # which the route allows up to its max_body only.
         framing = request.framing
         body = framing.length if framing.kind is BodyKind.LENGTH else 0
         kept = failure is Failure.CONNECT or body <= call.route.retry.max_body
-        if not call.may_retry(failure, method=method, body_kept=kept, status=status):
+        if not call.may_retry(failure, body_kept=kept, status=status):
             return False
         target = call.endpoint_now()
         if target is None:

@@ -114,7 +114,6 @@ class _Session(ClientSide):
         self.exchange: _Exchange  # the request in flight (its replay, once sent again)
         self.kept = False  # the request's body was read whole before it was sent (a service's, to retry it)
         self.sent = False  # ``exchange`` is this request's (it has an upstream connection)
-        self.answered_ok = False  # the request got its upstream's response, and not a 5xx
         self._unsent: tuple[int, str, str] = (503, "", "")  # (status, why, error) of a request that never went out
 
     async def _exchange(self, request: RequestReceived) -> bool:
@@ -142,12 +141,11 @@ class _Session(ClientSide):
             except ConnectError as exc:  # shed: the service's queue is full
                 return await self._answer_unsent(request, key, started, 503, str(exc), error=exc.reason)
         self.kept = False
-        self.answered_ok = False
         try:
             return await self._forward(request, key, started, forwarded, call)
         finally:
             if call is not None:
-                call.finish(ok=self.answered_ok)
+                call.finish()
 
     async def _forward(
         self, request: RequestReceived, key: RequestKey, started: float, forwarded: bytes, call: ServiceCall | None
@@ -177,7 +175,8 @@ class _Session(ClientSide):
                 ctx.pool.release(self.exchange.upstream, reusable=False)
             raise
         exchange = self.exchange
-        self.answered_ok = exchange.status < 500  # a retried request that ends on a 5xx did not succeed
+        if call is not None:
+            call.answered = exchange.status < 500  # a retried request that ends on a 5xx did not succeed
         if exchange.switched:
             return False
         ctx.pool.release(exchange.upstream, reusable=exchange.upstream_reusable)
@@ -233,7 +232,6 @@ class _Session(ClientSide):
         The request is kept (up to the route's ``max_body``) so a later try can send it again; False once the
         client was answered 503 (no endpoint, or none reachable)."""
         data, whole = await self._keep(request, forwarded, call.route.retry.max_body)
-        method = request.head.method.decode("latin-1")
         while True:
             try:
                 target = await call.endpoint()
@@ -244,7 +242,7 @@ class _Session(ClientSide):
             self.rec.upstream = target
             if not await self._first_try(target, request, key, started):
                 call.tried(ok=False)
-                if call.may_retry(Failure.CONNECT, method=method, body_kept=True):
+                if call.may_retry(Failure.CONNECT, body_kept=True):
                     continue
                 return False
             exchange = self.exchange
@@ -256,7 +254,7 @@ class _Session(ClientSide):
                 exchange = self.exchange
                 call.tried(ok=False, rtt=exchange.head_rtt)
                 failure = exc.failure if not exchange.responded else None
-                if failure is not None and call.may_retry(failure, method=method, body_kept=whole):
+                if failure is not None and call.may_retry(failure, body_kept=whole):
                     self.ctx.pool.release(exchange.upstream, reusable=False)
                     continue
                 raise
@@ -563,9 +561,7 @@ class _Exchange:
         """Whether a response with a status the route lists is dropped and the request tried again."""
         if self.whole is None:
             return False  # the body was streamed: nothing to send again
-        return call.may_retry(
-            Failure.STATUS, method=self.request.head.method.decode("latin-1"), body_kept=True, status=self.status
-        )
+        return call.may_retry(Failure.STATUS, body_kept=True, status=self.status)
 
     def _last_if_draining(self, headers: Headers) -> None:
         """While the proxy drains, this exchange is the connection's last: tell the client so it reconnects."""

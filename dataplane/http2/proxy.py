@@ -207,7 +207,7 @@ async def _service_stream(ctx: H2Context, endpoints: _Endpoints, stream: H2Strea
     try:
         await _service_tries(ctx, endpoints, stream, call, key, started, grpc=grpc)
     finally:  # cancelled too (the client connection ended): the request leaves the service's queue
-        call.finish(ok=call.answered)
+        call.finish()
 
 
 async def _service_tries(
@@ -277,10 +277,9 @@ async def _open_try(
     except (ConnectError, H2Error) as exc:
         call.tried(ok=False)
         refused = isinstance(exc, H2Error)
-        method = (_get(stream.request_headers, b":method") or b"").decode("latin-1")
         failure = Failure.REFUSED if refused else Failure.CONNECT
         retryable = not isinstance(exc, H2Error) or exc.retryable
-        if retryable and call.may_retry(failure, method=method, body_kept=True):
+        if retryable and call.may_retry(failure, body_kept=True):
             return _RETRY
         why = f"upstream {target}: {exc}" if refused else f"upstream {target} unreachable: {exc.reason}"
         await _refuse(stream, 503, why)
@@ -557,7 +556,6 @@ class _Exchange:
         dropped unseen, and the stream tried again. Only for a request kept whole."""
         if not self.kept:
             return False
-        method = (_get(self.down.request_headers, b":method") or b"").decode("latin-1")
         if call.retries_status(status):
             failure, grpc_status = Failure.STATUS, -1
         elif grpc is not None and call.retries_grpc(grpc) and self.up.remote_ended:
@@ -565,7 +563,7 @@ class _Exchange:
         else:
             return False
         call.tried(ok=False, rtt=self.head_rtt)
-        if not call.may_retry(failure, method=method, body_kept=True, status=status, grpc_status=grpc_status):
+        if not call.may_retry(failure, body_kept=True, status=status, grpc_status=grpc_status):
             return False
         self.up.reset(H2ErrorCode.CANCEL)
         self.retry = True
@@ -585,9 +583,8 @@ class _Exchange:
             failure = Failure.PER_TRY_TIMEOUT
         else:
             failure = Failure.RESET
-        method = (_get(self.down.request_headers, b":method") or b"").decode("latin-1")
         # A refused stream never reached the application: its body (pumped or not) may go again only if kept.
-        if call.may_retry(failure, method=method, body_kept=self.kept):
+        if call.may_retry(failure, body_kept=self.kept):
             self.retry = True
             return True
         return False

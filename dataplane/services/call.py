@@ -32,6 +32,7 @@ class ServiceCall:
         "attempts",
         "current",
         "deadline",
+        "method",
         "retried",
         "route",
         "route_key",
@@ -40,10 +41,13 @@ class ServiceCall:
         "tried_on",
     )
 
-    def __init__(self, state: ServiceState, route: RoutePlan, now: float | None = None) -> None:
+    def __init__(self, state: ServiceState, route: RoutePlan, method: str, now: float | None = None) -> None:
         state.enter()
         self.state = state
         self.route = route
+        self.method = method
+        """The request's method (idempotent ones may be retried after a reset, a timeout or a status); "" for an
+        opaque connection."""
         self.route_key: RouteKey = (*state.label, route.name)
         self.started = trio.current_time() if now is None else now
         self.deadline = self.started + route.timeout if route.timeout is not None else float("inf")
@@ -53,8 +57,8 @@ class ServiceCall:
         self.current: Endpoint | None = None
         self.retried = False
         self.answered = False
-        """The client got the endpoint's response, not a 5xx (nor a proxy error): what ``finish`` is told, where
-        the loop that knows it is not the one that finishes."""
+        """The client got the endpoint's response, not a 5xx (nor a proxy error): what ``finish`` is told when
+        the loop that ends the request does not pass ``ok`` itself."""
         self._finished = False
         state.budget.deposit(self.started)
 
@@ -126,13 +130,13 @@ class ServiceCall:
             return None
         return format_grpc_timeout(max(self.deadline - trio.current_time(), 0.0))
 
-    def may_retry(
-        self, failure: Failure, *, method: str, body_kept: bool, status: int = 0, grpc_status: int = -1
-    ) -> bool:
+    def may_retry(self, failure: Failure, *, body_kept: bool, status: int = 0, grpc_status: int = -1) -> bool:
         """Whether the failed try is followed by another: the route retries this failure for this request, an
         attempt is left, the route's deadline has not passed and the budget allows it. Counted in the metrics."""
         plan = self.route.retry
-        if not retryable(plan, failure, method=method, status=status, grpc_status=grpc_status, body_kept=body_kept):
+        if not retryable(
+            plan, failure, method=self.method, status=status, grpc_status=grpc_status, body_kept=body_kept
+        ):
             return False
         counters = self.state.counters
         now = trio.current_time()
@@ -146,14 +150,15 @@ class ServiceCall:
         self.retried = True
         return True
 
-    def finish(self, *, ok: bool) -> None:
-        """The request is over (answered, failed or abandoned); ``ok``: the client got the endpoint's response and
-        it is not a 5xx (a retried request counts as a retry success only then). Idempotent."""
+    def finish(self, *, ok: bool | None = None) -> None:
+        """The request is over (answered, failed or abandoned); ``ok`` (by default ``answered``): the client got the
+        endpoint's response and it is not a 5xx (a retried request counts as a retry success only then).
+        Idempotent."""
         if self._finished:
             return
         self._finished = True
         if self.current is not None:
             self.tried(ok=True)  # abandoned mid-try (the client left): not the endpoint's failure
-        if ok and self.retried:
+        if (self.answered if ok is None else ok) and self.retried:
             self.state.counters.retry(self.route_key, "successes")
         self.state.leave()

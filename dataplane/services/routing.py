@@ -27,7 +27,7 @@ class ServiceRouting:
         plan = self.store.current.index.service(self.dst.ip, self.dst.port)
         if plan is None:
             return None
-        return ServiceCall(self.services.state(plan), plan.route(method, target))
+        return ServiceCall(self.services.state(plan), plan.route(method, target), method)
 
     def call_now(self, method: str, target: str) -> tuple[ServiceCall, SockAddr] | None:
         """A call and its first endpoint for the HTTP/1.1 engine, which does not wait for an endpoint; None when
@@ -44,5 +44,5 @@ class ServiceRouting:
         endpoint = state.balancer.pick(now)
         if endpoint is None:
             return None
-        call = ServiceCall(state, route, now)
+        call = ServiceCall(state, route, method, now)
         return call, call.begin_on(endpoint)

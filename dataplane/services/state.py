@@ -31,8 +31,9 @@ class ServiceState:
         self.plan = plan
         self.counters = counters
         self.label = (plan.name, str(plan.port))
-        self.balancer = Balancer(_balancer_settings(plan), rng=rng, now=now)
-        self.balancer.update(_endpoint_list(plan), now, _balancer_settings(plan))
+        settings = _balancer_settings(plan)
+        self.balancer = Balancer(settings, rng=rng, now=now)
+        self.balancer.update(_endpoint_list(plan), now, settings)
         self.budget = _budget(plan)
         self.in_flight = 0
         self.no_endpoint_since: float | None = None
@@ -95,8 +96,7 @@ class ServiceState:
         )
 
     def connected(self, endpoint: Endpoint, rtt: float) -> None:
-        endpoint.ewma.observe(rtt, trio.current_time())
-        endpoint.health.success()
+        self.balancer.observe(endpoint, trio.current_time(), rtt=rtt, ok=True)
 
     def ended(self, endpoint: Endpoint, *, rtt: float | None, ok: bool) -> None:
         """A request (or connection) to ``endpoint`` ended; counts an ejection it caused."""

@@ -170,14 +170,14 @@ def test_routes_inherit_the_services_timeout_and_retry() -> None:
     assert (api.timeout, admin.timeout, default.timeout) == (2.0, 10.0, 10.0)
     assert admin.retry is default.retry
     assert default.retry.statuses == {503} and default.retry.max_attempts == 2
-    assert default.retry.retries_responses and default.retry.on(RetryCondition.CONNECT_FAILURE)
+    assert (default.retry.statuses or default.retry.grpc_codes) and default.retry.on(RetryCondition.CONNECT_FAILURE)
     assert not default.retry.on(RetryCondition.RESET)
     assert api.retry.conditions == {RetryCondition.CONNECT_FAILURE, RetryCondition.PER_TRY_TIMEOUT}
     assert (api.retry.per_try_timeout, api.retry.max_attempts, api.retry.max_body) == (0.5, 3, 64 * 1024)
     assert api.retry.grpc_codes == {14, 1}
-    assert api.retry.retries_responses and not api.retry.statuses
+    assert api.retry.grpc_codes and not api.retry.statuses
     db = plan("10.96.0.20", 5432).default_route
-    assert (db.timeout, db.retry.per_try_timeout, db.retry.retries_responses) == (None, None, False)
+    assert (db.timeout, db.retry.per_try_timeout, db.retry.statuses, db.retry.grpc_codes) == (None, None, frozenset(), frozenset())
 
 
 def test_the_table_finds_services_by_canonical_ip_and_port() -> None:
