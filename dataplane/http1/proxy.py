@@ -279,13 +279,11 @@ class _Session(ClientSide):
         body = 0
         while True:
             event = await self._next_request_event()
+            assert isinstance(event, DataReceived | MessageEnded), event
+            out += _framed(event, chunked)
             if isinstance(event, MessageEnded):
-                if chunked:
-                    out += encode_last_chunk(event.trailers)
                 self.kept = True
                 return bytes(out), True
-            assert isinstance(event, DataReceived), event
-            out += encode_chunk(event.data) if chunked else event.data
             body += len(event.data)
             if body > limit:  # a chunked body past the bound: what was read goes first, the rest streams
                 return bytes(out), False
@@ -395,12 +393,9 @@ class _Exchange:
             event = self.s.parser.next_event()
             if event is NEED_DATA:
                 break
-            if isinstance(event, DataReceived):
-                out += encode_chunk(event.data) if chunked else event.data
-            elif isinstance(event, MessageEnded):
-                if chunked:
-                    out += encode_last_chunk(event.trailers)
-                self.request_done = True
+            if isinstance(event, DataReceived | MessageEnded):
+                out += _framed(event, chunked)
+                self.request_done = isinstance(event, MessageEnded)
         if self.request_done:
             await self.replay(bytes(out))
             return
@@ -427,13 +422,13 @@ class _Exchange:
         try:
             while True:
                 event = await self.s._next_request_event()
-                if isinstance(event, DataReceived):
-                    await self._send_upstream(encode_chunk(event.data) if chunked else event.data)
-                elif isinstance(event, MessageEnded):
-                    if chunked:
-                        await self._send_upstream(encode_last_chunk(event.trailers))
-                    self.request_done = True
-                    return
+                if isinstance(event, DataReceived | MessageEnded):
+                    data = _framed(event, chunked)
+                    if data:
+                        await self._send_upstream(data)
+                    if isinstance(event, MessageEnded):
+                        self.request_done = True
+                        return
         except (trio.BrokenResourceError, trio.ClosedResourceError, Http1Error, _ResponseFailed) as exc:
             self.pump_failed = exc
             exchange.cancel(reason="the request body failed")
@@ -532,10 +527,9 @@ class _Exchange:
                     out.clear()
                 await self._read_upstream()
             elif isinstance(event, DataReceived):
-                out += encode_chunk(event.data) if chunked else event.data
+                out += _framed(event, chunked)
             elif isinstance(event, MessageEnded):
-                if chunked:
-                    out += encode_last_chunk(event.trailers)
+                out += _framed(event, chunked)
                 await self.s._send_client(bytes(out))
                 self.upstream_reusable = head_event.keep_alive and self.rparser.buffered == 0
                 return
@@ -602,6 +596,13 @@ class _Exchange:
         upstream = trio.SocketStream(trio.socket.from_stdlib_socket(self.upstream.sock))
         await relay(self.s.client, upstream, self.s.rec)
         self.upstream.close()
+
+
+def _framed(event: DataReceived | MessageEnded, chunked: bool) -> bytes:
+    """A body event as it goes on the wire: a chunk (the last one with the trailers) when ``chunked``."""
+    if isinstance(event, DataReceived):
+        return encode_chunk(event.data) if chunked else event.data
+    return encode_last_chunk(event.trailers) if chunked else b""
 
 
 def _ms(started: float) -> float:
