@@ -17,10 +17,10 @@ from typing import Final, Literal, TypeGuard
 
 import msgspec
 
-from dataplane.admin.schema import ConnectionInfo
+from dataplane.admin.schema import PER_REQUEST_PROTOCOLS, ConnectionInfo
 from policy.codec import duration_text
 from policy.duration import Duration
-from policy.index import MeshedTarget, PolicyIndex, PortSettings
+from policy.index import MeshedTarget, PolicyIndex, PortSettings, keeps_inbound
 from policy.load import policy_version
 from policy.model import (
     AuthorizationRule,
@@ -38,9 +38,6 @@ from policy.services import ServicePlan, format_address, parse_endpoint, parse_i
 Verdict = Literal["denied", "requests limited", "rerouted", "re-identified", "unchanged"]
 VERDICTS: Final[tuple[Verdict, ...]] = ("denied", "requests limited", "rerouted", "re-identified", "unchanged")
 
-# Protocols the proxy authorizes per request (dataplane/revoke.py: ``_HTTP``; "http1-h2" is HTTP/1.1 carried in a
-# shared HTTP/2 mTLS connection): such a connection stays open while some rule admits its client at all.
-_HTTP_PROTOCOLS: Final = frozenset({"http1", "h2", "http1-h2"})
 # Keyed lists where the order decides (first match wins), so a reordering is a change worth a line.
 _ORDERED: Final = (Route, MeshedDestination)
 _TIMEOUT_NOTES: Final = (
@@ -150,31 +147,35 @@ def _address(text: str, field: str) -> tuple[str, int]:
 
 
 def _judge_inbound(conn: ConnectionInfo, port: int, before: PortSettings, after: PortSettings) -> tuple[Verdict, str]:
-    """The proxy's revocation rule (dataplane/revoke.py ``still_allowed``), with the reason in words."""
+    """The proxy's revocation rule (``policy.index.keeps_inbound``, what dataplane/revoke.py closes by), with the
+    reason in words."""
     who = conn.client_id or "a plaintext client"
     if after.excluded:
         return "unchanged", f"port {port} {'stays' if before.excluded else 'becomes'} excluded: relayed untouched"
-    verdict: Verdict
-    if after.mtls is MtlsMode.STRICT and conn.tls != "true":
-        strict = "is strict" if before.mtls is MtlsMode.STRICT and not before.excluded else "becomes strict"
-        verdict, reason = "denied", f"plaintext client and port {port} {strict}: mesh mTLS only"
-    elif after.authorization == before.authorization and not before.excluded:
-        return "unchanged", f"port {port}'s authorization is unchanged"
-    elif conn.protocol in _HTTP_PROTOCOLS and not after.authorization.admits(conn.client_id):
-        verdict, reason = "denied", f"no rule of port {port} admits {who} any more"
-    elif conn.protocol in _HTTP_PROTOCOLS and not after.authorization.allows_tcp(conn.client_id):
-        verdict = "requests limited"
-        reason = f"port {port} admits {who} only for some paths or methods: its other requests get 403"
-    elif conn.protocol not in _HTTP_PROTOCOLS and not after.authorization.allows_tcp(conn.client_id):
-        kind = "an opaque connection" if conn.protocol == "opaque" else f"an opaque ({conn.protocol}) connection"
-        verdict, reason = "denied", f"no rule of port {port} allows {who} on {kind}"
-    else:
+    per_request = conn.protocol in PER_REQUEST_PROTOCOLS
+    mesh_tls = conn.tls == "true"
+    if keeps_inbound(after, mesh_tls=mesh_tls, peer_id=conn.client_id, per_request=per_request):
+        if after.authorization == before.authorization and not before.excluded:
+            return "unchanged", f"port {port}'s authorization is unchanged"
+        if per_request and not after.authorization.allows_tcp(conn.client_id):
+            return (
+                "requests limited",
+                f"port {port} admits {who} only for some paths or methods: its other requests get 403",
+            )
         change = "is no longer excluded" if before.excluded else "changes its authorization"
         return "unchanged", f"port {port} {change}; its rules still allow {who}"
-    if verdict == "denied" and conn.state != "open":
+    if after.mtls is MtlsMode.STRICT and not mesh_tls:
+        strict = "is strict" if before.mtls is MtlsMode.STRICT and not before.excluded else "becomes strict"
+        reason = f"plaintext client and port {port} {strict}: mesh mTLS only"
+    elif per_request:
+        reason = f"no rule of port {port} admits {who} any more"
+    else:
+        kind = "an opaque connection" if conn.protocol == "opaque" else f"an opaque ({conn.protocol}) connection"
+        reason = f"no rule of port {port} allows {who} on {kind}"
+    if conn.state != "open":
         # The proxy revokes only connections in state open; a half-closed one is left to finish.
         return "unchanged", f"{reason}, but it is {conn.state} and a reload closes only open connections"
-    return verdict, reason
+    return "denied", reason
 
 
 def _judge_outbound(

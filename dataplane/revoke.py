@@ -12,30 +12,26 @@ import logging
 
 import trio
 
+from dataplane.admin.schema import PER_REQUEST_PROTOCOLS
 from dataplane.connections import ConnectionTable, ConnRecord
-from dataplane.mtls.inner import CARRIED_HTTP1
-from policy.index import PolicyIndex
-from policy.model import MtlsMode
+from policy.index import PolicyIndex, keeps_inbound
 from policy.store import PolicyStore
 
 log = logging.getLogger(__name__)
 
 REASON = "policy_revoked"
-_HTTP = ("http1", "h2", CARRIED_HTTP1)  # authorized per request: only a client no rule admits is cut
 
 
 def still_allowed(rec: ConnRecord, index: PolicyIndex) -> bool:
     """Whether the policy in ``index`` still lets this open connection run."""
     if rec.direction != "inbound" or rec.state != "open":
         return True
-    settings = index.inbound(rec.target.port)
-    if settings.excluded:
-        return True
-    if settings.mtls is MtlsMode.STRICT and rec.tls != "true":
-        return False
-    if rec.protocol in _HTTP:
-        return settings.authorization.admits(rec.peer_id)
-    return settings.authorization.allows_tcp(rec.peer_id)
+    return keeps_inbound(
+        index.inbound(rec.target.port),
+        mesh_tls=rec.tls == "true",
+        peer_id=rec.peer_id,
+        per_request=rec.protocol in PER_REQUEST_PROTOCOLS,
+    )
 
 
 def revoke(table: ConnectionTable, index: PolicyIndex) -> int:

@@ -127,6 +127,20 @@ class PolicyIndex:
         return self.services.lookup(ip, port)
 
 
+def keeps_inbound(settings: PortSettings, *, mesh_tls: bool, peer_id: str | None, per_request: bool) -> bool:
+    """Whether an open inbound connection may go on under ``settings`` (a new policy's): what a reload revokes by
+    (dataplane/revoke.py) and ``meshctl policy diff`` previews. An excluded port keeps everything; a strict one no
+    plaintext client; a connection authorized per request (HTTP) stays while some rule admits its client at all,
+    an opaque one while a rule allows it."""
+    if settings.excluded:
+        return True
+    if settings.mtls is MtlsMode.STRICT and not mesh_tls:
+        return False
+    if per_request:
+        return settings.authorization.admits(peer_id)
+    return settings.authorization.allows_tcp(peer_id)
+
+
 def _any_strict(inbound: InboundPolicy) -> bool:
     return inbound.mtls is MtlsMode.STRICT or any(entry.mtls is MtlsMode.STRICT for entry in inbound.ports)
 

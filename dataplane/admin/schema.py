@@ -5,11 +5,14 @@ The one data plane module ``ctl`` imports, so it stays pure: msgspec only, no tr
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
 Direction = Literal["inbound", "outbound"]
+PER_REQUEST_PROTOCOLS: Final = frozenset({"http1", "h2", "http1-h2"})
+"""``ConnectionInfo.protocol`` values of connections authorized per request (HTTP/1.1, HTTP/2, and HTTP/1.1 carried
+in a shared HTTP/2 mTLS connection): such a connection stays open while some rule admits its client at all."""
 ConnState = Literal["connecting", "open", "client_half_closed", "upstream_half_closed", "closing", "closed"]
 
 

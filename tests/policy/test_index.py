@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from policy.duration import Duration
-from policy.index import PolicyIndex, PortSettings
+from policy.index import PolicyIndex, PortSettings, keeps_inbound
 from policy.load import decode_policy
 from policy.model import DEFAULT_POLICY, Policy, Protocol
 from tests.policy.strategies import policies
@@ -190,3 +190,20 @@ def test_response_timeouts_default_to_waiting_and_a_port_overrides_the_bundle() 
     assert index.outbound("10.0.0.1", 81).response_timeout == 15.0
     assert index.inbound(80).response_timeout == 15.0
     assert index.outbound("10.0.0.1", 80).stream_idle_timeout == 60.0
+
+
+def test_keeps_inbound_is_the_revocation_rule() -> None:
+    policy = decode_policy(
+        b"inbound:\n  mtls: strict\n  authorization: [{identities: ['spiffe://td/ns/a/*'], paths: ['/api/*']}]\n"
+        b"  ports: [{port: 9, mtls: permissive, authorization: [{unauthenticated: true}]}]\n  exclude_ports: [22]\n",
+        "yaml",
+    )
+    index = PolicyIndex(policy)
+    strict, open_port, excluded = index.inbound(80), index.inbound(9), index.inbound(22)
+    a, b = "spiffe://td/ns/a/sa/x", "spiffe://td/ns/b/sa/y"
+    assert keeps_inbound(strict, mesh_tls=True, peer_id=a, per_request=True)  # admitted, for some paths
+    assert not keeps_inbound(strict, mesh_tls=True, peer_id=a, per_request=False)  # no rule allows opaque
+    assert not keeps_inbound(strict, mesh_tls=True, peer_id=b, per_request=True)
+    assert not keeps_inbound(strict, mesh_tls=False, peer_id=None, per_request=True)  # plaintext on strict
+    assert keeps_inbound(open_port, mesh_tls=False, peer_id=None, per_request=False)
+    assert keeps_inbound(excluded, mesh_tls=False, peer_id=None, per_request=False)

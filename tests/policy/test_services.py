@@ -177,7 +177,12 @@ def test_routes_inherit_the_services_timeout_and_retry() -> None:
     assert api.retry.grpc_codes == {14, 1}
     assert api.retry.grpc_codes and not api.retry.statuses
     db = plan("10.96.0.20", 5432).default_route
-    assert (db.timeout, db.retry.per_try_timeout, db.retry.statuses, db.retry.grpc_codes) == (None, None, frozenset(), frozenset())
+    assert (db.timeout, db.retry.per_try_timeout, db.retry.statuses, db.retry.grpc_codes) == (
+        None,
+        None,
+        frozenset(),
+        frozenset(),
+    )
 
 
 def test_the_table_finds_services_by_canonical_ip_and_port() -> None:

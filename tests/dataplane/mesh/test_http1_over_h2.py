@@ -14,6 +14,7 @@ import pytest
 import trio
 
 import dataplane.svid.store
+from dataplane.admin.schema import PER_REQUEST_PROTOCOLS
 from dataplane.app import Proxy
 from dataplane.http1.events import (
     NEED_DATA,
@@ -348,3 +349,8 @@ async def test_per_request_authorization_and_revocation(tmp_path: Path, pki: Pki
             assert (CARRIED_HTTP1, "policy_revoked") in records
             assert (await c.request(get_request("/ok/3")))[0] == 403
             assert hops.hop1.http.carried.opened == 2
+
+
+def test_carried_connections_are_authorized_per_request() -> None:
+    """The admin documents' list (what revocation and ``meshctl policy diff`` go by) names the carriage's protocol."""
+    assert CARRIED_HTTP1 in PER_REQUEST_PROTOCOLS
