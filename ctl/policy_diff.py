@@ -210,21 +210,17 @@ def _reroute(
         return None
     if before is None:
         assert after is not None
-        return f"{dst} becomes service {_service(after)}: new requests and connections go to its endpoints"
+        return f"{dst} becomes service {after}: new requests and connections go to its endpoints"
     if after is None:
-        return f"{dst} is no longer service {_service(before)}: new requests go to {dst} itself"
+        return f"{dst} is no longer service {before}: new requests go to {dst} itself"
     if before.key != after.key:
-        return f"{dst} moves from service {_service(before)} to {_service(after)}"
+        return f"{dst} moves from service {before} to {after}"
     if upstream is None or upstream in {endpoint.address for endpoint in after.endpoints}:
         return None
-    left = f"endpoint {format_address(*upstream)} leaves service {_service(after)}"
+    left = f"endpoint {format_address(*upstream)} leaves service {after}"
     if not after.endpoints:
         return f"{left}: it drains (its requests finish); the service has no endpoints left, new requests get 503"
     return f"{left}: it drains (its requests finish, new ones go to the other endpoints)"
-
-
-def _service(plan: ServicePlan) -> str:
-    return f"{plan.name}:{plan.port}"
 
 
 def _reidentify(server: str, before: MeshedTarget | None, after: MeshedTarget | None) -> str | None:

@@ -282,7 +282,7 @@ async def _proxy_service(
 ) -> None:
     """Outbound to a service's virtual address, which exists nowhere: detect first (no connect to make), then HTTP
     is balanced per request (``layer7``), anything else per connection here."""
-    rec.service = f"{plan.name}:{plan.port}"
+    rec.service = str(plan)
     protocol = await _detect_first(legs, rec, rt, settings)
     if protocol in (DetectedProtocol.HTTP1, DetectedProtocol.H2) and rt.http is not None:
         rec.upstream = rec.original_dst  # until the first request picks an endpoint

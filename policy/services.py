@@ -197,8 +197,12 @@ class ServicePlan:
                     return route
         return self.default_route
 
+    def __str__(self) -> str:
+        """``name:port``, as /connections, meshctl and the proxy's messages name a service port."""
+        return f"{self.name}:{self.port}"
+
     def __repr__(self) -> str:
-        return f"ServicePlan({self.name}:{self.port}, {len(self.endpoints)} endpoints)"
+        return f"ServicePlan({self}, {len(self.endpoints)} endpoints)"
 
 
 def _endpoints(service: Service, target_port: int) -> Iterator[EndpointPlan]:

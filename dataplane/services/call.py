@@ -69,8 +69,8 @@ class ServiceCall:
             return self._begin(await self.state.pick(self.tried_on))
         with trio.move_on_at(self.deadline):
             return self._begin(await self.state.pick(self.tried_on))
-        name, port = self.state.label
-        raise NoEndpointError(f"service {name}:{port} had no endpoint available within the request's deadline")
+        why = f"service {self.state.plan} had no endpoint available within the request's deadline"
+        raise NoEndpointError(why)
 
     def endpoint_now(self) -> SockAddr | None:
         """``endpoint()`` without waiting: None when none is available at once (the HTTP/1.1 engine's way)."""

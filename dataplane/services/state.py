@@ -54,8 +54,7 @@ class ServiceState:
         if self.in_flight >= self.plan.queue.capacity:
             self.counters.shed_one(*self.label, "queue_full")
             raise QueueFullError(
-                f"service {self.plan.name}:{self.plan.port} has {self.in_flight} requests in flight, its queue's "
-                f"capacity: shed"
+                f"service {self.plan} has {self.in_flight} requests in flight, its queue's capacity: shed"
             )
         self.in_flight += 1
 
@@ -80,7 +79,7 @@ class ServiceState:
                 self.counters.shed_one(*self.label, "no_endpoints")
                 listed = len(self.plan.endpoints)
                 why = "lists no endpoints" if listed == 0 else f"has all {listed} endpoints ejected"
-                raise NoEndpointError(f"service {self.plan.name}:{self.plan.port} {why}")
+                raise NoEndpointError(f"service {self.plan} {why}")
             wake = self.balancer.next_return(now)
             with trio.move_on_at(give_up if wake is None else min(wake, give_up)):
                 await self.changed.wait()
