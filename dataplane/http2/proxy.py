@@ -418,7 +418,7 @@ class _Exchange:
         self.kept = kept  # the whole request is at hand (sent already): it can be sent again
         self.retry = False  # the try failed in a way the route retries: the caller tries again, nothing was answered
         self.failed = False  # the client was answered with an error or reset
-        self.sent_at = trio.current_time()
+        self.sent_at = trio.current_time() if call is not None else 0.0  # a try's latency feeds its endpoint's EWMA
         self.head_rtt: float | None = None
         self.status = 0
         self.ctx = ctx
@@ -507,10 +507,11 @@ class _Exchange:
         self._moved()
         status = int(_get(head, b":status") or b"0")
         grpc = _grpc_status(head)  # a trailers-only gRPC response carries it here
-        self.head_rtt = trio.current_time() - self.sent_at
         self.status = status
-        if self.call is not None and self._retry_response(self.call, status, grpc):
-            return
+        if self.call is not None:
+            self.head_rtt = trio.current_time() - self.sent_at
+            if self._retry_response(self.call, status, grpc):
+                return
         if self.up.remote_ended and self.up.buffered == 0 and not self.up.trailers:
             # Headers that end the stream (a gRPC trailers-only response, a 204): pass them on as such; an extra
             # empty DATA frame would turn a trailers-only response into one without trailers.
