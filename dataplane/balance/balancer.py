@@ -1,12 +1,12 @@
 """Endpoint choice for one service port: power of two choices over peak-EWMA cost, honouring weights.
 
-Two distinct endpoints are drawn, each included with probability proportional to its weight (pair.py), and
-the one with the lower expected latency wins, by odds of the square of the cost ratio: the cost is the EWMA
-times (1 + pending / weight). Weight enters the cost
+Two distinct endpoints are drawn, each included with probability proportional to its weight (pair.py); two
+whose costs are within ``NOISE_RATIO`` split evenly, otherwise the cheaper wins by odds of the square of the cost
+ratio. The cost is the EWMA (plus ``default_rtt``) times (1 + pending / weight). Weight enters the cost
 only through the pending requests: dividing the whole cost by the weight (Linkerd-style ``cost / weight``)
 would make the heavier of two equally fast idle endpoints win every time, so a lightly loaded service would
-send its lightest endpoint nothing instead of its share. Equal costs go either way with equal chance, which with
-the weighted inclusion gives equally costly endpoints traffic exactly in proportion to their weights.
+send its lightest endpoint nothing instead of its share. Equally good endpoints go either way with equal chance,
+which with the weighted inclusion gives them traffic exactly in proportion to their weights.
 
 Endpoint objects are the live state (latency, health, pending requests) and survive policy reloads for every
 address that stays; :meth:`Balancer.update` hands back the removed ones so their connections can drain.
@@ -23,6 +23,10 @@ from dataplane.balance.outlier import Health, max_ejected
 from dataplane.balance.pair import draw_pair
 
 Address = tuple[str, int]
+
+NOISE_RATIO = 2.0
+"""Two endpoints whose costs are within this factor are taken as equally good (see ``Balancer.pick``); with the
+``default_rtt`` (30 ms) added to every latency, spikes of tens of milliseconds on a fast endpoint stay inside it."""
 
 
 class Endpoint:
@@ -150,16 +154,16 @@ class Balancer:
         else:
             first_load = _load(first, now, self._mean_weight, self._floor)
             second_load = _load(second, now, self._mean_weight, self._floor)
-        # The cheaper one wins by odds, not always: with odds (l2/l1)^2 a 2x cheaper endpoint wins 80% of the
-        # pairs, a 10x cheaper one 99%, and two whose estimates differ only by noise (a 1 ms latency spike is 3x a
-        # 0.3 ms loopback answer, and a peak stays for seconds) split about evenly, which with the weighted pair
-        # draw keeps their weights' shares. A strict "lower wins" would hand every pair to whichever happened
-        # to have the lower sample.
-        first_odds, second_odds = second_load * second_load, first_load * first_load
-        total = first_odds + second_odds
-        if total == 0.0:
+        # Within NOISE_RATIO of each other the two are equally good (a coin flip, which with the weighted pair draw
+        # gives each endpoint exactly its weight's share); beyond it the cheaper wins by odds of the squared cost
+        # ratio (3x: 90%, 6x: 97%), so a slow or busy endpoint loses nearly every pair but is still tried now and
+        # then. Without the band, peak-EWMA noise biases against the heaviest endpoint: it takes the most
+        # samples, so it meets the most latency spikes, and each spike's peak stays for seconds.
+        low, high = min(first_load, second_load), max(first_load, second_load)
+        if high <= low * NOISE_RATIO:
             return first if self._rng.random() < 0.5 else second
-        return first if self._rng.random() * total < first_odds else second
+        first_odds, second_odds = second_load * second_load, first_load * first_load
+        return first if self._rng.random() * (first_odds + second_odds) < first_odds else second
 
     def begin(self, ep: Endpoint) -> None:
         """A request (or connection) is sent to ``ep``."""
